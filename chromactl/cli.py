@@ -1,0 +1,243 @@
+"""The command line: wiring only. Each command resolves its arguments, calls one
+function under chromactl.commands, and hands the result to chromactl.output.
+
+Modules are imported inside the commands so that `chromactl --help` stays fast and
+commands that never talk to Docker never import the Docker SDK.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from chromactl import __version__
+from chromactl.errors import ChromactlError
+
+app = typer.Typer(
+    name="chromactl",
+    help="Run the Chroma vector database in Docker, locked down, and prove it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # plain tracebacks for bugs, never with locals (secrets live there)
+    rich_markup_mode=None,
+)
+creds_app = typer.Typer(help="Manage the users, passwords and tokens of a project.", no_args_is_help=True)
+app.add_typer(creds_app, name="creds")
+
+
+class AuthMode(str, Enum):
+    token = "token"
+    basic = "basic"
+    none = "none"
+
+
+class TokenHeader(str, Enum):
+    authorization = "Authorization"
+    x_chroma_token = "X-Chroma-Token"
+
+
+@dataclass
+class State:
+    root: Path
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"chromactl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    directory: Annotated[Optional[Path], typer.Option(
+        "--dir", "-C", envvar="CHROMACTL_DIR", help="Project folder (default: the current folder).",
+        file_okay=False)] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Run the Chroma vector database in Docker, locked down, and prove it.
+
+    A project is a folder holding chromactl.yaml, .chroma_env and the credential files.
+    Settings follow: command-line flag > CHROMACTL_* environment variable > chromactl.yaml > default.
+    """
+    ctx.obj = State(root=(directory or Path.cwd()).absolute())
+
+
+def _root(ctx: typer.Context) -> Path:
+    return ctx.find_object(State).root
+
+
+# --- secrets from stdin or a prompt -----------------------------------------------
+
+
+def _read_stdin_secret(flag: str) -> str:
+    data = sys.stdin.read()
+    if data.endswith("\n"):
+        data = data[:-1]
+    if data.endswith("\r"):
+        data = data[:-1]
+    if not data:
+        raise ChromactlError(f"{flag}: standard input is empty")
+    if "\n" in data or "\r" in data:
+        raise ChromactlError(f"{flag}: expected one line on standard input, got several")
+    return data
+
+
+def _secret_source(password_stdin: bool, token_stdin: bool):
+    def source(kind: str) -> str | None:
+        if kind == "password" and token_stdin:
+            raise ChromactlError("--token-stdin is for token auth; this project uses basic auth (use --password-stdin)")
+        if kind == "token" and password_stdin:
+            raise ChromactlError("--password-stdin is for basic auth; this project uses tokens (use --token-stdin)")
+        if password_stdin or token_stdin:
+            return _read_stdin_secret("--password-stdin" if password_stdin else "--token-stdin")
+        if kind == "password" and sys.stdin.isatty() and sys.stderr.isatty():
+            password = typer.prompt("New password (empty to generate one)", default="", hide_input=True,
+                                    confirmation_prompt=True, show_default=False, err=True)
+            return password or None
+        return None  # generate one
+
+    return source
+
+
+# --- init -------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    name: Annotated[Optional[str], typer.Option(envvar="CHROMACTL_NAME", help="Instance name (default: the folder's name).")] = None,
+    auth: Annotated[Optional[AuthMode], typer.Option(envvar="CHROMACTL_AUTH", help="How clients authenticate. [default: token]")] = None,
+    rbac: Annotated[Optional[bool], typer.Option("--rbac/--no-rbac", envvar="CHROMACTL_RBAC",
+                                                 help="Role-based access control. [default: on with auth]")] = None,
+    token_header: Annotated[Optional[TokenHeader], typer.Option(envvar="CHROMACTL_TOKEN_HEADER",
+                                                                help="Header that carries the token. [default: Authorization]")] = None,
+    image: Annotated[Optional[str], typer.Option(envvar="CHROMACTL_IMAGE", help="Chroma image. [default: chromadb/chroma:0.6.3]")] = None,
+    port: Annotated[Optional[int], typer.Option(envvar="CHROMACTL_PORT", help="Host port. [default: 8000]")] = None,
+    host: Annotated[Optional[str], typer.Option(envvar="CHROMACTL_HOST",
+                                                help="Host address. [default: 0.0.0.0 with auth, 127.0.0.1 without]")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Basic auth: read the admin password from stdin.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rewrite an existing project's settings (credentials are kept).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a chromactl project: settings, .chroma_env and credentials.
+
+    Creates user 'admin' with role admin and prints its token (or, with --auth basic,
+    its password) once.
+
+    Example: chromactl init --auth basic --port 8001
+    """
+    from chromactl import output
+    from chromactl.commands.init import init_project
+
+    given = {"name": name, "auth": auth.value if auth else None, "rbac": rbac,
+             "token_header": token_header.value if token_header else None,
+             "image": image, "port": port, "host": host}
+    if token_header is not None and (auth or AuthMode.token) != AuthMode.token:
+        raise ChromactlError("--token-header applies to token auth only")
+    admin_password = _read_stdin_secret("--password-stdin") if password_stdin else None
+    result = init_project(_root(ctx), given, force=force, admin_password=admin_password)
+    output.init_result(result, as_json)
+
+
+# --- creds ------------------------------------------------------------------------
+
+RoundsOption = Annotated[Optional[int], typer.Option(
+    "--bcrypt-rounds", envvar="CHROMACTL_BCRYPT_ROUNDS", help="bcrypt cost for basic auth (10 at least). [default: 12]")]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Basic auth: read the password from stdin.")]
+TokenStdin = Annotated[bool, typer.Option("--token-stdin", help="Token auth: read the token from stdin.")]
+
+
+@creds_app.command("add")
+def creds_add(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[Optional[str], typer.Option(help="admin, writer or reader. [default: reader]")] = None,
+    password_stdin: PasswordStdin = False,
+    token_stdin: TokenStdin = False,
+    bcrypt_rounds: RoundsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a user and print its new secret once.
+
+    Tokens are generated unless given with --token-stdin; passwords are asked for on
+    a terminal, read with --password-stdin, or generated.
+
+    Example: chromactl creds add alice --role writer
+    """
+    from chromactl import output
+    from chromactl.commands.creds import add_user
+
+    result = add_user(_root(ctx), user, role, _secret_source(password_stdin, token_stdin),
+                      {"bcrypt_rounds": bcrypt_rounds})
+    output.secret_result(result, as_json)
+
+
+@creds_app.command("rotate")
+def creds_rotate(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(help="User name.")],
+    password_stdin: PasswordStdin = False,
+    token_stdin: TokenStdin = False,
+    bcrypt_rounds: RoundsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Give a user a new password or token; the old one stops working.
+
+    Example: chromactl creds rotate alice
+    """
+    from chromactl import output
+    from chromactl.commands.creds import rotate_user
+
+    result = rotate_user(_root(ctx), user, _secret_source(password_stdin, token_stdin),
+                         {"bcrypt_rounds": bcrypt_rounds})
+    output.secret_result(result, as_json, rotated=True)
+
+
+@creds_app.command("rm")
+def creds_rm(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(help="User name.")],
+    force: Annotated[bool, typer.Option("--force", help="Remove even the last admin.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove a user.
+
+    Example: chromactl creds rm alice
+    """
+    from chromactl import output
+    from chromactl.commands.creds import remove_user
+
+    output.remove_result(remove_user(_root(ctx), user, force=force), as_json)
+
+
+@creds_app.command("list")
+def creds_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List users, their roles and how many tokens each has; never a secret.
+
+    Example: chromactl creds list --json
+    """
+    from chromactl import output
+    from chromactl.commands.creds import list_users
+
+    output.list_result(list_users(_root(ctx)), as_json)
+
+
+def main() -> None:
+    try:
+        app()
+    except ChromactlError as exc:
+        from chromactl import output
+
+        output.error(exc)
+        sys.exit(exc.exit_code)

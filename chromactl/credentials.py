@@ -1,0 +1,319 @@
+"""Users, passwords, tokens and roles, and the credential files Chroma reads.
+
+Pure: text in, text out. Which files exist depends on the auth mode:
+  token          authz.yaml       users with their tokens (and roles, with RBAC)
+  basic          server.htpasswd  user:bcrypt-hash lines
+  basic + RBAC   server.htpasswd, and authz.yaml for the roles
+Error messages never contain a secret.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import dataclass, replace
+from typing import Any
+
+import bcrypt
+import yaml
+
+from chromactl import roles as rolemod
+from chromactl.errors import ChromactlError, ProjectFileError
+from chromactl.settings import Settings
+from chromactl.yamlfile import Mapping, Sequence, load_yaml, require_mapping
+
+HTPASSWD_FILE = "server.htpasswd"
+AUTHZ_FILE = "authz.yaml"
+PROBE_USER = "chromactl-probe"
+
+TOKEN_LENGTH = 40
+PASSWORD_LENGTH = 24
+MIN_TOKEN_LENGTH = 16
+MAX_PASSWORD_BYTES = 72  # bcrypt ignores (and bcrypt>=5 refuses) anything longer
+
+_ALPHANUMERIC = string.ascii_letters + string.digits
+# What Chroma's token provider accepts: ASCII letters, digits and punctuation.
+_TOKEN_CHARS = frozenset(_ALPHANUMERIC + string.punctuation)
+_USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_BCRYPT_RE = re.compile(r"\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}")
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str | None = None  # None when RBAC is off: every user has full access
+    password_hash: str | None = None  # basic auth
+    tokens: tuple[str, ...] = ()  # token auth
+
+    @property
+    def internal(self) -> bool:
+        return self.name == PROBE_USER
+
+
+@dataclass(frozen=True)
+class Credentials:
+    users: tuple[User, ...] = ()
+    roles: dict[str, tuple[str, ...]] | None = None  # roles_mapping; None without RBAC
+
+    def get(self, name: str) -> User | None:
+        return next((u for u in self.users if u.name == name), None)
+
+    def with_user(self, user: User) -> "Credentials":
+        """Add the user, or replace the one of the same name in place."""
+        if self.get(user.name) is None:
+            return replace(self, users=self.users + (user,))
+        return replace(self, users=tuple(user if u.name == user.name else u for u in self.users))
+
+    def without(self, name: str) -> "Credentials":
+        return replace(self, users=tuple(u for u in self.users if u.name != name))
+
+
+# --- secrets and names -----------------------------------------------------
+
+
+def generate_token() -> str:
+    """Letters and digits only: safe in env files, shells and Compose files."""
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(TOKEN_LENGTH))
+
+
+def generate_password() -> str:
+    return "".join(secrets.choice(_ALPHANUMERIC) for _ in range(PASSWORD_LENGTH))
+
+
+def hash_password(password: str, rounds: int) -> str:
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds)).decode("ascii")
+
+
+def username_problem(name: str) -> str | None:
+    if not name:
+        return "the user name is empty"
+    if ":" in name:
+        return "a user name cannot contain ':'"
+    if any(c.isspace() for c in name):
+        return "a user name cannot contain whitespace"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "a user name cannot contain control characters"
+    if not _USERNAME_RE.fullmatch(name):
+        return "a user name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
+    return None
+
+
+def check_username(name: str) -> None:
+    problem = username_problem(name)
+    if problem:
+        raise ChromactlError(f"invalid user name {_printable(name)}: {problem}")
+
+
+def token_problem(token: str) -> str | None:
+    if not token:
+        return "the token is empty"
+    if any(c not in _TOKEN_CHARS for c in token):
+        return "Chroma accepts only ASCII letters, digits and punctuation in a token (no spaces)"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"a token needs at least {MIN_TOKEN_LENGTH} characters"
+    return None
+
+
+def password_problem(password: str) -> str | None:
+    if not password:
+        return "the password is empty"
+    if any(ord(c) < 32 or ord(c) == 127 for c in password):
+        return "a password cannot contain control characters or line breaks"
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        return f"bcrypt uses at most {MAX_PASSWORD_BYTES} bytes of a password; this one is longer"
+    return None
+
+
+def _printable(text: str) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= 70 else shown[:67] + "..."
+
+
+# --- server.htpasswd -------------------------------------------------------
+
+
+def parse_htpasswd(text: str) -> list[tuple[str, str, int]]:
+    """(user, hash, line) for each line; blank lines skipped, as Chroma does."""
+    entries: list[tuple[str, str, int]] = []
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = line.split(":")
+        if len(parts) != 2 or not all(parts):
+            raise ProjectFileError(HTPASSWD_FILE, "expected exactly one 'user:bcrypt-hash' per line", number)
+        name, hashed = parts
+        problem = username_problem(name)
+        if problem:
+            raise ProjectFileError(HTPASSWD_FILE, problem, number)
+        if not _BCRYPT_RE.fullmatch(hashed):
+            raise ProjectFileError(HTPASSWD_FILE, f"the password of {name!r} is not a bcrypt hash", number)
+        if name in seen:
+            raise ProjectFileError(HTPASSWD_FILE, f"user {name!r} is already on line {seen[name]}", number)
+        seen[name] = number
+        entries.append((name, hashed, number))
+    return entries
+
+
+def render_htpasswd(creds: Credentials) -> str:
+    return "".join(f"{u.name}:{u.password_hash}\n" for u in creds.users)
+
+
+# --- authz.yaml --------------------------------------------------------------
+
+
+def _parse_roles(doc: Mapping) -> dict[str, tuple[str, ...]]:
+    if "roles_mapping" not in doc:
+        raise ProjectFileError(AUTHZ_FILE, "RBAC is on but there is no roles_mapping", doc.line)
+    mapping = require_mapping(doc["roles_mapping"], AUTHZ_FILE, "roles_mapping", doc.line_of("roles_mapping"))
+    parsed: dict[str, tuple[str, ...]] = {}
+    for role, body in mapping.items():
+        line = mapping.line_of(role)
+        if not isinstance(role, str) or not role:
+            raise ProjectFileError(AUTHZ_FILE, "a role name must be a string", line)
+        body = require_mapping(body, AUTHZ_FILE, f"role {role!r}", line)
+        extra = [k for k in body if k != "actions"]
+        if extra:
+            raise ProjectFileError(AUTHZ_FILE, f"role {role!r}: unknown key {extra[0]!r}", body.line_of(extra[0]))
+        actions = body.get("actions")
+        if not isinstance(actions, Sequence):
+            raise ProjectFileError(AUTHZ_FILE, f"role {role!r} needs a list of actions", line)
+        for index, action in enumerate(actions):
+            if action not in rolemod.ACTIONS:
+                raise ProjectFileError(AUTHZ_FILE, f"role {role!r}: unknown action {action!r}",
+                                       actions.line_of(index), hint="see chromactl/roles.py for Chroma's actions")
+        parsed[role] = tuple(actions)
+    return parsed
+
+
+def parse_authz(text: str, settings: Settings) -> tuple[dict[str, tuple[str, ...]] | None, list[tuple[User, int]]]:
+    """Roles (None without RBAC) and the users of authz.yaml, each with its line."""
+    doc = load_yaml(text, AUTHZ_FILE)
+    doc = require_mapping(doc, AUTHZ_FILE)
+    for key in doc:
+        if key not in ("users", "roles_mapping"):
+            raise ProjectFileError(AUTHZ_FILE, f"unknown key {key!r}", doc.line_of(key))
+    roles = _parse_roles(doc) if settings.rbac else None
+
+    users_node = doc.get("users")
+    if not isinstance(users_node, Sequence):
+        raise ProjectFileError(AUTHZ_FILE, "'users' must be a list", doc.line_of("users"))
+    users: list[tuple[User, int]] = []
+    seen: dict[str, int] = {}
+    token_owner: dict[str, str] = {}
+    allowed_keys = {"id", "role"} | ({"tokens"} if settings.auth == "token" else set())
+    for index, entry in enumerate(users_node):
+        line = users_node.line_of(index)
+        entry = require_mapping(entry, AUTHZ_FILE, "each user", line)
+        for key in entry:
+            if key not in allowed_keys:
+                raise ProjectFileError(AUTHZ_FILE, f"unknown user key {key!r} (auth is {settings.auth})", entry.line_of(key))
+        name = entry.get("id")
+        problem = username_problem(name) if isinstance(name, str) else "each user needs an 'id'"
+        if problem:
+            raise ProjectFileError(AUTHZ_FILE, problem, entry.line_of("id"))
+        if name in seen:
+            raise ProjectFileError(AUTHZ_FILE, f"user {name!r} is already on line {seen[name]}", line)
+        seen[name] = line
+
+        role = None
+        if settings.rbac:
+            role = entry.get("role")
+            if not isinstance(role, str):
+                raise ProjectFileError(AUTHZ_FILE, f"user {name!r} has no role", line)
+            if role not in roles:
+                raise ProjectFileError(AUTHZ_FILE, f"user {name!r} has role {role!r}, which roles_mapping does not define",
+                                       entry.line_of("role"))
+
+        tokens: tuple[str, ...] = ()
+        if settings.auth == "token":
+            raw_tokens = entry.get("tokens")
+            if not isinstance(raw_tokens, Sequence) or not raw_tokens:
+                raise ProjectFileError(AUTHZ_FILE, f"user {name!r} needs a non-empty list of tokens", line)
+            for t_index, token in enumerate(raw_tokens):
+                t_line = raw_tokens.line_of(t_index)
+                problem = token_problem(token) if isinstance(token, str) else "a token must be a string"
+                if problem:
+                    raise ProjectFileError(AUTHZ_FILE, f"user {name!r}: {problem}", t_line)
+                if token in token_owner:
+                    raise ProjectFileError(AUTHZ_FILE, f"user {name!r} shares a token with user {token_owner[token]!r}", t_line)
+                token_owner[token] = name
+            tokens = tuple(raw_tokens)
+        users.append((User(name=name, role=role, tokens=tokens), line))
+    return roles, users
+
+
+def render_authz(creds: Credentials, settings: Settings) -> str:
+    doc: dict[str, Any] = {}
+    if settings.rbac:
+        doc["roles_mapping"] = {role: {"actions": list(actions)} for role, actions in (creds.roles or {}).items()}
+    users = []
+    for u in creds.users:
+        entry: dict[str, Any] = {"id": u.name}
+        if settings.rbac:
+            entry["role"] = u.role
+        if settings.auth == "token":
+            entry["tokens"] = list(u.tokens)
+        users.append(entry)
+    doc["users"] = users
+    header = (
+        "# Written by chromactl. Chroma reads it for "
+        + ("tokens and roles" if settings.auth == "token" and settings.rbac else
+           "tokens" if settings.auth == "token" else "roles")
+        + ".\n# Change it with `chromactl creds`; it holds secrets: keep it 0600 and out of version control.\n"
+    )
+    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+
+
+# --- the whole set -----------------------------------------------------------
+
+
+def credential_files(settings: Settings) -> tuple[str, ...]:
+    if settings.auth == "token":
+        return (AUTHZ_FILE,)
+    if settings.auth == "basic":
+        return (HTPASSWD_FILE, AUTHZ_FILE) if settings.rbac else (HTPASSWD_FILE,)
+    return ()
+
+
+def load_credentials(settings: Settings, texts: dict[str, str | None]) -> Credentials:
+    """Parse the credential files for this auth mode and check they agree."""
+    for filename in credential_files(settings):
+        if texts.get(filename) is None:
+            raise ChromactlError(f"{filename} is missing (auth is {settings.auth}"
+                                 f"{', RBAC on' if settings.rbac else ''})",
+                                 hint="restore it, or run `chromactl init --force`")
+    if settings.auth == "none":
+        return Credentials()
+    if settings.auth == "token":
+        roles, users = parse_authz(texts[AUTHZ_FILE], settings)
+        return Credentials(users=tuple(u for u, _ in users), roles=roles)
+
+    entries = parse_htpasswd(texts[HTPASSWD_FILE])
+    if not settings.rbac:
+        return Credentials(users=tuple(User(name=n, password_hash=h) for n, h, _ in entries))
+    roles, authz_users = parse_authz(texts[AUTHZ_FILE], settings)
+    role_of = {u.name: u.role for u, _ in authz_users}
+    for name, _, line in entries:
+        if name not in role_of:
+            raise ProjectFileError(HTPASSWD_FILE, f"user {name!r} has no role in {AUTHZ_FILE}", line)
+    in_htpasswd = {name for name, _, _ in entries}
+    for user, line in authz_users:
+        if user.name not in in_htpasswd:
+            raise ProjectFileError(AUTHZ_FILE, f"user {user.name!r} has no password in {HTPASSWD_FILE}", line)
+    return Credentials(users=tuple(User(name=n, role=role_of[n], password_hash=h) for n, h, _ in entries), roles=roles)
+
+
+def render_credential_files(creds: Credentials, settings: Settings) -> dict[str, str]:
+    files: dict[str, str] = {}
+    if settings.auth == "basic":
+        files[HTPASSWD_FILE] = render_htpasswd(creds)
+    if AUTHZ_FILE in credential_files(settings):
+        files[AUTHZ_FILE] = render_authz(creds, settings)
+    return files
+
+
+def new_credentials(settings: Settings) -> Credentials:
+    return Credentials(roles=dict(rolemod.BUILTIN_ROLES) if settings.rbac else None)

@@ -1,0 +1,76 @@
+"""The .chroma_env file: what the Chroma container gets as its environment.
+
+Pure. Uses Chroma 0.5/0.6 variable names and provider classes. Values are literal
+and unquoted, so `docker run --env-file` and python-dotenv read back the same thing.
+"""
+
+from __future__ import annotations
+
+from chromactl.credentials import AUTHZ_FILE, HTPASSWD_FILE
+from chromactl.errors import ProjectFileError
+from chromactl.settings import Settings
+from chromactl.templates import render_template
+
+ENV_FILE = ".chroma_env"
+
+# Where credential files are mounted inside the container.
+MOUNT_DIR = "/etc/chromactl"
+
+BASIC_PROVIDER = "chromadb.auth.basic_authn.BasicAuthenticationServerProvider"
+TOKEN_PROVIDER = "chromadb.auth.token_authn.TokenAuthenticationServerProvider"
+RBAC_PROVIDER = "chromadb.auth.simple_rbac_authz.SimpleRBACAuthorizationProvider"
+BASIC_CLIENT = "chromadb.auth.basic_authn.BasicAuthClientProvider"
+TOKEN_CLIENT = "chromadb.auth.token_authn.TokenAuthClientProvider"
+
+
+def container_path(filename: str) -> str:
+    return f"{MOUNT_DIR}/{filename}"
+
+
+def server_environment(settings: Settings) -> dict[str, str]:
+    """The variables, in order. Credentials always come from files: an env-file value
+    cannot hold the newlines several users need, and a one-line credential is taken as
+    a single anonymous token."""
+    # A locked-down server does not report usage to a third party.
+    env = {"ANONYMIZED_TELEMETRY": "False"}
+    if settings.auth == "token":
+        env["CHROMA_SERVER_AUTHN_PROVIDER"] = TOKEN_PROVIDER
+        env["CHROMA_SERVER_AUTHN_CREDENTIALS_FILE"] = container_path(AUTHZ_FILE)
+        env["CHROMA_AUTH_TOKEN_TRANSPORT_HEADER"] = settings.token_header
+    elif settings.auth == "basic":
+        env["CHROMA_SERVER_AUTHN_PROVIDER"] = BASIC_PROVIDER
+        env["CHROMA_SERVER_AUTHN_CREDENTIALS_FILE"] = container_path(HTPASSWD_FILE)
+    if settings.rbac:
+        env["CHROMA_SERVER_AUTHZ_PROVIDER"] = RBAC_PROVIDER
+        env["CHROMA_SERVER_AUTHZ_CONFIG_FILE"] = container_path(AUTHZ_FILE)
+    return env
+
+
+def describe_auth(settings: Settings) -> str:
+    if settings.auth == "none":
+        return "none -- this server accepts every request"
+    how = f"token in the {settings.token_header} header" if settings.auth == "token" else "basic (user:password)"
+    return how + (", with RBAC" if settings.rbac else ", no RBAC: every user has full access")
+
+
+def render_env_file(settings: Settings) -> str:
+    variables = "".join(f"{key}={value}\n" for key, value in server_environment(settings).items())
+    return render_template("chroma_env.tmpl", summary=describe_auth(settings), variables=variables)
+
+
+def parse_env_file(text: str, filename: str = ENV_FILE) -> dict[str, str]:
+    """Read an env file the way `docker run --env-file` does: `KEY=VALUE` taken
+    literally, `#` lines and blank lines skipped. A bare `KEY` (which Docker fills
+    from the caller's environment) is refused: the container must not depend on it."""
+    env: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ProjectFileError(filename, f"{key.strip()!r} has no value: write KEY=VALUE", number)
+        if not key or any(c.isspace() for c in key):
+            raise ProjectFileError(filename, "a variable name cannot be empty or contain spaces", number)
+        env[key] = value
+    return env

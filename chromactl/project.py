@@ -1,0 +1,94 @@
+"""A chromactl project on disk: where its files live, loading them, writing them."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from chromactl import fsio
+from chromactl.credentials import Credentials, credential_files, load_credentials, render_credential_files
+from chromactl.envfile import ENV_FILE, render_env_file
+from chromactl.errors import ChromactlError
+from chromactl.settings import SETTINGS_FILE, Settings, parse_settings_file, render_settings_file, resolve_settings
+
+STATE_DIR = ".chromactl"
+PROBE_SECRET_FILE = f"{STATE_DIR}/probe-secret"
+LOCK_FILE = f"{STATE_DIR}/lock"
+GITIGNORE_FILE = ".gitignore"
+# Files that hold secrets, kept out of version control.
+GITIGNORE_ENTRIES = ("server.htpasswd", "authz.yaml", f"{STATE_DIR}/")
+
+SECRET_MODE = 0o600
+PUBLIC_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    settings: Settings
+    credentials: Credentials
+    probe_secret: str | None  # the internal probe user's password or token
+
+
+def is_project(root: Path) -> bool:
+    return (root / SETTINGS_FILE).is_file()
+
+
+def read_stored_settings(root: Path) -> dict[str, Any] | None:
+    text = fsio.read_text(root / SETTINGS_FILE)
+    return None if text is None else parse_settings_file(text)
+
+
+def load_project(root: Path, given: Mapping[str, Any] | None = None) -> Project:
+    """Load and check every project file; `given` holds flag/env overrides."""
+    stored = read_stored_settings(root)
+    if stored is None:
+        raise ChromactlError(f"no chromactl project in {root}", hint="run `chromactl init` there, or pass --dir")
+    settings = resolve_settings(given or {}, stored, folder_name=root.name)
+    texts = {name: fsio.read_text(root / name) for name in credential_files(settings)}
+    credentials = load_credentials(settings, texts)
+    secret = fsio.read_text(root / PROBE_SECRET_FILE)
+    return Project(root, settings, credentials, secret.strip() if secret else None)
+
+
+def credential_file_contents(root: Path, settings: Settings, credentials: Credentials,
+                             probe_secret: str | None) -> dict[Path, tuple[str, int]]:
+    files = {root / name: (text, SECRET_MODE) for name, text in render_credential_files(credentials, settings).items()}
+    if probe_secret is not None:
+        files[root / PROBE_SECRET_FILE] = (probe_secret + "\n", SECRET_MODE)
+    return files
+
+
+def project_file_contents(root: Path, settings: Settings, credentials: Credentials,
+                          probe_secret: str | None) -> dict[Path, tuple[str, int]]:
+    """Every file `init` writes, with its mode."""
+    files = {
+        root / SETTINGS_FILE: (render_settings_file(settings), PUBLIC_MODE),
+        # No secrets by default, but it is where operators are told to put them.
+        root / ENV_FILE: (render_env_file(settings), SECRET_MODE),
+    }
+    files.update(credential_file_contents(root, settings, credentials, probe_secret))
+    gitignore = updated_gitignore(fsio.read_text(root / GITIGNORE_FILE))
+    if gitignore is not None:
+        files[root / GITIGNORE_FILE] = (gitignore, PUBLIC_MODE)
+    return files
+
+
+def updated_gitignore(existing: str | None) -> str | None:
+    """The .gitignore with the secret files added, or None when nothing is missing."""
+    text = existing or ""
+    present = {line.strip() for line in text.splitlines()}
+    missing = [entry for entry in GITIGNORE_ENTRIES if entry not in present and "/" + entry not in present]
+    if not missing:
+        return None
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text + "# chromactl: files holding secrets\n" + "".join(entry + "\n" for entry in missing)
+
+
+@contextmanager
+def project_lock(root: Path) -> Iterator[None]:
+    with fsio.locked(root / LOCK_FILE):
+        yield

@@ -1,0 +1,147 @@
+"""Project settings: the non-secret configuration kept in chromactl.yaml.
+
+Pure: no environment or filesystem access. The CLI hands in what the operator gave
+(flags, with CHROMACTL_* variables already folded in by Typer) and what the file holds;
+resolve_settings() applies the precedence flag > env > file > default in one place.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+from chromactl.errors import ChromactlError, ProjectFileError
+from chromactl.templates import render_template
+from chromactl.yamlfile import load_yaml, require_mapping
+
+SETTINGS_FILE = "chromactl.yaml"
+
+AUTH_MODES = ("token", "basic", "none")
+TOKEN_HEADERS = ("Authorization", "X-Chroma-Token")
+DEFAULT_IMAGE = "chromadb/chroma:0.6.3"
+DEFAULT_PORT = 8000
+DEFAULT_BCRYPT_ROUNDS = 12
+MIN_BCRYPT_ROUNDS = 10
+MAX_BCRYPT_ROUNDS = 31
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    auth: str
+    rbac: bool
+    token_header: str
+    image: str
+    host: str
+    port: int
+    bcrypt_rounds: int = DEFAULT_BCRYPT_ROUNDS
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth != "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FIELDS = tuple(Settings.__dataclass_fields__)
+
+
+def default_name(folder_name: str) -> str:
+    """A valid instance name derived from the project folder's name."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder_name).strip("-_.")[:63]
+    return name if name and _NAME_RE.fullmatch(name) else "chroma"
+
+
+def resolve_settings(
+    given: Mapping[str, Any],
+    stored: Mapping[str, Any] | None,
+    *,
+    folder_name: str,
+) -> Settings:
+    """Merge flag/env values (None = not given) over stored values over defaults."""
+    stored = stored or {}
+
+    def pick(key: str, default: Any) -> Any:
+        if given.get(key) is not None:
+            return given[key]
+        if key in stored:
+            return stored[key]
+        return default
+
+    auth = pick("auth", "token")
+    settings = Settings(
+        name=pick("name", default_name(folder_name)),
+        auth=auth,
+        rbac=pick("rbac", auth != "none"),
+        token_header=pick("token_header", "Authorization"),
+        image=pick("image", DEFAULT_IMAGE),
+        host=pick("host", "0.0.0.0" if auth != "none" else "127.0.0.1"),
+        port=pick("port", DEFAULT_PORT),
+        bcrypt_rounds=pick("bcrypt_rounds", DEFAULT_BCRYPT_ROUNDS),
+    )
+    problem = validate_settings(settings)
+    if problem:
+        key, message = problem
+        source = "chromactl.yaml" if given.get(key) is None and key in stored else "--" + key.replace("_", "-")
+        raise ChromactlError(f"{source}: {message}")
+    return settings
+
+
+def validate_settings(s: Settings) -> tuple[str, str] | None:
+    """The first problem with these settings as (field, message), or None."""
+    if not isinstance(s.name, str) or not _NAME_RE.fullmatch(s.name):
+        return "name", f"invalid name {s.name!r}: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+    if s.auth not in AUTH_MODES:
+        return "auth", f"unknown auth mode {s.auth!r}: use one of {', '.join(AUTH_MODES)}"
+    if not isinstance(s.rbac, bool):
+        return "rbac", "rbac must be true or false"
+    if s.rbac and s.auth == "none":
+        return "rbac", "RBAC needs authentication: use auth token or basic, or turn rbac off"
+    if s.token_header not in TOKEN_HEADERS:
+        return "token_header", f"unknown token header {s.token_header!r}: use {' or '.join(TOKEN_HEADERS)}"
+    if not isinstance(s.image, str) or not _IMAGE_RE.fullmatch(s.image):
+        return "image", f"invalid image reference {s.image!r}"
+    try:
+        ipaddress.ip_address(s.host)
+    except ValueError:
+        return "host", f"invalid host address {s.host!r}: give an IP address such as 127.0.0.1 or 0.0.0.0"
+    if isinstance(s.port, bool) or not isinstance(s.port, int) or not 1 <= s.port <= 65535:
+        return "port", f"invalid port {s.port!r}: give a number from 1 to 65535"
+    rounds = s.bcrypt_rounds
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not MIN_BCRYPT_ROUNDS <= rounds <= MAX_BCRYPT_ROUNDS:
+        return "bcrypt_rounds", f"bcrypt rounds must be a number from {MIN_BCRYPT_ROUNDS} to {MAX_BCRYPT_ROUNDS}, not {rounds!r}"
+    return None
+
+
+def parse_settings_file(text: str) -> dict[str, Any]:
+    """Read chromactl.yaml into a dict of known keys, checking each value."""
+    data = load_yaml(text, SETTINGS_FILE)
+    if data is None:
+        raise ProjectFileError(SETTINGS_FILE, "the file is empty")
+    data = require_mapping(data, SETTINGS_FILE)
+    for key in data:
+        if key not in FIELDS:
+            raise ProjectFileError(SETTINGS_FILE, f"unknown setting {key!r}", data.line_of(key),
+                                   hint=f"known settings: {', '.join(FIELDS)}")
+    missing = [key for key in FIELDS if key not in data and key != "bcrypt_rounds"]
+    if missing:
+        raise ProjectFileError(SETTINGS_FILE, f"missing setting {missing[0]!r}")
+    settings = Settings(**{key: data[key] for key in FIELDS if key in data})
+    problem = validate_settings(settings)
+    if problem:
+        key, message = problem
+        raise ProjectFileError(SETTINGS_FILE, message, data.line_of(key))
+    return dict(data)
+
+
+def render_settings_file(s: Settings) -> str:
+    # JSON scalars are valid YAML and quote strings safely.
+    values = {key: json.dumps(value) for key, value in s.to_dict().items()}
+    return render_template("chromactl.yaml.tmpl", **values)

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Build real Chroma server images locally (no container registry is reachable here).
+#
+#   chromactl-test/debian-base:bookworm   debootstrap'd Debian bookworm (minbase + python3,
+#                                         ca-certificates, curl), imported with `docker import`
+#   chromactl-test/chroma:0.6.3           chromadb==0.6.3 (Python/FastAPI server, enforces
+#                                         CHROMA_SERVER_AUTHN_*), WORKDIR /chroma, data in
+#                                         /chroma/chroma, port 8000, like upstream's image
+#   chromactl-test/chroma:1.5.9           chromadb==1.5.9 (Rust server, NO auth), data in /data
+#   chromactl-test/chroma-untagged:probe  same image as chroma:1.5.9, under a tag that does not
+#                                         reveal the version
+#
+# Idempotent: each image carries the label org.chromactl.recipe=<sha256 of its recipe inputs>
+# and is rebuilt only when that label differs from what this script would build (or the image
+# is missing). A rebuilt base changes the chroma images' recipe, so they follow.
+#
+# Environment:
+#   CHROMACTL_CACHE          build/cache dir (default /var/cache/chromactl-ci)
+#   CHROMACTL_DEBIAN_MIRROR  Debian mirror for debootstrap (default: the one apt already uses)
+#   CHROMACTL_PYTHON         python used for `pip install --target` (default python3.11)
+#
+# Usage: bash ci/chroma-images.sh        (as root; starts the Docker engine if needed)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${CHROMACTL_CACHE:-/var/cache/chromactl-ci}
+BUILD=$CACHE/images
+export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$CACHE/pip}
+PYTHON=${CHROMACTL_PYTHON:-python3.11}
+LABEL=org.chromactl.recipe
+# Bump to force a rebuild of everything after changing how images are made.
+RECIPE_REV=1
+
+BASE_IMAGE=chromactl-test/debian-base:bookworm
+SUITE=bookworm
+BASE_INCLUDE=python3,ca-certificates,curl
+
+log() { printf '[chroma-images] %s\n' "$*" >&2; }
+die() { printf '[chroma-images] ERROR: %s\n' "$*" >&2; exit 1; }
+sha() { sha256sum | cut -d' ' -f1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap and docker need it)"
+
+# ---------------------------------------------------------------- prerequisites
+bash "$HERE/docker-engine.sh" || die "Docker engine is not available (ci/docker-engine.sh failed)"
+
+if ! command -v debootstrap >/dev/null 2>&1; then
+  log "debootstrap missing: installing it"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends debootstrap >&2 || die "apt-get install debootstrap failed"
+fi
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (needed to pip install chromadb for the image's Python 3.11)"
+pyver=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+[ "$pyver" = 3.11 ] || die "$PYTHON is Python $pyver; the image's Debian python3 is 3.11 and the ABI must match"
+"$PYTHON" -m pip --version >/dev/null 2>&1 || die "$PYTHON has no pip"
+
+# Classic builder unless buildx is there (docker 23+ clients refuse `docker build` without it).
+if docker buildx version >/dev/null 2>&1; then
+  BUILD_ENV=()
+else
+  BUILD_ENV=(DOCKER_BUILDKIT=0)
+fi
+
+mkdir -p "$BUILD" "$PIP_CACHE_DIR"
+
+image_label() {  # $1 image -> label value, or empty if no such image
+  docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true
+}
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+image_size() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1000000}'; }
+
+# The Debian mirror apt already uses (deb822 .sources or one-line .list), for `bookworm`.
+detect_mirror() {
+  local f uri=""
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    # Print the URIs of each deb822 stanza whose Suites include bookworm (not -security).
+    uri=$(awk '
+      function flush() { if (uris != "" && ok) { split(uris, u, " "); print u[1] } uris=""; ok=0 }
+      /^[[:space:]]*$/ { flush(); next }
+      /^[Uu][Rr][Ii][Ss]:/ { sub(/^[^:]*:[[:space:]]*/, ""); uris=$0 }
+      /^[Ss]uites:/ { for (i=2;i<=NF;i++) if ($i=="bookworm") ok=1 }
+      END { flush() }' "$f" | grep -v -- '-security' | head -n1)
+    [ -n "$uri" ] && { echo "$uri"; return; }
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    uri=$(awk '$1=="deb" { i=2; if ($2 ~ /^\[/) { while (i<=NF && $i !~ /\]$/) i++; i++ }
+                           if ($(i+1)=="bookworm") { print $i; exit } }' "$f")
+    [ -n "$uri" ] && { echo "$uri"; return; }
+  done
+  echo http://deb.debian.org/debian
+}
+
+# ---------------------------------------------------------------- base image
+MIRROR=${CHROMACTL_DEBIAN_MIRROR:-$(detect_mirror)}
+ARCH=$(dpkg --print-architecture)
+BASE_RECIPE=$(printf 'rev=%s\nsuite=%s\nvariant=minbase\ninclude=%s\nmirror=%s\narch=%s\n' \
+  "$RECIPE_REV" "$SUITE" "$BASE_INCLUDE" "$MIRROR" "$ARCH" | sha)
+
+if [ "$(image_label "$BASE_IMAGE")" = "$BASE_RECIPE" ]; then
+  log "$BASE_IMAGE up to date ($(image_size "$BASE_IMAGE")): skipping debootstrap"
+else
+  t0=$SECONDS
+  rootfs=$BUILD/base-rootfs
+  log "building $BASE_IMAGE: debootstrap --variant=minbase --include=$BASE_INCLUDE $SUITE from $MIRROR"
+  rm -rf "$rootfs"
+  mkdir -p "$rootfs"
+  if ! debootstrap --variant=minbase --include="$BASE_INCLUDE" --arch="$ARCH" \
+        "$SUITE" "$rootfs" "$MIRROR" >"$BUILD/debootstrap.log" 2>&1; then
+    tail -n 5 "$BUILD/debootstrap.log" | sed 's/^/    /' >&2
+    die "debootstrap failed (see $BUILD/debootstrap.log)"
+  fi
+  # Slim the rootfs a little: apt lists and caches are not needed at run time.
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/log/*.log
+  log "importing rootfs into $BASE_IMAGE"
+  tar -C "$rootfs" --numeric-owner -c . | docker import \
+      --change "LABEL $LABEL=$BASE_RECIPE" \
+      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      --change 'CMD ["/bin/bash"]' \
+      - "$BASE_IMAGE" >/dev/null || die "docker import of the base rootfs failed"
+  rm -rf "$rootfs"
+  [ "$(image_label "$BASE_IMAGE")" = "$BASE_RECIPE" ] || die "imported $BASE_IMAGE lacks label $LABEL"
+  log "built $BASE_IMAGE in $((SECONDS - t0))s ($(image_size "$BASE_IMAGE"))"
+fi
+BASE_ID=$(image_id "$BASE_IMAGE")
+
+# ---------------------------------------------------------------- chroma images
+dockerfile_063() {
+  cat <<'EOF'
+FROM chromactl-test/debian-base:bookworm
+# chromadb 0.6.3 and its dependencies, installed with `pip install --target` (Python 3.11).
+COPY site/ /usr/local/lib/python3.11/dist-packages/
+WORKDIR /chroma
+# As upstream's docker_entrypoint.sh: persistent mode; data under ./chroma = /chroma/chroma
+# (chromadb's persist_directory default is "./chroma", relative to the WORKDIR; set here too).
+ENV IS_PERSISTENT=1 \
+    PERSIST_DIRECTORY=/chroma/chroma \
+    ANONYMIZED_TELEMETRY=False \
+    CHROMA_SERVER_NOFILE=65535
+EXPOSE 8000
+CMD ["python3", "-m", "uvicorn", "chromadb.app:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "1", "--timeout-keep-alive", "30"]
+EOF
+}
+
+dockerfile_159() {
+  cat <<'EOF'
+FROM chromactl-test/debian-base:bookworm
+# chromadb 1.5.9 (Rust server behind the Python CLI), installed with `pip install --target`.
+COPY site/ /usr/local/lib/python3.11/dist-packages/
+WORKDIR /data
+ENV ANONYMIZED_TELEMETRY=False
+EXPOSE 8000
+CMD ["python3", "-m", "chromadb.cli.cli", "run", "--host", "0.0.0.0", "--port", "8000", "--path", "/data"]
+EOF
+}
+
+build_chroma() {  # $1 version, $2 dockerfile function
+  local ver=$1 dfn=$2 image=chromactl-test/chroma:$1
+  local dir=$BUILD/chroma-$ver
+  local df site_recipe recipe t0
+  df=$("$dfn")
+  site_recipe=$(printf 'rev=%s\nchromadb==%s\npython=%s\narch=%s\n' "$RECIPE_REV" "$ver" "$pyver" "$ARCH" | sha)
+  recipe=$(printf 'site=%s\nbase=%s\n%s\n' "$site_recipe" "$BASE_ID" "$df" | sha)
+
+  if [ "$(image_label "$image")" = "$recipe" ]; then
+    log "$image up to date ($(image_size "$image")): skipping"
+    return 0
+  fi
+  t0=$SECONDS
+  mkdir -p "$dir"
+  if [ -f "$dir/site.recipe" ] && [ "$(cat "$dir/site.recipe")" = "$site_recipe" ] && [ -d "$dir/site/chromadb" ]; then
+    log "$image: reusing pip-installed chromadb==$ver in $dir/site"
+  else
+    log "$image: pip install --target site chromadb==$ver (pip cache: $PIP_CACHE_DIR)"
+    rm -rf "$dir/site" "$dir/site.tmp" "$dir/site.recipe"
+    if ! "$PYTHON" -m pip install --quiet --no-warn-script-location --disable-pip-version-check \
+          --target "$dir/site.tmp" "chromadb==$ver" >"$dir/pip.log" 2>&1; then
+      tail -n 5 "$dir/pip.log" | sed 's/^/    /' >&2
+      die "pip install chromadb==$ver failed (see $dir/pip.log)"
+    fi
+    # Console scripts point at the host's interpreter: useless in the image.
+    rm -rf "$dir/site.tmp/bin"
+    mv "$dir/site.tmp" "$dir/site"
+    printf '%s\n' "$site_recipe" >"$dir/site.recipe"
+    log "$image: pip install took $((SECONDS - t0))s ($(du -sh "$dir/site" | cut -f1))"
+  fi
+  printf '%s\n' "$df" >"$dir/Dockerfile"
+  printf '*\n!site/\n' >"$dir/.dockerignore"
+  log "$image: docker build"
+  if ! env "${BUILD_ENV[@]}" docker build --quiet --label "$LABEL=$recipe" -t "$image" "$dir" \
+        >"$dir/build.log" 2>&1; then
+    tail -n 5 "$dir/build.log" | sed 's/^/    /' >&2
+    die "docker build of $image failed (see $dir/build.log)"
+  fi
+  [ "$(image_label "$image")" = "$recipe" ] || die "built $image lacks label $LABEL=$recipe"
+  log "built $image in $((SECONDS - t0))s ($(image_size "$image"))"
+}
+
+build_chroma 0.6.3 dockerfile_063
+build_chroma 1.5.9 dockerfile_159
+
+PROBE=chromactl-test/chroma-untagged:probe
+if [ "$(image_id "$PROBE")" = "$(image_id chromactl-test/chroma:1.5.9)" ]; then
+  log "$PROBE already tags chromactl-test/chroma:1.5.9"
+else
+  docker tag chromactl-test/chroma:1.5.9 "$PROBE" || die "docker tag $PROBE failed"
+  log "tagged $PROBE = chromactl-test/chroma:1.5.9"
+fi
+
+log "images ready:"
+docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' 'chromactl-test/*' >&2
