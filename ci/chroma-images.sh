@@ -68,6 +68,12 @@ image_label() {  # $1 image -> label value, or empty if no such image
   docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true
 }
 image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+# Drop an image we just replaced, unless something still uses it (a tag or a container).
+remove_if_dangling() {
+  [ -n "$1" ] || return 0
+  [ "$(docker image inspect -f '{{len .RepoTags}}' "$1" 2>/dev/null || echo 1)" = 0 ] || return 0
+  docker image rm "$1" >/dev/null 2>&1 && log "removed replaced image ${1#sha256:}" || true
+}
 image_size() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1000000}'; }
 
 # The Debian mirror apt already uses (deb822 .sources or one-line .list), for `bookworm`.
@@ -115,6 +121,7 @@ else
   # Slim the rootfs a little: apt lists and caches are not needed at run time.
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/log/*.log
   log "importing rootfs into $BASE_IMAGE"
+  old_id=$(image_id "$BASE_IMAGE")
   tar -C "$rootfs" --numeric-owner -c . | docker import \
       --change "LABEL $LABEL=$BASE_RECIPE" \
       --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -122,21 +129,33 @@ else
       - "$BASE_IMAGE" >/dev/null || die "docker import of the base rootfs failed"
   rm -rf "$rootfs"
   [ "$(image_label "$BASE_IMAGE")" = "$BASE_RECIPE" ] || die "imported $BASE_IMAGE lacks label $LABEL"
+  remove_if_dangling "$old_id"
   log "built $BASE_IMAGE in $((SECONDS - t0))s ($(image_size "$BASE_IMAGE"))"
 fi
 BASE_ID=$(image_id "$BASE_IMAGE")
 
 # ---------------------------------------------------------------- chroma images
+# The `chroma` console script, as pip writes it, for the image's /usr/bin/python3. (pip's own
+# copy in site/bin points at the host's interpreter.) chromadb.cli.cli has no __main__ guard,
+# so `python3 -m chromadb.cli.cli` would import it and exit 0 without starting anything.
+LAUNCHER='#!/usr/bin/python3
+import re
+import sys
+from chromadb.cli.cli import app
+if __name__ == "__main__":
+    sys.argv[0] = re.sub(r"(-script\.pyw|\.exe)?$", "", sys.argv[0])
+    sys.exit(app())'
+
 dockerfile_063() {
   cat <<'EOF'
 FROM chromactl-test/debian-base:bookworm
 # chromadb 0.6.3 and its dependencies, installed with `pip install --target` (Python 3.11).
 COPY site/ /usr/local/lib/python3.11/dist-packages/
+COPY chroma /usr/local/bin/chroma
 WORKDIR /chroma
-# As upstream's docker_entrypoint.sh: persistent mode; data under ./chroma = /chroma/chroma
-# (chromadb's persist_directory default is "./chroma", relative to the WORKDIR; set here too).
+# As upstream's docker_entrypoint.sh: persistent mode. Data lands in /chroma/chroma because
+# chromadb 0.6.3's persist_directory default is "./chroma", relative to this WORKDIR.
 ENV IS_PERSISTENT=1 \
-    PERSIST_DIRECTORY=/chroma/chroma \
     ANONYMIZED_TELEMETRY=False \
     CHROMA_SERVER_NOFILE=65535
 EXPOSE 8000
@@ -149,10 +168,11 @@ dockerfile_159() {
 FROM chromactl-test/debian-base:bookworm
 # chromadb 1.5.9 (Rust server behind the Python CLI), installed with `pip install --target`.
 COPY site/ /usr/local/lib/python3.11/dist-packages/
+COPY chroma /usr/local/bin/chroma
 WORKDIR /data
 ENV ANONYMIZED_TELEMETRY=False
 EXPOSE 8000
-CMD ["python3", "-m", "chromadb.cli.cli", "run", "--host", "0.0.0.0", "--port", "8000", "--path", "/data"]
+CMD ["chroma", "run", "--host", "0.0.0.0", "--port", "8000", "--path", "/data"]
 EOF
 }
 
@@ -162,7 +182,7 @@ build_chroma() {  # $1 version, $2 dockerfile function
   local df site_recipe recipe t0
   df=$("$dfn")
   site_recipe=$(printf 'rev=%s\nchromadb==%s\npython=%s\narch=%s\n' "$RECIPE_REV" "$ver" "$pyver" "$ARCH" | sha)
-  recipe=$(printf 'site=%s\nbase=%s\n%s\n' "$site_recipe" "$BASE_ID" "$df" | sha)
+  recipe=$(printf 'site=%s\nbase=%s\n%s\n%s\n' "$site_recipe" "$BASE_ID" "$df" "$LAUNCHER" | sha)
 
   if [ "$(image_label "$image")" = "$recipe" ]; then
     log "$image up to date ($(image_size "$image")): skipping"
@@ -187,14 +207,18 @@ build_chroma() {  # $1 version, $2 dockerfile function
     log "$image: pip install took $((SECONDS - t0))s ($(du -sh "$dir/site" | cut -f1))"
   fi
   printf '%s\n' "$df" >"$dir/Dockerfile"
-  printf '*\n!site/\n' >"$dir/.dockerignore"
+  printf '%s\n' "$LAUNCHER" >"$dir/chroma"
+  chmod 0755 "$dir/chroma"
+  printf '*\n!site/\n!chroma\n' >"$dir/.dockerignore"
   log "$image: docker build"
+  old_id=$(image_id "$image")
   if ! env "${BUILD_ENV[@]}" docker build --quiet --label "$LABEL=$recipe" -t "$image" "$dir" \
         >"$dir/build.log" 2>&1; then
     tail -n 5 "$dir/build.log" | sed 's/^/    /' >&2
     die "docker build of $image failed (see $dir/build.log)"
   fi
   [ "$(image_label "$image")" = "$recipe" ] || die "built $image lacks label $LABEL=$recipe"
+  remove_if_dangling "$old_id"
   log "built $image in $((SECONDS - t0))s ($(image_size "$image"))"
 }
 

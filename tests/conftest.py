@@ -1,0 +1,169 @@
+"""Shared fixtures. Tests run chromactl as a real process, read the files it writes,
+and check them against real peers: Apache's htpasswd, and Chroma 0.6.3's own server
+and client from a separate virtualenv (CHROMACTL_TEST_CHROMA_PYTHON).
+
+Under CI (CI=true) a missing peer is a failure, not a skip: `scripts/test` installs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HELPERS = Path(__file__).resolve().parent / "helpers"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip on a developer's machine without the peer; fail in CI, where it must exist."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must provide this: {reason}")
+    pytest.skip(reason)
+
+
+def run_chromactl(*args: str, cwd: Path | None = None, input: str | None = None,
+                  env: dict | None = None, user: str | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "chromactl", *args]
+    if user:  # run as another (unprivileged) user: root ignores file permissions
+        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMACTL_")}
+    full_env.update(env or {})
+    return subprocess.run(command, cwd=cwd, input=input, capture_output=True, text=True, env=full_env,
+                          stdin=None if input is not None else subprocess.DEVNULL, timeout=120)
+
+
+@pytest.fixture
+def chromactl(tmp_path):
+    """chromactl('init', ...) runs in a fresh project folder, tmp_path / 'proj'."""
+    project = tmp_path / "proj"
+    project.mkdir()
+
+    def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
+        kwargs.setdefault("cwd", project)
+        return run_chromactl(*args, **kwargs)
+
+    run.project = project
+    return run
+
+
+def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    return result
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file below the folder with its content and mode, to prove nothing changed."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mode)
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "lock"}
+
+
+# --- Chroma 0.6.3, run for real ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chroma_python() -> str:
+    python = os.environ.get("CHROMACTL_TEST_CHROMA_PYTHON", "")
+    require(bool(python) and Path(python).exists(),
+            "CHROMACTL_TEST_CHROMA_PYTHON must name a python with chromadb==0.6.3 (scripts/test sets it up)")
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_status(url: str, headers: dict | None = None) -> int:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+COLLECTIONS = "/api/v2/tenants/default_tenant/databases/default_database/collections"
+
+
+@pytest.fixture
+def chroma_server(chroma_python, tmp_path):
+    """start(project) runs Chroma 0.6.3's real server on loopback with the project's
+    .chroma_env, the credential files at the paths it names (/etc/chromactl/... is
+    where the container mounts them; here they are read from the project folder)."""
+    from chromactl.envfile import MOUNT_DIR, parse_env_file
+
+    processes = []
+
+    def start(project: Path) -> str:
+        env_file = parse_env_file((project / ".chroma_env").read_text())
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+        env.update({k: v.replace(MOUNT_DIR, str(project)) for k, v in env_file.items()})
+        port = free_port()
+        workdir = tmp_path / f"server-{port}"
+        workdir.mkdir()
+        log = open(workdir / "server.log", "w")
+        process = subprocess.Popen(
+            [chroma_python, "-m", "uvicorn", "chromadb.app:app", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append((process, log))
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError("Chroma server exited:\n" + (workdir / "server.log").read_text()[-3000:])
+            try:
+                if http_status(url + "/api/v2/heartbeat") == 200:
+                    return url
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("Chroma server did not answer its heartbeat within 90 s")
+
+    def stop_all() -> None:
+        for process, log in processes:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
+        processes.clear()
+
+    start.stop_all = stop_all
+    yield start
+    stop_all()
+
+
+@pytest.fixture
+def chroma_client(chroma_python):
+    """client(url, auth, credentials, ops, header=...) drives Chroma's real Python client."""
+
+    def run(url: str, auth: str, credentials: str | None, ops: list[str], header: str = "Authorization",
+            collection: str = "docs") -> dict:
+        request = {"url": url, "auth": auth, "credentials": credentials, "header": header,
+                   "collection": collection, "ops": ops}
+        result = subprocess.run([chroma_python, str(HELPERS / "chroma_client.py")], input=json.dumps(request),
+                                capture_output=True, text=True, timeout=120, env={"PATH": os.environ["PATH"]})
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout)
+
+    return run
+
+
+def htpasswd_binary() -> str:
+    path = shutil.which("htpasswd")
+    require(path is not None, "Apache's htpasswd (Debian package apache2-utils) is needed")
+    return path

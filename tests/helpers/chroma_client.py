@@ -1,0 +1,74 @@
+"""Runs under the test-only virtualenv that has Chroma's real Python client (chromadb).
+
+Reads one JSON request on stdin (so secrets stay off argv):
+  {"url": "http://127.0.0.1:PORT", "auth": "token"|"basic"|"none",
+   "header": "Authorization"|"X-Chroma-Token", "credentials": "TOKEN" or "USER:PASSWORD",
+   "collection": "name", "ops": ["connect", "list", "create", "add", "query", "count",
+                                  "get", "delete_collection"]}
+and prints one JSON object: {op: "ok" | "denied" | "error: ...", "query_ids": [...]}.
+Stops at the first op that fails, since the later ones depend on it.
+"""
+
+import json
+import sys
+from urllib.parse import urlparse
+
+import chromadb
+from chromadb.config import Settings
+
+PROVIDERS = {
+    "token": "chromadb.auth.token_authn.TokenAuthClientProvider",
+    "basic": "chromadb.auth.basic_authn.BasicAuthClientProvider",
+}
+
+
+def classify(exc: Exception) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if any(word in text for word in ("Forbidden", "Unauthorized", "AuthorizationError", "AuthError", "403", "401")):
+        return "denied"
+    return "error: " + text[:300]
+
+
+def main() -> None:
+    request = json.load(sys.stdin)
+    url = urlparse(request["url"])
+    settings = {"anonymized_telemetry": False}
+    if request["auth"] != "none":
+        settings["chroma_client_auth_provider"] = PROVIDERS[request["auth"]]
+        settings["chroma_client_auth_credentials"] = request["credentials"]
+        if request["auth"] == "token":
+            settings["chroma_auth_token_transport_header"] = request.get("header", "Authorization")
+    result = {}
+    client = None
+    name = request.get("collection", "docs")
+    for op in request["ops"]:
+        try:
+            if op == "connect":
+                client = chromadb.HttpClient(host=url.hostname, port=url.port, settings=Settings(**settings))
+            elif op == "list":
+                client.list_collections()
+            elif op == "create":
+                client.get_or_create_collection(name)
+            elif op == "add":
+                client.get_collection(name).add(
+                    ids=["a", "b"], embeddings=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], documents=["alpha", "beta"])
+            elif op == "query":
+                found = client.get_collection(name).query(query_embeddings=[[0.9, 0.1, 0.0]], n_results=1)
+                result["query_ids"] = found["ids"][0]
+            elif op == "count":
+                result["count"] = client.get_collection(name).count()
+            elif op == "get":
+                result["get_ids"] = client.get_collection(name).get()["ids"]
+            elif op == "delete_collection":
+                client.delete_collection(name)
+            else:
+                raise ValueError(f"unknown op {op}")
+            result[op] = "ok"
+        except Exception as exc:  # report and stop: later ops depend on this one
+            result[op] = classify(exc)
+            break
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
