@@ -145,8 +145,8 @@ def init(
              "image": image, "port": port, "host": host}
     if token_header is not None and (auth or AuthMode.token) != AuthMode.token:
         raise ChromactlError("--token-header applies to token auth only")
-    admin_password = _read_stdin_secret("--password-stdin") if password_stdin else None
-    result = init_project(_root(ctx), given, force=force, admin_password=admin_password)
+    read_password = (lambda: _read_stdin_secret("--password-stdin")) if password_stdin else None
+    result = init_project(_root(ctx), given, force=force, read_password=read_password)
     output.init_result(result, as_json)
 
 

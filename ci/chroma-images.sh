@@ -14,13 +14,16 @@
 # and is rebuilt only when that label differs from what this script would build (or the image
 # is missing). A rebuilt base changes the chroma images' recipe, so they follow.
 #
+# Dependencies are pinned to their versions at each chromadb release (ci/constraints/), so the
+# images match upstream's and don't drift.
+#
 # Environment:
 #   CHROMACTL_CACHE          build/cache dir (default /var/cache/chromactl-ci)
 #   CHROMACTL_DEBIAN_MIRROR  Debian mirror for debootstrap (default: the one apt already uses)
 #   CHROMACTL_PYTHON         python used for `pip install --target` (default python3.11)
 #
 # Usage: bash ci/chroma-images.sh        (as root; starts the Docker engine if needed)
-set -euo pipefail
+set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${CHROMACTL_CACHE:-/var/cache/chromactl-ci}
@@ -37,6 +40,8 @@ BASE_INCLUDE=python3,ca-certificates,curl
 
 log() { printf '[chroma-images] %s\n' "$*" >&2; }
 die() { printf '[chroma-images] ERROR: %s\n' "$*" >&2; exit 1; }
+# Any other failing command (set -e) still ends with a one-line reason.
+trap 'rc=$?; die "unexpected failure (exit $rc) at line $LINENO: $BASH_COMMAND"' ERR
 sha() { sha256sum | cut -d' ' -f1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap and docker need it)"
@@ -68,12 +73,6 @@ image_label() {  # $1 image -> label value, or empty if no such image
   docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true
 }
 image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
-# Drop an image we just replaced, unless something still uses it (a tag or a container).
-remove_if_dangling() {
-  [ -n "$1" ] || return 0
-  [ "$(docker image inspect -f '{{len .RepoTags}}' "$1" 2>/dev/null || echo 1)" = 0 ] || return 0
-  docker image rm "$1" >/dev/null 2>&1 && log "removed replaced image ${1#sha256:}" || true
-}
 image_size() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1000000}'; }
 
 # The Debian mirror apt already uses (deb822 .sources or one-line .list), for `bookworm`.
@@ -87,13 +86,13 @@ detect_mirror() {
       /^[[:space:]]*$/ { flush(); next }
       /^[Uu][Rr][Ii][Ss]:/ { sub(/^[^:]*:[[:space:]]*/, ""); uris=$0 }
       /^[Ss]uites:/ { for (i=2;i<=NF;i++) if ($i=="bookworm") ok=1 }
-      END { flush() }' "$f" | grep -v -- '-security' | head -n1)
+      END { flush() }' "$f" | grep -v -- '-security' | head -n1 || true)
     [ -n "$uri" ] && { echo "$uri"; return; }
   done
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
     [ -f "$f" ] || continue
     uri=$(awk '$1=="deb" { i=2; if ($2 ~ /^\[/) { while (i<=NF && $i !~ /\]$/) i++; i++ }
-                           if ($(i+1)=="bookworm") { print $i; exit } }' "$f")
+                           if ($(i+1)=="bookworm") { print $i; exit } }' "$f" || true)
     [ -n "$uri" ] && { echo "$uri"; return; }
   done
   echo http://deb.debian.org/debian
@@ -102,8 +101,11 @@ detect_mirror() {
 # ---------------------------------------------------------------- base image
 MIRROR=${CHROMACTL_DEBIAN_MIRROR:-$(detect_mirror)}
 ARCH=$(dpkg --print-architecture)
-BASE_RECIPE=$(printf 'rev=%s\nsuite=%s\nvariant=minbase\ninclude=%s\nmirror=%s\narch=%s\n' \
-  "$RECIPE_REV" "$SUITE" "$BASE_INCLUDE" "$MIRROR" "$ARCH" | sha)
+# Image settings given to `docker import` (part of the recipe).
+BASE_CHANGES=('ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' 'CMD ["/bin/bash"]')
+BASE_RECIPE=$( { printf 'rev=%s\nsuite=%s\nvariant=minbase\ninclude=%s\nmirror=%s\narch=%s\n' \
+                   "$RECIPE_REV" "$SUITE" "$BASE_INCLUDE" "$MIRROR" "$ARCH"
+                 printf '%s\n' "${BASE_CHANGES[@]}"; } | sha)
 
 if [ "$(image_label "$BASE_IMAGE")" = "$BASE_RECIPE" ]; then
   log "$BASE_IMAGE up to date ($(image_size "$BASE_IMAGE")): skipping debootstrap"
@@ -121,15 +123,12 @@ else
   # Slim the rootfs a little: apt lists and caches are not needed at run time.
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/log/*.log
   log "importing rootfs into $BASE_IMAGE"
-  old_id=$(image_id "$BASE_IMAGE")
   tar -C "$rootfs" --numeric-owner -c . | docker import \
       --change "LABEL $LABEL=$BASE_RECIPE" \
-      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-      --change 'CMD ["/bin/bash"]' \
+      --change "${BASE_CHANGES[0]}" --change "${BASE_CHANGES[1]}" \
       - "$BASE_IMAGE" >/dev/null || die "docker import of the base rootfs failed"
   rm -rf "$rootfs"
   [ "$(image_label "$BASE_IMAGE")" = "$BASE_RECIPE" ] || die "imported $BASE_IMAGE lacks label $LABEL"
-  remove_if_dangling "$old_id"
   log "built $BASE_IMAGE in $((SECONDS - t0))s ($(image_size "$BASE_IMAGE"))"
 fi
 BASE_ID=$(image_id "$BASE_IMAGE")
@@ -181,7 +180,10 @@ build_chroma() {  # $1 version, $2 dockerfile function
   local dir=$BUILD/chroma-$ver
   local df site_recipe recipe t0
   df=$("$dfn")
-  site_recipe=$(printf 'rev=%s\nchromadb==%s\npython=%s\narch=%s\n' "$RECIPE_REV" "$ver" "$pyver" "$ARCH" | sha)
+  local constraints=$HERE/constraints/chromadb-$ver.txt
+  [ -f "$constraints" ] || die "missing $constraints (pinned dependency versions for chromadb==$ver)"
+  site_recipe=$( { printf 'rev=%s\nchromadb==%s\npython=%s\narch=%s\n' "$RECIPE_REV" "$ver" "$pyver" "$ARCH"
+                   grep -v '^#' "$constraints"; } | sha)
   recipe=$(printf 'site=%s\nbase=%s\n%s\n%s\n' "$site_recipe" "$BASE_ID" "$df" "$LAUNCHER" | sha)
 
   if [ "$(image_label "$image")" = "$recipe" ]; then
@@ -193,10 +195,10 @@ build_chroma() {  # $1 version, $2 dockerfile function
   if [ -f "$dir/site.recipe" ] && [ "$(cat "$dir/site.recipe")" = "$site_recipe" ] && [ -d "$dir/site/chromadb" ]; then
     log "$image: reusing pip-installed chromadb==$ver in $dir/site"
   else
-    log "$image: pip install --target site chromadb==$ver (pip cache: $PIP_CACHE_DIR)"
+    log "$image: pip install --target site chromadb==$ver -c ci/constraints/chromadb-$ver.txt (pip cache: $PIP_CACHE_DIR)"
     rm -rf "$dir/site" "$dir/site.tmp" "$dir/site.recipe"
     if ! "$PYTHON" -m pip install --quiet --no-warn-script-location --disable-pip-version-check \
-          --target "$dir/site.tmp" "chromadb==$ver" >"$dir/pip.log" 2>&1; then
+          --target "$dir/site.tmp" -c "$constraints" "chromadb==$ver" >"$dir/pip.log" 2>&1; then
       tail -n 5 "$dir/pip.log" | sed 's/^/    /' >&2
       die "pip install chromadb==$ver failed (see $dir/pip.log)"
     fi
@@ -211,14 +213,12 @@ build_chroma() {  # $1 version, $2 dockerfile function
   chmod 0755 "$dir/chroma"
   printf '*\n!site/\n!chroma\n' >"$dir/.dockerignore"
   log "$image: docker build"
-  old_id=$(image_id "$image")
   if ! env "${BUILD_ENV[@]}" docker build --quiet --label "$LABEL=$recipe" -t "$image" "$dir" \
         >"$dir/build.log" 2>&1; then
     tail -n 5 "$dir/build.log" | sed 's/^/    /' >&2
     die "docker build of $image failed (see $dir/build.log)"
   fi
   [ "$(image_label "$image")" = "$recipe" ] || die "built $image lacks label $LABEL=$recipe"
-  remove_if_dangling "$old_id"
   log "built $image in $((SECONDS - t0))s ($(image_size "$image"))"
 }
 
@@ -233,5 +233,10 @@ else
   log "tagged $PROBE = chromactl-test/chroma:1.5.9"
 fi
 
+# Drop images of ours that a rebuild replaced (untagged, carrying our label, used by no container).
+pruned=$(docker image prune -f --filter "label=$LABEL" 2>/dev/null | grep -c '^[Dd]eleted: ' || true)
+[ "${pruned:-0}" -eq 0 ] || log "removed $pruned layer(s) of replaced images"
+
 log "images ready:"
-docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' 'chromactl-test/*' >&2
+docker image ls --format '{{.Repository}}:{{.Tag}}  {{.ID}}  {{.Size}}' 'chromactl-test/*' |
+  sed 's/^/[chroma-images]   /' >&2

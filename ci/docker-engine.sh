@@ -11,7 +11,7 @@
 # come up with the driver it picked and none was forced, the script retries once with vfs.
 #
 # Usage: bash ci/docker-engine.sh        (as root)
-set -euo pipefail
+set -Eeuo pipefail
 
 DOCKERD_LOG=/var/log/chromactl-dockerd.log
 WAIT_SECONDS=${CHROMACTL_DOCKERD_WAIT:-60}
@@ -19,6 +19,8 @@ FORCED_DRIVER=${CHROMACTL_DOCKER_STORAGE_DRIVER:-}
 
 log() { printf '[docker-engine] %s\n' "$*" >&2; }
 die() { printf '[docker-engine] ERROR: %s\n' "$*" >&2; exit 1; }
+# Any other failing command (set -e) still ends with a one-line reason.
+trap 'rc=$?; die "unexpected failure (exit $rc) at line $LINENO: $BASH_COMMAND"' ERR
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (installs packages and starts dockerd)"
 

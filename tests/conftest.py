@@ -37,7 +37,7 @@ def run_chromactl(*args: str, cwd: Path | None = None, input: str | None = None,
                   env: dict | None = None, user: str | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "chromactl", *args]
     if user:  # run as another (unprivileged) user: root ignores file permissions
-        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
+        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]  # numeric ids
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMACTL_")}
     full_env.update(env or {})
     return subprocess.run(command, cwd=cwd, input=input, capture_output=True, text=True, env=full_env,

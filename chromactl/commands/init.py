@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from chromactl import fsio
 from chromactl import roles as rolemod
@@ -62,16 +62,20 @@ def new_secret_user(settings: Settings, name: str, role: str | None, password: s
 
 
 def init_project(root: Path, given: Mapping[str, Any], *, force: bool = False,
-                 admin_password: str | None = None) -> InitResult:
+                 read_password: Callable[[], str] | None = None) -> InitResult:
+    """Write the project. `read_password`, when given, supplies the first admin's
+    password (basic auth); it is called only once the settings are known to be valid."""
     root = root.absolute()
     stored = read_stored_settings(root) if root.is_dir() else None
     if stored is not None and not force:
         raise ChromactlError(f"{root} is already a chromactl project",
                              hint="use --force to rewrite its settings; credentials are kept")
     settings = resolve_settings(given, stored, folder_name=root.name)
-    if admin_password is not None:
+    admin_password = None
+    if read_password is not None:
         if settings.auth != "basic":
             raise ChromactlError("--password-stdin sets a password, which only basic auth uses")
+        admin_password = read_password()
         problem = password_problem(admin_password)
         if problem:
             raise ChromactlError(f"cannot use that password: {problem}")
