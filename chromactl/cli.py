@@ -233,6 +233,109 @@ def creds_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     output.list_result(list_users(_root(ctx)), as_json)
 
 
+# --- the container lifecycle -------------------------------------------------------------
+
+
+class PullPolicy(str, Enum):
+    missing = "missing"
+    always = "always"
+    never = "never"
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    pull: Annotated[PullPolicy, typer.Option(envvar="CHROMACTL_PULL", help="When to pull the image.")] = PullPolicy.missing,
+    build: Annotated[Optional[str], typer.Option(
+        metavar="CONTEXT", help="Build the image from a folder with a Dockerfile (or a git URL) instead of pulling.")] = None,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the server to answer.")] = 60,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the equivalent docker run command; change nothing.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Start the project's Chroma server and prove it: the heartbeat answers, a request
+    without credentials is refused and chromactl's probe credential is accepted.
+
+    In a folder without a project, runs `chromactl init` first (printing the admin secret
+    once). Running it again changes nothing; after `creds` changes it recreates the
+    container, keeping the data volume. Without a registry, build the image: --build DIR.
+
+    Example: chromactl up --pull never
+    """
+    from chromactl import output
+    from chromactl.commands.up import up as run_up
+
+    result = run_up(_root(ctx), output.ProgressReporter(as_json), pull=pull.value, build=build,
+                    timeout=timeout, dry_run=dry_run)
+    output.up_result(result, as_json)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    all_instances: Annotated[bool, typer.Option("--all", help="Every chromactl container on the engine.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show state, health, heartbeat latency, version, URL, volume, whether auth is
+    really enforced (probed), and whether the files changed since the container started.
+    Exits 4 when an instance is down or unhealthy.
+
+    Example: chromactl status --all --json
+    """
+    from chromactl import output
+    from chromactl.commands.status import status as run_status
+    from chromactl.errors import EXIT_NOT_HEALTHY
+
+    instances = run_status(_root(ctx), all_instances=all_instances)
+    output.status_result(instances, as_json)
+    if any(not i.healthy for i in instances):
+        raise typer.Exit(EXIT_NOT_HEALTHY)
+
+
+@app.command()
+def down(
+    ctx: typer.Context,
+    volumes: Annotated[bool, typer.Option("--volumes", help="Also delete the data volume (asks first).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before deleting the data volume.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop and remove the container. The data volume is kept unless --volumes is given
+    and confirmed (on a terminal, or with --yes).
+
+    Example: chromactl down
+    """
+    from chromactl import output
+    from chromactl.commands.down import down as run_down
+
+    def confirm(volume: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            return False
+        return typer.confirm(f"Delete volume {volume} and all the data in it?", default=False, err=True)
+
+    output.down_result(run_down(_root(ctx), volumes=volumes, confirm=confirm), as_json)
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    tail: Annotated[Optional[int], typer.Option("--tail", "-n", min=0, help="Only the last N lines.")] = None,
+) -> None:
+    """Print the server's logs.
+
+    Example: chromactl logs -n 50 -f
+    """
+    from chromactl.commands.down import logs as run_logs
+
+    try:
+        for chunk in run_logs(_root(ctx), tail=tail, follow=follow):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+    except KeyboardInterrupt:
+        pass
+
+
 def main() -> None:
     try:
         app()

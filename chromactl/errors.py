@@ -17,10 +17,12 @@ class ChromactlError(Exception):
 
     exit_code = EXIT_ERROR
 
-    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None):
+    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None,
+                 details: str | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.details = details  # context printed before the message, e.g. a container's last log lines
         if exit_code is not None:
             self.exit_code = exit_code
 

@@ -21,7 +21,11 @@ from chromactl.errors import ChromactlError
 
 
 def stdout() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output is not cut to 80 columns: tables keep every value whole.
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=240)
+    return console
 
 
 def stderr() -> Console:
@@ -38,6 +42,8 @@ def warn(message: str) -> None:
 
 
 def error(exc: ChromactlError) -> None:
+    if exc.details:
+        stderr().print(exc.details, markup=False)
     line = f"chromactl: error: {exc.message}"
     if exc.hint:
         line += f" ({exc.hint})"
@@ -117,3 +123,158 @@ def remove_result(result: RemoveResult, as_json: bool) -> None:
         print_json({"user": result.user, "removed": True})
         return
     stdout().print(f"Removed user {result.user!r}. Apply with chromactl up.", markup=False)
+
+
+# --- up, status, down ---------------------------------------------------------------
+
+
+class ProgressReporter:
+    """Progress of `up` on stderr: steps, per-layer pull progress, build output."""
+
+    def __init__(self, as_json: bool):
+        self._as_json = as_json
+        self._err = stderr()
+        self._progress = None
+        self._tasks: dict[str, int] = {}
+        self._layer_status: dict[str, str] = {}
+
+    def initialised(self, result: InitResult) -> None:
+        if self._as_json:
+            return  # the secret goes into the JSON document on stdout
+        init_result(result, as_json=False)
+
+    def step(self, message: str) -> None:
+        self._err.print(f"[dim]>[/dim] {message}", markup=True, highlight=False)
+
+    def pull_event(self, event: dict) -> None:
+        layer = event.get("id")
+        status = event.get("status", "")
+        if not layer or layer.startswith(("latest", "sha256")) or ":" in layer:
+            return
+        if self._err.is_terminal:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+            if self._progress is None:
+                self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                          console=self._err, transient=False)
+                self._progress.start()
+            detail = event.get("progressDetail") or {}
+            if layer not in self._tasks:
+                self._tasks[layer] = self._progress.add_task(f"{layer} {status}", total=None)
+            task = self._tasks[layer]
+            self._progress.update(task, description=f"{layer} {status}", total=detail.get("total") or None,
+                                  completed=detail.get("current", 0))
+        elif self._layer_status.get(layer) != status and status in (
+                "Pulling fs layer", "Already exists", "Download complete", "Pull complete"):
+            self._layer_status[layer] = status
+            self._err.print(f"  layer {layer}: {status}", markup=False, highlight=False)
+
+    def pull_done(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def build_output(self, text: str) -> None:
+        self._err.out(text, end="", highlight=False)
+
+
+def _connect_snippets(result) -> str:
+    s = result.project.settings
+    host, port = result.url.rsplit("//", 1)[1].rsplit(":", 1)
+    host = host.strip("[]")
+    if not s.auth_enabled:
+        return (f"Python:      chromadb.HttpClient(host={host!r}, port={port})\n"
+                f"JavaScript:  new ChromaClient({{ path: \"{result.url}\" }})")
+    var = "CHROMA_CLIENT_AUTH_CREDENTIALS"
+    what = "a token" if s.auth == "token" else "USER:PASSWORD"
+    if s.auth == "token":
+        py_provider, js_provider = "chromadb.auth.token_authn.TokenAuthClientProvider", "token"
+    else:
+        py_provider, js_provider = "chromadb.auth.basic_authn.BasicAuthClientProvider", "basic"
+    py_extra = js_extra = ""
+    if s.auth == "token" and s.token_header == "X-Chroma-Token":
+        py_extra = ',\n        chroma_auth_token_transport_header="X-Chroma-Token"'
+        js_extra = ', tokenHeaderType: "X_CHROMA_TOKEN"'
+    return (
+        f"Set {var} to {what} in the client's environment, then:\n"
+        "Python:\n"
+        "    import os, chromadb\n"
+        "    from chromadb.config import Settings\n"
+        f"    client = chromadb.HttpClient(host={host!r}, port={port}, settings=Settings(\n"
+        f"        chroma_client_auth_provider=\"{py_provider}\",\n"
+        f"        chroma_client_auth_credentials=os.environ[\"{var}\"]{py_extra}))\n"
+        "JavaScript:\n"
+        f"    const client = new ChromaClient({{ path: \"{result.url}\",\n"
+        f"      auth: {{ provider: \"{js_provider}\", credentials: process.env.{var}{js_extra} }} }});"
+    )
+
+
+def up_result(result, as_json: bool) -> None:
+    s = result.project.settings
+    if result.action == "dry-run":
+        if as_json:
+            print_json({"action": "dry-run", "command": result.command})
+        else:
+            sys.stdout.write(result.command + "\n")
+        return
+    enforced = result.auth.enforced if result.auth else False
+    if as_json:
+        document: dict[str, Any] = {
+            "name": s.name, "container": result.spec.name, "action": result.action, "url": result.url,
+            "image": s.image, "version": result.version, "volume": result.spec.volume,
+            "heartbeat_ms": result.heartbeat_ms, "auth": {"mode": s.auth, "enforced": enforced},
+        }
+        if result.init is not None:
+            document["init"] = {"project": str(result.init.project), "user": result.init.user,
+                                "role": result.init.role, "secret": result.init.secret}
+        print_json(document)
+        return
+    out = stdout()
+    out.print(f"Chroma {result.version or '?'} is up at {result.url} ({result.action}: container "
+              f"{result.spec.name}, data in volume {result.spec.volume})", markup=False)
+    if result.auth:
+        out.print(f"Auth verified: a request without credentials got HTTP {result.auth.anonymous_status}; "
+                  f"chromactl's probe user got HTTP {result.auth.credential_status}. ({describe_auth(s)})", markup=False)
+    else:
+        warn("auth is none: anyone who can reach the port can read and change all data")
+    out.print(_connect_snippets(result), markup=False)
+
+
+STATUS_KEYS = ("name", "container", "state", "healthy", "heartbeat_ms", "version", "image", "url", "volume")
+
+
+def status_result(instances, as_json: bool) -> None:
+    if as_json:
+        print_json([{**{key: getattr(i, key) for key in STATUS_KEYS},
+                     "auth": {"mode": i.auth_mode, "enforced": i.auth_enforced}, "drift": i.drift}
+                    for i in instances])
+        return
+    if not instances:
+        stdout().print("No chromactl containers on this engine.", markup=False)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("NAME", "STATE", "HEALTHY", "HEARTBEAT", "VERSION", "URL", "AUTH", "DRIFT", "IMAGE", "VOLUME"):
+        table.add_column(column)
+    for i in instances:
+        auth = i.auth_mode or "?"
+        if i.auth_mode and i.auth_mode != "none":
+            auth += {True: " (enforced)", False: " (NOT ENFORCED)", None: ""}[i.auth_enforced]
+        table.add_row(i.name, i.state, "yes" if i.healthy else "NO",
+                      f"{i.heartbeat_ms:.0f} ms" if i.heartbeat_ms is not None else "-", i.version or "-",
+                      i.url or "-", auth, {True: "recreate needed", False: "-", None: "?"}[i.drift],
+                      i.image or "-", i.volume or "-")
+    stdout().print(table)
+
+
+def down_result(result, as_json: bool) -> None:
+    if as_json:
+        print_json({"container": result.container, "removed": result.removed, "volume": result.volume,
+                    "volume_removed": result.volume_removed})
+        return
+    out = stdout()
+    out.print(f"Removed container {result.container}." if result.removed else f"No container {result.container}.",
+              markup=False)
+    if result.volume_removed:
+        out.print(f"Deleted volume {result.volume} and its data.", markup=False)
+    else:
+        out.print(f"Data volume {result.volume} is kept.", markup=False)

@@ -1,0 +1,237 @@
+"""The Docker engine, through the Docker SDK. The only module that imports docker:
+every SDK error becomes a ChromactlError here, and nothing else knows the SDK's types."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+from chromactl.errors import EXIT_DOCKER_UNAVAILABLE, ChromactlError
+from chromactl.images import pull_reference
+from chromactl.spec import CONTAINER_PORT, LABEL_PROJECT, ContainerSpec
+
+START_HINT = ("is the Docker engine running? Start it with `sudo systemctl start docker` (or `sudo dockerd &`); "
+              "on Debian install it with `apt-get install docker.io`")
+
+
+class EngineUnavailable(ChromactlError):
+    exit_code = EXIT_DOCKER_UNAVAILABLE
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    state: str  # created, running, restarting, paused, exited, dead
+    image: str
+    labels: dict[str, str] = field(default_factory=dict)
+    exit_code: int | None = None
+    started_at: str | None = None
+    restart_count: int = 0
+    volume: str | None = None
+    published: tuple[str, int] | None = None  # (host address, port)
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    text = exc.explanation if isinstance(exc.explanation, str) else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else str(exc)
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    try:
+        yield
+    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+        if isinstance(exc, docker.errors.APIError):
+            raise ChromactlError(f"{action}: {_explain(exc)}") from None
+        if isinstance(exc, (requests.exceptions.ConnectionError,)) or "Connection" in str(exc):
+            raise EngineUnavailable("cannot reach the Docker engine", hint=START_HINT) from None
+        raise ChromactlError(f"{action}: {exc}") from None
+
+
+class Engine:
+    def __init__(self, client: docker.DockerClient):
+        self._client = client
+        self._api = client.api
+
+    @classmethod
+    def connect(cls) -> "Engine":
+        try:
+            client = docker.from_env(timeout=120)
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise EngineUnavailable(f"cannot reach the Docker engine ({_short(exc)})", hint=START_HINT) from None
+        except requests.exceptions.RequestException:
+            raise EngineUnavailable("cannot reach the Docker engine", hint=START_HINT) from None
+        return cls(client)
+
+    # --- images --------------------------------------------------------------------
+
+    def image_attrs(self, image: str) -> dict | None:
+        with _translated(f"cannot inspect image {image}"):
+            try:
+                return self._api.inspect_image(image)
+            except docker.errors.ImageNotFound:
+                return None
+
+    def pull(self, image: str, on_event: Callable[[dict], None]) -> None:
+        repository, tag = pull_reference(image)
+        try:
+            for event in self._api.pull(repository, tag=tag, stream=True, decode=True):
+                if "error" in event:
+                    raise ChromactlError(f"cannot pull {image}: {event['error'].strip()}",
+                                         hint="no registry reachable? build the image locally: chromactl up --build DIR")
+                on_event(event)
+        except docker.errors.APIError as exc:
+            raise ChromactlError(f"cannot pull {image}: {_explain(exc)}",
+                                 hint="no registry reachable? build the image locally: chromactl up --build DIR") from None
+        except requests.exceptions.ConnectionError:
+            raise EngineUnavailable("lost the Docker engine while pulling", hint=START_HINT) from None
+
+    def build(self, context: str, tag: str, on_output: Callable[[str], None]) -> None:
+        try:
+            for event in self._api.build(path=context, tag=tag, rm=True, forcerm=True, decode=True):
+                if "error" in event:
+                    raise ChromactlError(f"building {tag} from {context} failed: {event['error'].strip()}")
+                if "stream" in event:
+                    on_output(event["stream"])
+        except docker.errors.APIError as exc:
+            raise ChromactlError(f"building {tag} from {context} failed: {_explain(exc)}") from None
+        except TypeError as exc:  # the SDK's way of saying the context is not usable
+            raise ChromactlError(f"cannot build from {context}: {exc}") from None
+        except requests.exceptions.ConnectionError:
+            raise EngineUnavailable("lost the Docker engine while building", hint=START_HINT) from None
+
+    # --- containers ----------------------------------------------------------------
+
+    def container(self, name: str) -> ContainerInfo | None:
+        with _translated(f"cannot inspect container {name}"):
+            try:
+                return _info(self._api.inspect_container(name))
+            except docker.errors.NotFound:
+                return None
+
+    def containers(self, project: str | None = None) -> list[ContainerInfo]:
+        """Every chromactl container on the engine, or those of one project."""
+        label = f"{LABEL_PROJECT}={project}" if project else LABEL_PROJECT
+        with _translated("cannot list containers"):
+            found = self._api.containers(all=True, filters={"label": label})
+            infos = []
+            for summary in found:
+                try:
+                    infos.append(_info(self._api.inspect_container(summary["Id"])))
+                except docker.errors.NotFound:  # removed meanwhile
+                    continue
+            return infos
+
+    def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
+        mounts = [docker.types.Mount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
+                  for m in spec.mounts]
+        mounts.append(docker.types.Mount(target=spec.data_path, source=spec.volume, type="volume"))
+        with _translated(f"cannot create container {spec.name}"):
+            if not self.volume_exists(spec.volume):
+                self._client.volumes.create(name=spec.volume, labels={LABEL_PROJECT: spec.labels[LABEL_PROJECT]})
+            host_config = self._api.create_host_config(
+                mounts=mounts, port_bindings={CONTAINER_PORT: (spec.host, spec.port)},
+                restart_policy={"Name": spec.restart_policy})
+            created = self._api.create_container(
+                spec.image, name=spec.name, environment=spec.environment, labels=spec.labels,
+                ports=[CONTAINER_PORT], host_config=host_config, detach=True)
+        try:
+            self.start(spec.name, spec.host, spec.port)
+        except ChromactlError:
+            self.remove(created["Id"])
+            raise
+        return self.container(spec.name)
+
+    def start(self, name: str, host: str | None = None, port: int | None = None) -> None:
+        try:
+            self._api.start(name)
+        except docker.errors.APIError as exc:
+            text = _explain(exc)
+            if port is not None and re.search(r"port is already allocated|address already in use|bind", text):
+                owner = self.publisher_of(port, exclude=name)
+                by = f"container {owner}" if owner else "another program (see `ss -ltnp`)"
+                raise ChromactlError(f"port {port} on {host} is already in use by {by}",
+                                     hint="free it, or pick another with `chromactl init --force --port N`") from None
+            raise ChromactlError(f"cannot start {name}: {text}") from None
+        except requests.exceptions.ConnectionError:
+            raise EngineUnavailable("lost the Docker engine", hint=START_HINT) from None
+
+    def stop(self, name: str, timeout: int = 10) -> None:
+        with _translated(f"cannot stop {name}"):
+            try:
+                self._api.stop(name, timeout=timeout)
+            except docker.errors.NotFound:
+                pass
+
+    def remove(self, name: str) -> None:
+        """Remove a container (never its volumes)."""
+        with _translated(f"cannot remove {name}"):
+            try:
+                self._api.remove_container(name, force=True, v=False)
+            except docker.errors.NotFound:
+                pass
+
+    def logs(self, name: str, tail: int | str = "all", follow: bool = False) -> Iterator[bytes]:
+        with _translated(f"cannot read the logs of {name}"):
+            if follow:
+                return self._api.logs(name, stream=True, follow=True, tail=tail)
+            return iter([self._api.logs(name, tail=tail)])
+
+    def publisher_of(self, port: int, exclude: str | None = None) -> str | None:
+        """The running container publishing this host port, if any."""
+        with _translated("cannot list containers"):
+            for summary in self._api.containers():
+                name = summary["Names"][0].lstrip("/") if summary.get("Names") else summary["Id"][:12]
+                if name == exclude:
+                    continue
+                if any(p.get("PublicPort") == port for p in summary.get("Ports", [])):
+                    return name
+        return None
+
+    # --- volumes -------------------------------------------------------------------
+
+    def volume_exists(self, name: str) -> bool:
+        with _translated(f"cannot inspect volume {name}"):
+            try:
+                self._api.inspect_volume(name)
+                return True
+            except docker.errors.NotFound:
+                return False
+
+    def remove_volume(self, name: str) -> bool:
+        with _translated(f"cannot remove volume {name}"):
+            try:
+                self._api.remove_volume(name)
+                return True
+            except docker.errors.NotFound:
+                return False
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    match = re.search(r"(No such file or directory|Connection refused|Permission denied)", text)
+    return match[1] if match else text.splitlines()[0][:160]
+
+
+def _info(attrs: dict) -> ContainerInfo:
+    state = attrs.get("State", {})
+    config = attrs.get("Config", {})
+    volume = next((m.get("Name") for m in attrs.get("Mounts", []) if m.get("Type") == "volume"), None)
+    published = None
+    for binding in (attrs.get("HostConfig", {}).get("PortBindings") or {}).get(f"{CONTAINER_PORT}/tcp") or []:
+        published = (binding.get("HostIp") or "0.0.0.0", int(binding["HostPort"]))
+    return ContainerInfo(
+        id=attrs["Id"], name=attrs["Name"].lstrip("/"), state=state.get("Status", "unknown"),
+        image=config.get("Image", ""), labels=config.get("Labels") or {}, exit_code=state.get("ExitCode"),
+        started_at=state.get("StartedAt"), restart_count=attrs.get("RestartCount", 0), volume=volume,
+        published=published,
+    )

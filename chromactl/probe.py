@@ -1,0 +1,122 @@
+"""HTTP probes of a running Chroma server: is it up, which version, is auth enforced.
+
+A heartbeat proves nothing about auth (it is public even with auth on), so the auth
+probe asks a protected route twice: without credentials (must be refused) and with the
+probe user's (must succeed)."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlsplit
+
+from chromactl.credentials import PROBE_USER
+from chromactl.settings import Settings
+
+V2 = "/api/v2"
+V1 = "/api/v1"
+PROTECTED = {
+    V2: V2 + "/tenants/default_tenant/databases/default_database/collections",
+    V1: V1 + "/collections?tenant=default_tenant&database=default_database",
+}
+
+
+def _get(url: str, path: str, headers: dict[str, str] | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    ok: bool
+    latency_ms: float | None = None
+    api: str | None = None  # "/api/v2" or "/api/v1"
+
+
+def heartbeat(url: str, timeout: float = 3.0) -> Heartbeat:
+    for api, path in ((V2, V2 + "/heartbeat"), (V1, V1 + "/heartbeat")):
+        started = time.perf_counter()
+        try:
+            status, _ = _get(url, path, timeout=timeout)
+        except (OSError, http.client.HTTPException):
+            return Heartbeat(False)
+        if status == 200:
+            return Heartbeat(True, round((time.perf_counter() - started) * 1000, 1), api)
+        if status not in (404, 410):
+            return Heartbeat(False)
+    return Heartbeat(False)
+
+
+def server_version(url: str, api: str) -> str | None:
+    try:
+        status, body = _get(url, api + "/version")
+        return str(json.loads(body)) if status == 200 else None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+
+
+def credential_headers(settings: Settings, user: str, secret: str) -> dict[str, str]:
+    if settings.auth == "basic":
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
+    if settings.token_header == "X-Chroma-Token":
+        return {"X-Chroma-Token": secret}
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@dataclass(frozen=True)
+class AuthProbe:
+    anonymous_status: int | None  # what a request without credentials got
+    credential_status: int | None = None  # what the probe user's request got; None: not tried
+
+    @property
+    def enforced(self) -> bool:
+        return self.anonymous_status in (401, 403)
+
+    @property
+    def accepted(self) -> bool:
+        return self.credential_status == 200
+
+
+def probe_auth(url: str, api: str, settings: Settings | None, probe_secret: str | None) -> AuthProbe:
+    path = PROTECTED[api]
+
+    def status_of(headers: dict[str, str]) -> int | None:
+        try:
+            return _get(url, path, headers)[0]
+        except (OSError, http.client.HTTPException):
+            return None
+
+    anonymous = status_of({})
+    with_credential = None
+    if settings is not None and settings.auth_enabled and probe_secret:
+        with_credential = status_of(credential_headers(settings, PROBE_USER, probe_secret))
+    return AuthProbe(anonymous, with_credential)
+
+
+def wait_for_heartbeat(url: str, timeout: float, still_running: Callable[[], bool]) -> Heartbeat | None:
+    """Poll with a short backoff until the heartbeat answers (its Heartbeat), the
+    container stops (None), or the time runs out (a failed Heartbeat)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    checks = 0
+    while True:
+        beat = heartbeat(url, timeout=2.0)
+        if beat.ok:
+            return beat
+        checks += 1
+        if checks % 4 == 0 and not still_running():
+            return None
+        if time.monotonic() + delay > deadline:
+            return beat if still_running() else None
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
