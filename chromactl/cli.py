@@ -150,6 +150,30 @@ def init(
     output.init_result(result, as_json)
 
 
+def _init_settings_from_env() -> dict:
+    """The CHROMACTL_* settings `init` would take, for the init that `up` runs in an
+    empty folder (precedence holds there too: environment over default)."""
+    import os
+
+    def value(key: str):
+        return os.environ.get(f"CHROMACTL_{key.upper()}") or None
+
+    given = {key: value(key) for key in ("name", "auth", "token_header", "image", "host")}
+    port = value("port")
+    if port is not None:
+        try:
+            given["port"] = int(port)
+        except ValueError:
+            raise ChromactlError(f"CHROMACTL_PORT: not a number: {port!r}") from None
+    rbac = value("rbac")
+    if rbac is not None:
+        truth = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+        if rbac.lower() not in truth:
+            raise ChromactlError(f"CHROMACTL_RBAC: expected true or false, not {rbac!r}")
+        given["rbac"] = truth[rbac.lower()]
+    return given
+
+
 # --- creds ------------------------------------------------------------------------
 
 RoundsOption = Annotated[Optional[int], typer.Option(
@@ -265,7 +289,7 @@ def up(
     from chromactl.commands.up import up as run_up
 
     result = run_up(_root(ctx), output.ProgressReporter(as_json), pull=pull.value, build=build,
-                    timeout=timeout, dry_run=dry_run)
+                    timeout=timeout, dry_run=dry_run, init_settings=_init_settings_from_env())
     output.up_result(result, as_json)
 
 

@@ -43,13 +43,13 @@ class UpResult:
 
 
 def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | None = None,
-       timeout: float = 60, dry_run: bool = False) -> UpResult:
+       timeout: float = 60, dry_run: bool = False, init_settings: dict | None = None) -> UpResult:
     root = root.absolute()
     init_result = None
     if not is_project(root):
         if dry_run:
             raise ChromactlError(f"no chromactl project in {root}", hint="`chromactl up` without --dry-run creates one")
-        init_result = init_project(root, {})
+        init_result = init_project(root, init_settings or {})
         reporter.initialised(init_result)  # the admin secret is shown now, whatever happens next
     project = load_project(root)
     settings = project.settings
