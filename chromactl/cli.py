@@ -29,6 +29,8 @@ app = typer.Typer(
 )
 creds_app = typer.Typer(help="Manage the users, passwords and tokens of a project.", no_args_is_help=True)
 app.add_typer(creds_app, name="creds")
+export_app = typer.Typer(help="Export the project for an orchestrator: compose or kubernetes.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 
 class AuthMode(str, Enum):
@@ -358,6 +360,49 @@ def logs(
             sys.stdout.buffer.flush()
     except KeyboardInterrupt:
         pass
+
+
+# --- export -------------------------------------------------------------------------------
+
+OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", dir_okay=False,
+                                                      help="Write to this file instead of stdout.")]
+
+
+def _emit(text: str, output: Optional[Path]) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from chromactl import output as out
+
+        out.stderr().print(f"wrote {output}", markup=False)
+
+
+@export_app.command("compose")
+def export_compose(ctx: typer.Context, output: OutputOption = None) -> None:
+    """A Compose file: the image, the env file, the credential files mounted read-only,
+    the data volume, the port, restart policy and a health check that needs only bash.
+
+    Example: chromactl export compose | docker compose -f - config
+    """
+    from chromactl.commands.export import export_compose as run
+
+    _emit(run(_root(ctx), output), output)
+
+
+@export_app.command("kubernetes")
+def export_kubernetes(
+    ctx: typer.Context,
+    output: OutputOption = None,
+    namespace: Annotated[Optional[str], typer.Option(help="Namespace of every object.")] = None,
+) -> None:
+    """Kubernetes manifests: a Secret with the credential files and settings, a
+    StatefulSet with a volume claim and heartbeat probes, and a Service.
+
+    Example: chromactl export kubernetes --namespace search | kubectl apply -f -
+    """
+    from chromactl.commands.export import export_kubernetes as run
+
+    _emit(run(_root(ctx), output, namespace), output)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from chromactl import fsio
 from chromactl.credentials import PROBE_USER, credential_files
 from chromactl.envfile import ENV_FILE, parse_env_file, server_environment
 from chromactl.errors import ChromactlError
-from chromactl.images import data_path
+from chromactl.images import auth_verdict, data_path
 from chromactl.project import Project
 from chromactl.spec import ContainerSpec, build_spec
 
@@ -41,6 +41,15 @@ def mounted_files(project: Project) -> dict[str, bytes]:
         except OSError:
             raise ChromactlError(f"cannot read {name}") from None
     return contents
+
+
+def check_image_enforces_auth(project: Project) -> None:
+    """Refuse auth on an image whose tag says it ignores the settings."""
+    settings = project.settings
+    verdict = auth_verdict(settings.image)
+    if settings.auth_enabled and verdict.enforces_auth is False:
+        raise ChromactlError(f"refusing auth {settings.auth}: {verdict.reason}",
+                             hint="use chromadb/chroma:0.6.3 (`chromactl init --force --image chromadb/chroma:0.6.3`)")
 
 
 def check_probe(project: Project) -> None:

@@ -181,7 +181,7 @@ def test_auth_on_a_1x_tag_is_refused_before_anything_starts(projects, docker_cli
     p = projects(image=IMAGE_159)
     result = p("up")
     assert result.returncode == 1
-    assert "refusing to start" in result.stderr and "ignores every auth setting" in result.stderr
+    assert "refusing auth token" in result.stderr and "ignores every auth setting" in result.stderr
     assert "chromadb/chroma:0.6.3" in result.stderr
     assert not docker_client.containers.list(all=True, filters={"name": p.container})
     latest = projects(image="chromadb/chroma:latest")

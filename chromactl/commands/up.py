@@ -10,8 +10,7 @@ from typing import Callable, Protocol
 
 from chromactl.commands.init import InitResult, init_project
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
-from chromactl.images import auth_verdict
-from chromactl.plan import check_probe, env_file_path, plan_container
+from chromactl.plan import check_image_enforces_auth, check_probe, env_file_path, plan_container
 from chromactl.probe import AuthProbe, probe_auth, server_version, wait_for_heartbeat
 from chromactl.project import Project, is_project, load_project
 from chromactl.spec import LABEL_CONFIG, LABEL_PROJECT, ContainerSpec, docker_run_command, url_for
@@ -53,10 +52,7 @@ def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | No
         reporter.initialised(init_result)  # the admin secret is shown now, whatever happens next
     project = load_project(root)
     settings = project.settings
-    verdict = auth_verdict(settings.image)
-    if settings.auth_enabled and verdict.enforces_auth is False:
-        raise ChromactlError(f"refusing to start with auth {settings.auth}: {verdict.reason}",
-                             hint="use chromadb/chroma:0.6.3 (`chromactl init --force --image chromadb/chroma:0.6.3`)")
+    check_image_enforces_auth(project)
     check_probe(project)
 
     if dry_run:

@@ -1,0 +1,180 @@
+"""export compose / kubernetes: checked by a real Compose (Debian's docker-compose)
+against the test engine with Chroma's real client, and by kubernetes-validate."""
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import COLLECTIONS, free_port, http_status, ok, require, run_chromactl, snapshot
+from test_lifecycle import IMAGE_063, IMAGE_159, admin_secret, docker_client  # noqa: F401 (fixture)
+
+
+def init(chromactl, *args, image=IMAGE_063):
+    port = free_port()
+    ok(chromactl("init", "--image", image, "--host", "127.0.0.1", "--port", str(port), *args,
+                 env={"CHROMACTL_BCRYPT_ROUNDS": "10"}))
+    return port
+
+
+@pytest.mark.docker
+def test_compose_file_runs_under_real_compose_and_enforces_auth(chromactl, docker_client, chroma_client):
+    compose = shutil.which("docker-compose")
+    require(compose is not None, "Debian's docker-compose")
+    port = init(chromactl)
+    project = chromactl.project
+    name = project.name
+    ok(chromactl("export", "compose", "-o", "compose.yaml"))
+    assert "$" not in (project / "compose.yaml").read_text().replace("$$", "")
+    base = [compose, "-f", str(project / "compose.yaml"), "-p", "chromactltest" + str(port)]
+    config = subprocess.run(base + ["config"], capture_output=True, text=True)
+    assert config.returncode == 0, config.stderr
+    try:
+        up = subprocess.run(base + ["up", "-d"], capture_output=True, text=True, timeout=300)
+        assert up.returncode == 0, up.stderr
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if http_status(url + "/api/v2/heartbeat") == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        token = admin_secret(type("P", (), {"folder": project}))
+        assert http_status(url + COLLECTIONS) == 403
+        done = chroma_client(url, "token", token, ["connect", "create", "add", "count"])
+        assert done["count"] == "ok", done
+        assert chroma_client(url, "token", "Q" * 40, ["connect"])["connect"] == "denied"
+
+        # The health check works inside the image (it needs neither curl nor Python).
+        [container] = docker_client.containers.list(filters={"label": f"org.chromactl.project={project}"})
+        deadline = time.monotonic() + 90
+        health = None
+        while time.monotonic() < deadline:
+            container.reload()
+            health = container.attrs["State"].get("Health", {}).get("Status")
+            if health == "healthy":
+                break
+            time.sleep(1)
+        assert health == "healthy", container.attrs["State"].get("Health")
+        mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
+        assert mounts["/etc/chromactl/authz.yaml"]["RW"] is False
+        assert mounts["/chroma/chroma"]["Name"] == f"chromactl-{name}-data"
+    finally:
+        subprocess.run(base + ["down", "-v"], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.docker
+def test_compose_escapes_dollars_in_its_own_text(tmp_path):
+    compose = shutil.which("docker-compose")
+    require(compose is not None, "Debian's docker-compose")
+    folder = tmp_path / "price$HOME"
+    folder.mkdir()
+    ok(run_chromactl("init", "--image", IMAGE_063, "--name", "dollar", cwd=folder))
+    text = ok(run_chromactl("export", "compose", cwd=folder)).stdout
+    config = subprocess.run([compose, "-f", "-", "config"], input=text, capture_output=True, text=True, cwd=folder)
+    assert config.returncode == 0, config.stderr
+    rendered = yaml.safe_load(config.stdout)
+    # Compose prints its resolved file in its own syntax, where `$$` stands for a literal `$`:
+    # the path was not interpolated (an unescaped `$HOME` would have become the home folder).
+    assert rendered["services"]["chroma"]["labels"]["org.chromactl.project"] == str(folder).replace("$", "$$")
+
+
+def _kubernetes_docs(chromactl, *args):
+    text = ok(chromactl("export", "kubernetes", *args)).stdout
+    return text, list(yaml.safe_load_all(text))
+
+
+def test_kubernetes_manifests_validate_and_carry_the_files_byte_for_byte(chromactl, tmp_path):
+    import sys
+    from pathlib import Path
+    beside = Path(sys.executable).parent / "kubernetes-validate"
+    validator = str(beside) if beside.exists() else shutil.which("kubernetes-validate")
+    require(validator is not None, "kubernetes-validate (pip install kubernetes-validate)")
+    init(chromactl, "--auth", "basic")
+    ok(chromactl("creds", "add", "alice", "--role", "writer", env={"CHROMACTL_BCRYPT_ROUNDS": "10"}))
+    ok(chromactl("export", "kubernetes", "--namespace", "search", "-o", str(tmp_path / "k8s.yaml")))
+    check = subprocess.run([validator, "--strict", str(tmp_path / "k8s.yaml")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count("passed") == 3, check.stdout
+    assert (tmp_path / "k8s.yaml").stat().st_mode & 0o777 == 0o600
+
+    secret, statefulset, service = yaml.safe_load_all((tmp_path / "k8s.yaml").read_text())
+    assert [d["kind"] for d in (secret, statefulset, service)] == ["Secret", "StatefulSet", "Service"]
+    assert all(d["metadata"]["namespace"] == "search" for d in (secret, statefulset, service))
+    project = chromactl.project
+    for name in ("server.htpasswd", "authz.yaml"):
+        assert base64.b64decode(secret["data"][name]) == (project / name).read_bytes()
+    from chromactl.envfile import parse_env_file
+    env = parse_env_file((project / ".chroma_env").read_text())
+    assert {k[4:]: base64.b64decode(v).decode() for k, v in secret["data"].items() if k.startswith("env.")} == env
+
+    spec = statefulset["spec"]
+    assert spec["replicas"] == 1
+    assert spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    container = spec["template"]["spec"]["containers"][0]
+    assert {"name": "data", "mountPath": "/chroma/chroma"} in container["volumeMounts"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/api/v2/heartbeat"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/api/v2/heartbeat"
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    pod_text = json.dumps(statefulset) + json.dumps(service)
+    for line in (project / "server.htpasswd").read_text().splitlines():
+        assert line.split(":")[1] not in pod_text  # secrets only in the Secret
+    assert service["spec"]["ports"][0]["port"] == 8000
+
+
+def test_reexport_after_creds_add_changes_only_the_secret(chromactl):
+    init(chromactl)
+    _, before = _kubernetes_docs(chromactl)
+    ok(chromactl("creds", "add", "bob"))
+    _, after = _kubernetes_docs(chromactl)
+    assert before[0] != after[0]
+    assert before[1:] == after[1:]
+    token = admin_secret(type("P", (), {"folder": chromactl.project}))
+    assert token not in json.dumps(after[1:])
+
+
+def test_bad_input_writes_nothing(chromactl, tmp_path):
+    result = chromactl("export", "compose")
+    assert result.returncode == 1 and "no chromactl project" in result.stderr
+    result = chromactl("export", "helm")
+    assert result.returncode == 2
+    init(chromactl, image=IMAGE_159)
+    before = snapshot(chromactl.project)
+    for target in ("compose", "kubernetes"):
+        result = chromactl("export", target, "-o", "out.yaml")
+        assert result.returncode == 1 and "ignores every auth setting" in result.stderr, result.stderr
+        result = chromactl("export", target, "-o", str(tmp_path / "missing" / "out.yaml"))
+        assert result.returncode == 1
+    assert snapshot(chromactl.project) == before
+
+
+def test_unwritable_output(chromactl):
+    import os
+    import tempfile
+    from pathlib import Path
+    init(chromactl)
+    if os.geteuid() == 0:
+        folder = Path(tempfile.mkdtemp(prefix="chromactl-ro-"))
+        try:
+            folder.chmod(0o755)
+            chromactl.project.chmod(0o755)
+            chromactl.project.parent.chmod(0o755)
+            for path in (chromactl.project / "authz.yaml", chromactl.project / ".chroma_env",
+                         chromactl.project / ".chromactl", chromactl.project / ".chromactl/probe-secret"):
+                os.chown(path, 65534, 65534)
+            result = run_chromactl("-C", str(chromactl.project), "export", "compose", "-o", str(folder / "c.yaml"),
+                                   user="65534")
+            assert list(folder.iterdir()) == []
+        finally:
+            shutil.rmtree(folder)
+    else:
+        folder = chromactl.project / "ro"
+        folder.mkdir(mode=0o555)
+        result = chromactl("export", "compose", "-o", str(folder / "c.yaml"))
+    assert result.returncode == 1 and "permission denied" in result.stderr, result.stderr
