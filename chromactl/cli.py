@@ -39,6 +39,11 @@ class AuthMode(str, Enum):
     none = "none"
 
 
+class Gateway(str, Enum):
+    nginx = "nginx"
+    none = "none"
+
+
 class TokenHeader(str, Enum):
     authorization = "Authorization"
     x_chroma_token = "X-Chroma-Token"
@@ -128,6 +133,11 @@ def init(
     port: Annotated[Optional[int], typer.Option(envvar="CHROMACTL_PORT", help="Host port. [default: 8000]")] = None,
     host: Annotated[Optional[str], typer.Option(envvar="CHROMACTL_HOST",
                                                 help="Host address. [default: 0.0.0.0 with auth, 127.0.0.1 without]")] = None,
+    gateway: Annotated[Optional[Gateway], typer.Option(
+        envvar="CHROMACTL_GATEWAY",
+        help="An nginx auth gateway in front of Chroma. [default: nginx for 1.x/latest images with auth, else none]")] = None,
+    gateway_image: Annotated[Optional[str], typer.Option(envvar="CHROMACTL_GATEWAY_IMAGE",
+                                                         help="Gateway image. [default: nginx:1.27.5]")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Basic auth: read the admin password from stdin.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rewrite an existing project's settings (credentials are kept).")] = False,
     as_json: JsonOption = False,
@@ -144,7 +154,8 @@ def init(
 
     given = {"name": name, "auth": auth.value if auth else None, "rbac": rbac,
              "token_header": token_header.value if token_header else None,
-             "image": image, "port": port, "host": host}
+             "image": image, "port": port, "host": host,
+             "gateway": gateway.value if gateway else None, "gateway_image": gateway_image}
     if token_header is not None and (auth or AuthMode.token) != AuthMode.token:
         raise ChromactlError("--token-header applies to token auth only")
     read_password = (lambda: _read_stdin_secret("--password-stdin")) if password_stdin else None
@@ -160,7 +171,7 @@ def _init_settings_from_env() -> dict:
     def value(key: str):
         return os.environ.get(f"CHROMACTL_{key.upper()}") or None
 
-    given = {key: value(key) for key in ("name", "auth", "token_header", "image", "host")}
+    given = {key: value(key) for key in ("name", "auth", "token_header", "image", "host", "gateway", "gateway_image")}
     port = value("port")
     if port is not None:
         try:
@@ -347,15 +358,16 @@ def logs(
     ctx: typer.Context,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     tail: Annotated[Optional[int], typer.Option("--tail", "-n", min=0, help="Only the last N lines.")] = None,
+    service: Annotated[str, typer.Option(help="chroma, or gateway when the project has one.")] = "chroma",
 ) -> None:
-    """Print the server's logs.
+    """Print the server's logs, or the gateway's with --service gateway.
 
     Example: chromactl logs -n 50 -f
     """
     from chromactl.commands.down import logs as run_logs
 
     try:
-        for chunk in run_logs(_root(ctx), tail=tail, follow=follow):
+        for chunk in run_logs(_root(ctx), tail=tail, follow=follow, service=service):
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
     except KeyboardInterrupt:

@@ -134,16 +134,18 @@ class Engine:
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
         mounts = [docker.types.Mount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
                   for m in spec.mounts]
-        mounts.append(docker.types.Mount(target=spec.data_path, source=spec.volume, type="volume"))
+        if spec.volume:
+            mounts.append(docker.types.Mount(target=spec.data_path, source=spec.volume, type="volume"))
         with _translated(f"cannot create container {spec.name}"):
-            if not self.volume_exists(spec.volume):
+            if spec.volume and not self.volume_exists(spec.volume):
                 self._client.volumes.create(name=spec.volume, labels={LABEL_PROJECT: spec.labels[LABEL_PROJECT]})
             host_config = self._api.create_host_config(
-                mounts=mounts, port_bindings={CONTAINER_PORT: (spec.host, spec.port)},
-                restart_policy={"Name": spec.restart_policy})
+                mounts=mounts, port_bindings={CONTAINER_PORT: (spec.host, spec.port)} if spec.publish else None,
+                restart_policy={"Name": spec.restart_policy}, network_mode=spec.network)
             created = self._api.create_container(
                 spec.image, name=spec.name, environment=spec.environment, labels=spec.labels,
-                ports=[CONTAINER_PORT], host_config=host_config, detach=True)
+                ports=[CONTAINER_PORT] if spec.publish else None, host_config=host_config, detach=True,
+                command=list(spec.command) if spec.command else None)
         try:
             self.start(spec.name, spec.host, spec.port)
         except ChromactlError:
@@ -197,6 +199,23 @@ class Engine:
                     return name
         return None
 
+    def signal(self, name: str, signal: str) -> None:
+        with _translated(f"cannot signal {name}"):
+            self._api.kill(name, signal=signal)
+
+    # --- networks ------------------------------------------------------------------
+
+    def ensure_network(self, name: str, project: str) -> None:
+        with _translated(f"cannot create network {name}"):
+            if not self._api.networks(names=[name]):
+                self._api.create_network(name, driver="bridge", labels={LABEL_PROJECT: project})
+
+    def remove_network(self, name: str) -> None:
+        with _translated(f"cannot remove network {name}"):
+            for network in self._api.networks(names=[name]):
+                if network.get("Name") == name:
+                    self._api.remove_network(network["Id"])
+
     # --- volumes -------------------------------------------------------------------
 
     def volume_exists(self, name: str) -> bool:
@@ -226,6 +245,7 @@ def _info(attrs: dict) -> ContainerInfo:
     state = attrs.get("State", {})
     config = attrs.get("Config", {})
     volume = next((m.get("Name") for m in attrs.get("Mounts", []) if m.get("Type") == "volume"), None)
+    # What the engine really publishes: a Chroma behind a gateway must have nothing here.
     published = None
     for binding in (attrs.get("HostConfig", {}).get("PortBindings") or {}).get(f"{CONTAINER_PORT}/tcp") or []:
         published = (binding.get("HostIp") or "0.0.0.0", int(binding["HostPort"]))

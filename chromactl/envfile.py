@@ -33,6 +33,8 @@ def server_environment(settings: Settings) -> dict[str, str]:
     a single anonymous token."""
     # A locked-down server does not report usage to a third party.
     env = {"ANONYMIZED_TELEMETRY": "False"}
+    if settings.uses_gateway:
+        return env  # the gateway enforces auth; the server behind it runs without
     if settings.auth == "token":
         env["CHROMA_SERVER_AUTHN_PROVIDER"] = TOKEN_PROVIDER
         env["CHROMA_SERVER_AUTHN_CREDENTIALS_FILE"] = container_path(AUTHZ_FILE)
@@ -50,7 +52,8 @@ def describe_auth(settings: Settings) -> str:
     if settings.auth == "none":
         return "none -- this server accepts every request"
     how = f"token in the {settings.token_header} header" if settings.auth == "token" else "basic (user:password)"
-    return how + (", with RBAC" if settings.rbac else ", no RBAC: every user has full access")
+    how += ", with RBAC" if settings.rbac else ", no RBAC: every user has full access"
+    return how + (", enforced by an nginx gateway" if settings.uses_gateway else "")
 
 
 def render_env_file(settings: Settings) -> str:

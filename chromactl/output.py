@@ -224,6 +224,8 @@ def up_result(result, as_json: bool) -> None:
             "image": s.image, "version": result.version, "volume": result.spec.volume,
             "heartbeat_ms": result.heartbeat_ms, "auth": {"mode": s.auth, "enforced": enforced},
         }
+        if result.gateway is not None:
+            document["gateway"] = {"container": result.gateway.name, "action": result.gateway_action}
         if result.init is not None:
             document["init"] = {"project": str(result.init.project), "user": result.init.user,
                                 "role": result.init.role, "secret": result.init.secret}
@@ -232,6 +234,9 @@ def up_result(result, as_json: bool) -> None:
     out = stdout()
     out.print(f"Chroma {result.version or '?'} is up at {result.url} ({result.action}: container "
               f"{result.spec.name}, data in volume {result.spec.volume})", markup=False)
+    if result.gateway is not None:
+        out.print(f"Gateway {result.gateway.name} ({result.gateway_action}) enforces auth in front of it; "
+                  f"Chroma publishes no port of its own.", markup=False)
     if result.auth:
         out.print(f"Auth verified: a request without credentials got HTTP {result.auth.anonymous_status}; "
                   f"chromactl's probe user got HTTP {result.auth.credential_status}. ({describe_auth(s)})", markup=False)
@@ -246,7 +251,8 @@ STATUS_KEYS = ("name", "container", "state", "healthy", "heartbeat_ms", "version
 def status_result(instances, as_json: bool) -> None:
     if as_json:
         print_json([{**{key: getattr(i, key) for key in STATUS_KEYS},
-                     "auth": {"mode": i.auth_mode, "enforced": i.auth_enforced}, "drift": i.drift}
+                     "auth": {"mode": i.auth_mode, "enforced": i.auth_enforced}, "drift": i.drift,
+                     **({"gateway": i.gateway} if i.gateway else {})}
                     for i in instances])
         return
     if not instances:
@@ -259,6 +265,8 @@ def status_result(instances, as_json: bool) -> None:
         auth = i.auth_mode or "?"
         if i.auth_mode and i.auth_mode != "none":
             auth += {True: " (enforced)", False: " (NOT ENFORCED)", None: ""}[i.auth_enforced]
+        if i.gateway:
+            auth += " via gateway"
         table.add_row(i.name, i.state, "yes" if i.healthy else "NO",
                       f"{i.heartbeat_ms:.0f} ms" if i.heartbeat_ms is not None else "-", i.version or "-",
                       i.url or "-", auth, {True: "recreate needed", False: "-", None: "?"}[i.drift],
@@ -269,11 +277,13 @@ def status_result(instances, as_json: bool) -> None:
 def down_result(result, as_json: bool) -> None:
     if as_json:
         print_json({"container": result.container, "removed": result.removed, "volume": result.volume,
-                    "volume_removed": result.volume_removed})
+                    "volume_removed": result.volume_removed, "gateway": result.gateway})
         return
     out = stdout()
     out.print(f"Removed container {result.container}." if result.removed else f"No container {result.container}.",
               markup=False)
+    if result.gateway:
+        out.print(f"Removed gateway {result.gateway}.", markup=False)
     if result.volume_removed:
         out.print(f"Deleted volume {result.volume} and its data.", markup=False)
     else:

@@ -34,6 +34,9 @@ def read_environment(project: Project) -> dict[str, str]:
 
 
 def mounted_files(project: Project) -> dict[str, bytes]:
+    """The credential files the Chroma container mounts: none behind a gateway."""
+    if project.settings.uses_gateway:
+        return {}
     contents = {}
     for name in credential_files(project.settings):
         try:
@@ -47,9 +50,10 @@ def check_image_enforces_auth(project: Project) -> None:
     """Refuse auth on an image whose tag says it ignores the settings."""
     settings = project.settings
     verdict = auth_verdict(settings.image)
-    if settings.auth_enabled and verdict.enforces_auth is False:
+    if settings.auth_enabled and not settings.uses_gateway and verdict.enforces_auth is False:
         raise ChromactlError(f"refusing auth {settings.auth}: {verdict.reason}",
-                             hint="use chromadb/chroma:0.6.3 (`chromactl init --force --image chromadb/chroma:0.6.3`)")
+                             hint="put the nginx gateway in front (`chromactl init --force --gateway nginx`), or use "
+                                  "chromadb/chroma:0.6.3")
 
 
 def check_probe(project: Project) -> None:
@@ -71,3 +75,36 @@ def plan_container(project: Project, image_id: str, working_dir: str | None) -> 
 
 def env_file_path(project: Project) -> Path:
     return project.root / ENV_FILE
+
+
+# --- the gateway --------------------------------------------------------------------------
+
+GATEWAY_DIR = ".chromactl/gateway"
+
+
+def gateway_files(project: Project) -> dict[Path, tuple[str, int]]:
+    """The gateway's configuration, rendered from the project's credentials, as files
+    to write into its folder (0600: they hold tokens or password hashes)."""
+    from chromactl.gateway import render_gateway, uncovered_actions
+    from chromactl.spec import CONTAINER_PORT, container_name
+
+    settings = project.settings
+    if settings.rbac:
+        missing = uncovered_actions(project.credentials.roles or {})
+        if missing:
+            raise ChromactlError(f"the gateway's route table has no route for action {missing[0]!r}, "
+                                 "which a role in authz.yaml grants",
+                                 hint="remove the action from roles_mapping, or update chromactl")
+    rendered = render_gateway(settings, project.credentials, f"{container_name(settings)}:{CONTAINER_PORT}")
+    folder = project.root / GATEWAY_DIR
+    return {folder / name: (text, 0o600) for name, text in rendered.files.items()}
+
+
+def gateway_files_changed(files: dict[Path, tuple[str, int]]) -> bool:
+    return any(fsio.read_text(path) != text for path, (text, _) in files.items())
+
+
+def plan_gateway(project: Project, image_id: str) -> ContainerSpec:
+    from chromactl.spec import build_gateway_spec
+
+    return build_gateway_spec(str(project.root), project.settings, str(project.root / GATEWAY_DIR), image_id)

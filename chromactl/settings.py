@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
 from chromactl.errors import ChromactlError, ProjectFileError
@@ -24,6 +24,8 @@ TOKEN_HEADERS = ("Authorization", "X-Chroma-Token")
 DEFAULT_IMAGE = "chromadb/chroma:0.6.3"
 DEFAULT_PORT = 8000
 DEFAULT_BCRYPT_ROUNDS = 12
+GATEWAYS = ("nginx", "none")
+DEFAULT_GATEWAY_IMAGE = "nginx:1.27.5"  # the official image, pinned
 MIN_BCRYPT_ROUNDS = 10
 MAX_BCRYPT_ROUNDS = 31
 
@@ -41,6 +43,12 @@ class Settings:
     host: str
     port: int
     bcrypt_rounds: int = DEFAULT_BCRYPT_ROUNDS
+    gateway: str = "none"
+    gateway_image: str = DEFAULT_GATEWAY_IMAGE
+
+    @property
+    def uses_gateway(self) -> bool:
+        return self.gateway != "none"
 
     @property
     def auth_enabled(self) -> bool:
@@ -85,13 +93,24 @@ def resolve_settings(
         host=pick("host", "0.0.0.0" if auth != "none" else "127.0.0.1"),
         port=pick("port", DEFAULT_PORT),
         bcrypt_rounds=pick("bcrypt_rounds", DEFAULT_BCRYPT_ROUNDS),
+        gateway=pick("gateway", None),
+        gateway_image=pick("gateway_image", DEFAULT_GATEWAY_IMAGE),
     )
+    if settings.gateway is None:
+        settings = replace(settings, gateway=default_gateway(settings.auth, settings.image))
     problem = validate_settings(settings)
     if problem:
         key, message = problem
         source = "chromactl.yaml" if given.get(key) is None and key in stored else "--" + key.replace("_", "-")
         raise ChromactlError(f"{source}: {message}")
     return settings
+
+
+def default_gateway(auth: str, image: str) -> str:
+    """nginx in front of a server that would ignore chromactl's auth settings (1.x, latest)."""
+    from chromactl.images import auth_verdict
+
+    return "nginx" if auth != "none" and auth_verdict(image).enforces_auth is False else "none"
 
 
 def validate_settings(s: Settings) -> tuple[str, str] | None:
@@ -114,6 +133,12 @@ def validate_settings(s: Settings) -> tuple[str, str] | None:
         return "host", f"invalid host address {s.host!r}: give an IP address such as 127.0.0.1 or 0.0.0.0"
     if isinstance(s.port, bool) or not isinstance(s.port, int) or not 1 <= s.port <= 65535:
         return "port", f"invalid port {s.port!r}: give a number from 1 to 65535"
+    if s.gateway not in GATEWAYS:
+        return "gateway", f"unknown gateway {s.gateway!r}: use {' or '.join(GATEWAYS)}"
+    if s.gateway != "none" and s.auth == "none":
+        return "gateway", "a gateway enforces auth: with auth none there is nothing for it to do"
+    if not isinstance(s.gateway_image, str) or not _IMAGE_RE.fullmatch(s.gateway_image):
+        return "gateway_image", f"invalid image reference {s.gateway_image!r}"
     rounds = s.bcrypt_rounds
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not MIN_BCRYPT_ROUNDS <= rounds <= MAX_BCRYPT_ROUNDS:
         return "bcrypt_rounds", f"bcrypt rounds must be a number from {MIN_BCRYPT_ROUNDS} to {MAX_BCRYPT_ROUNDS}, not {rounds!r}"
@@ -130,10 +155,13 @@ def parse_settings_file(text: str) -> dict[str, Any]:
         if key not in FIELDS:
             raise ProjectFileError(SETTINGS_FILE, f"unknown setting {key!r}", data.line_of(key),
                                    hint=f"known settings: {', '.join(FIELDS)}")
-    missing = [key for key in FIELDS if key not in data and key != "bcrypt_rounds"]
+    optional = ("bcrypt_rounds", "gateway", "gateway_image")
+    missing = [key for key in FIELDS if key not in data and key not in optional]
     if missing:
         raise ProjectFileError(SETTINGS_FILE, f"missing setting {missing[0]!r}")
     settings = Settings(**{key: data[key] for key in FIELDS if key in data})
+    if "gateway" not in data:
+        settings = replace(settings, gateway=default_gateway(settings.auth, settings.image))
     problem = validate_settings(settings)
     if problem:
         key, message = problem

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from chromactl import __version__
 from chromactl.envfile import container_path
@@ -19,6 +19,9 @@ LABEL_NAME = LABEL_PREFIX + "name"
 LABEL_CONFIG = LABEL_PREFIX + "config-hash"
 LABEL_VERSION = LABEL_PREFIX + "version"
 LABEL_AUTH = LABEL_PREFIX + "auth"
+LABEL_SERVICE = LABEL_PREFIX + "service"  # "chroma" or "gateway"
+
+GATEWAY_MOUNT_DIR = "/etc/chromactl-gateway"
 
 
 def container_name(settings: Settings) -> str:
@@ -27,6 +30,15 @@ def container_name(settings: Settings) -> str:
 
 def volume_name(settings: Settings) -> str:
     return f"chromactl-{settings.name}-data"
+
+
+def gateway_name(settings: Settings) -> str:
+    return f"chromactl-{settings.name}-gateway"
+
+
+def network_name(settings: Settings) -> str:
+    """The project's private network, when a gateway stands in front of Chroma."""
+    return f"chromactl-{settings.name}"
 
 
 @dataclass(frozen=True)
@@ -42,41 +54,65 @@ class ContainerSpec:
     image: str
     environment: dict[str, str]
     mounts: tuple[Mount, ...]
-    volume: str
-    data_path: str
+    volume: str | None  # the named data volume, mounted at data_path
+    data_path: str | None
     host: str
     port: int
     labels: dict[str, str] = field(default_factory=dict)
     restart_policy: str = "unless-stopped"
+    publish: bool = True  # publish CONTAINER_PORT on host:port; Chroma behind a gateway is not
+    network: str | None = None
+    command: tuple[str, ...] | None = None
 
     @property
     def config_hash(self) -> str:
         return self.labels[LABEL_CONFIG]
 
 
-def build_spec(project_root: str, settings: Settings, environment: dict[str, str],
-               credential_files: dict[str, bytes], image_id: str, data_path: str) -> ContainerSpec:
-    """`credential_files` maps each file the container mounts to its content: a change
-    in any of them (a user added or rotated) changes the configuration hash."""
-    mounts = tuple(Mount(f"{project_root}/{name}", container_path(name)) for name in sorted(credential_files))
-    spec = ContainerSpec(
-        name=container_name(settings), image=settings.image, environment=dict(environment), mounts=mounts,
-        volume=volume_name(settings), data_path=data_path, host=settings.host, port=settings.port,
-    )
+def _labelled(spec: ContainerSpec, project_root: str, settings: Settings, service: str, image_id: str,
+              files: dict[str, bytes]) -> ContainerSpec:
     fingerprint = {
         "spec": asdict(spec),
         "image_id": image_id,
-        "files": {name: hashlib.sha256(content).hexdigest() for name, content in sorted(credential_files.items())},
+        "files": {name: hashlib.sha256(content).hexdigest() for name, content in sorted(files.items())},
     }
     config_hash = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
     labels = {
         LABEL_PROJECT: project_root,
         LABEL_NAME: settings.name,
+        LABEL_SERVICE: service,
         LABEL_CONFIG: config_hash,
         LABEL_VERSION: __version__,
         LABEL_AUTH: settings.auth,
     }
-    return ContainerSpec(**{**asdict(spec), "mounts": mounts, "labels": labels})
+    return replace(spec, labels=labels)
+
+
+def build_spec(project_root: str, settings: Settings, environment: dict[str, str],
+               credential_files: dict[str, bytes], image_id: str, data_path: str) -> ContainerSpec:
+    """The Chroma container. `credential_files` maps each file it mounts to its content:
+    a change in any of them (a user added or rotated) changes the configuration hash.
+    Behind a gateway it mounts none, publishes nothing and joins the project's network."""
+    mounts = tuple(Mount(f"{project_root}/{name}", container_path(name)) for name in sorted(credential_files))
+    spec = ContainerSpec(
+        name=container_name(settings), image=settings.image, environment=dict(environment), mounts=mounts,
+        volume=volume_name(settings), data_path=data_path, host=settings.host, port=settings.port,
+        publish=not settings.uses_gateway, network=network_name(settings) if settings.uses_gateway else None,
+    )
+    return _labelled(spec, project_root, settings, "chroma", image_id, credential_files)
+
+
+def build_gateway_spec(project_root: str, settings: Settings, gateway_dir: str, image_id: str) -> ContainerSpec:
+    """The nginx gateway: the only published port. Its configuration folder is mounted
+    whole, so rewritten files are seen by a reload (SIGHUP) without a restart; their
+    content is therefore not part of its configuration hash."""
+    spec = ContainerSpec(
+        name=gateway_name(settings), image=settings.gateway_image, environment={},
+        mounts=(Mount(gateway_dir, GATEWAY_MOUNT_DIR),), volume=None, data_path=None,
+        host=settings.host, port=settings.port, network=network_name(settings),
+        command=("nginx", "-c", f"{GATEWAY_MOUNT_DIR}/nginx.conf", "-g", "daemon off;"),
+    )
+    return _labelled(spec, project_root, settings, "gateway", image_id, {})
 
 
 def probe_host(host: str) -> str:
@@ -93,16 +129,24 @@ def url_for(host: str, port: int) -> str:
     return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
 
 
-def docker_run_command(spec: ContainerSpec, env_file: str) -> str:
+def docker_run_command(spec: ContainerSpec, env_file: str | None) -> str:
     """The equivalent `docker run`. The environment stays in the env file, so no secret
     ever reaches a command line."""
     host = f"[{spec.host}]" if ":" in spec.host else spec.host
-    args = ["docker", "run", "--detach", "--name", spec.name, "--env-file", env_file]
+    args = ["docker", "run", "--detach", "--name", spec.name]
+    if env_file:
+        args += ["--env-file", env_file]
+    if spec.network:
+        args += ["--network", spec.network]
     for mount in spec.mounts:
         args += ["--volume", f"{mount.source}:{mount.target}" + (":ro" if mount.read_only else "")]
-    args += ["--volume", f"{spec.volume}:{spec.data_path}", "--publish", f"{host}:{spec.port}:{CONTAINER_PORT}",
-             "--restart", spec.restart_policy]
+    if spec.volume:
+        args += ["--volume", f"{spec.volume}:{spec.data_path}"]
+    if spec.publish:
+        args += ["--publish", f"{host}:{spec.port}:{CONTAINER_PORT}"]
+    args += ["--restart", spec.restart_policy]
     for key, value in spec.labels.items():
         args += ["--label", f"{key}={value}"]
     args.append(spec.image)
+    args += list(spec.command or ())
     return " ".join(shlex.quote(a) for a in args)

@@ -9,6 +9,13 @@
 #   chromactl-test/chroma:1.5.9           chromadb==1.5.9 (Rust server, NO auth), data in /data
 #   chromactl-test/chroma-untagged:probe  same image as chroma:1.5.9, under a tag that does not
 #                                         reveal the version
+#   chromactl-test/nginx:bookworm         Debian bookworm's nginx (nginx-light) on the base image,
+#                                         run like the official `nginx` image: `nginx -g 'daemon
+#                                         off;'` as PID 1 (so `docker kill --signal HUP` reloads),
+#                                         config /etc/nginx/nginx.conf, logs to stdout/stderr,
+#                                         STOPSIGNAL SIGQUIT; users `nginx` (uid/gid 101, as in the
+#                                         official image) and `www-data` both exist. Installed
+#                                         with apt-get from the base image's mirror at build time.
 #
 # Idempotent: each image carries the label org.chromactl.recipe=<sha256 of its recipe inputs>
 # and is rebuilt only when that label differs from what this script would build (or the image
@@ -232,6 +239,63 @@ else
   docker tag chromactl-test/chroma:1.5.9 "$PROBE" || die "docker tag $PROBE failed"
   log "tagged $PROBE = chromactl-test/chroma:1.5.9"
 fi
+
+# ---------------------------------------------------------------- nginx gateway image
+NGINX_IMAGE=chromactl-test/nginx:bookworm
+NGINX_PACKAGE=nginx-light
+
+dockerfile_nginx() {
+  cat <<EOF
+FROM $BASE_IMAGE
+# Debian's nginx from the base image's mirror. policy-rc.d keeps the package's postinst from
+# starting nginx inside the build. The official image's conventions: user nginx (101:101),
+# access/error logs to the container's stdout/stderr, graceful stop on SIGQUIT.
+RUN set -eux; \\
+    export DEBIAN_FRONTEND=noninteractive; \\
+    printf '#!/bin/sh\\nexit 101\\n' >/usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; \\
+    apt-get update -qq; \\
+    apt-get install -y -qq --no-install-recommends $NGINX_PACKAGE; \\
+    rm -f /usr/sbin/policy-rc.d; \\
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \\
+           /var/log/apt /var/log/dpkg.log; \\
+    groupadd --system --gid 101 nginx; \\
+    useradd --system --uid 101 --gid nginx --no-create-home --home-dir /nonexistent \\
+            --shell /usr/sbin/nologin nginx; \\
+    ln -sf /dev/stdout /var/log/nginx/access.log; \\
+    ln -sf /dev/stderr /var/log/nginx/error.log; \\
+    nginx -t; nginx -v
+EXPOSE 80
+STOPSIGNAL SIGQUIT
+CMD ["nginx", "-g", "daemon off;"]
+EOF
+}
+
+build_nginx() {
+  local dir=$BUILD/nginx df recipe t0 pkg
+  df=$(dockerfile_nginx)
+  # The base image id stands for the suite and the mirror the package comes from.
+  recipe=$(printf 'rev=%s\nbase=%s\n%s\n' "$RECIPE_REV" "$BASE_ID" "$df" | sha)
+  if [ "$(image_label "$NGINX_IMAGE")" = "$recipe" ]; then
+    log "$NGINX_IMAGE up to date ($(image_size "$NGINX_IMAGE")): skipping"
+    return 0
+  fi
+  t0=$SECONDS
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  printf '%s\n' "$df" >"$dir/Dockerfile"
+  printf '*\n' >"$dir/.dockerignore"
+  log "$NGINX_IMAGE: docker build (apt-get install $NGINX_PACKAGE from the base image's mirror)"
+  if ! env "${BUILD_ENV[@]}" docker build --quiet --label "$LABEL=$recipe" -t "$NGINX_IMAGE" "$dir" \
+        >"$dir/build.log" 2>&1; then
+    tail -n 5 "$dir/build.log" | sed 's/^/    /' >&2
+    die "docker build of $NGINX_IMAGE failed (see $dir/build.log)"
+  fi
+  [ "$(image_label "$NGINX_IMAGE")" = "$recipe" ] || die "built $NGINX_IMAGE lacks label $LABEL=$recipe"
+  pkg=$(docker run --rm "$NGINX_IMAGE" dpkg-query -W -f '${Package} ${Version}' "$NGINX_PACKAGE" || true)
+  log "built $NGINX_IMAGE in $((SECONDS - t0))s ($(image_size "$NGINX_IMAGE"), ${pkg:-?})"
+}
+
+build_nginx
 
 # Drop images of ours that a rebuild replaced (untagged, carrying our label, used by no container).
 pruned=$(docker image prune -f --filter "label=$LABEL" 2>/dev/null | grep -c '^[Dd]eleted: ' || true)

@@ -21,7 +21,8 @@ def test_init_defaults_write_every_file(chromactl):
 
     settings = yaml.safe_load((project / "chromactl.yaml").read_text())
     assert settings == {"name": "proj", "auth": "token", "rbac": True, "token_header": "Authorization",
-                        "image": "chromadb/chroma:0.6.3", "host": "0.0.0.0", "port": 8000, "bcrypt_rounds": 12}
+                        "image": "chromadb/chroma:0.6.3", "host": "0.0.0.0", "port": 8000, "bcrypt_rounds": 12,
+                        "gateway": "none", "gateway_image": "nginx:1.27.5"}
     authz = yaml.safe_load((project / "authz.yaml").read_text())
     admin = next(u for u in authz["users"] if u["id"] == "admin")
     assert admin == {"id": "admin", "role": "admin", "tokens": [doc["secret"]]}

@@ -144,7 +144,7 @@ def test_bad_input_writes_nothing(chromactl, tmp_path):
     assert result.returncode == 1 and "no chromactl project" in result.stderr
     result = chromactl("export", "helm")
     assert result.returncode == 2
-    init(chromactl, image=IMAGE_159)
+    init(chromactl, "--gateway", "none", image=IMAGE_159)
     before = snapshot(chromactl.project)
     for target in ("compose", "kubernetes"):
         result = chromactl("export", target, "-o", "out.yaml")

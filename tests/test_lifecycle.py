@@ -178,13 +178,13 @@ def test_up_in_an_empty_folder_runs_init_first(projects, chroma_client):
 
 
 def test_auth_on_a_1x_tag_is_refused_before_anything_starts(projects, docker_client):
-    p = projects(image=IMAGE_159)
+    p = projects("--gateway", "none", image=IMAGE_159)
     result = p("up")
     assert result.returncode == 1
     assert "refusing auth token" in result.stderr and "ignores every auth setting" in result.stderr
     assert "chromadb/chroma:0.6.3" in result.stderr
     assert not docker_client.containers.list(all=True, filters={"name": p.container})
-    latest = projects(image="chromadb/chroma:latest")
+    latest = projects("--gateway", "none", image="chromadb/chroma:latest")
     assert latest("up").returncode == 1
 
 

@@ -14,6 +14,10 @@ from chromactl.project import PUBLIC_MODE, SECRET_MODE, Project, load_project
 
 def _load(root: Path) -> Project:
     project = load_project(root.absolute())
+    if project.settings.uses_gateway:
+        raise ChromactlError("this project puts an nginx gateway in front of Chroma, which export does not write yet: "
+                             "the exported server would run without auth",
+                             hint="export works for projects without a gateway (a 0.6.3 image)")
     check_image_enforces_auth(project)
     read_environment(project)  # a .chroma_env that contradicts the settings is refused here too
     return project

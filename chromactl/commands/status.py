@@ -1,5 +1,6 @@
 """`chromactl status`: every instance's state, health, version, and whether auth is
-really enforced (probed, not assumed), and whether the files changed since it started."""
+really enforced (probed, not assumed), and whether the files changed since it started.
+An instance is a Chroma container and, when the project has one, its gateway."""
 
 from __future__ import annotations
 
@@ -8,10 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chromactl.errors import ChromactlError
-from chromactl.plan import plan_container
+from chromactl.plan import gateway_files, gateway_files_changed, plan_container, plan_gateway
 from chromactl.probe import heartbeat, probe_auth, server_version
 from chromactl.project import Project, load_project
-from chromactl.spec import LABEL_AUTH, LABEL_CONFIG, LABEL_PROJECT, container_name, url_for, volume_name
+from chromactl.spec import (
+    LABEL_AUTH,
+    LABEL_CONFIG,
+    LABEL_NAME,
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    container_name,
+    url_for,
+    volume_name,
+)
 
 
 @dataclass(frozen=True)
@@ -27,29 +37,32 @@ class InstanceStatus:
     volume: str | None
     auth_mode: str | None
     auth_enforced: bool | None
-    drift: bool | None  # files changed since the container was created; None: cannot tell
+    drift: bool | None  # files changed since the containers were created; None: cannot tell
     project: str | None = None
+    gateway: dict | None = None  # {"container", "state"} when a gateway stands in front
 
 
 def status(root: Path, *, all_instances: bool = False) -> list[InstanceStatus]:
     from chromactl.engine import Engine
 
     engine = Engine.connect()
+    project = None
     if all_instances:
         containers = engine.containers()
-        jobs = [(info, None) for info in containers]
     else:
         project = load_project(root.absolute())
-        info = engine.container(container_name(project.settings))
-        if info is not None and info.labels.get(LABEL_PROJECT) != str(project.root):
-            raise ChromactlError(f"container {info.name} belongs to another project ({info.labels.get(LABEL_PROJECT)})")
-        if info is None:
-            return [_missing(project)]
-        jobs = [(info, project)]
+        containers = engine.containers(str(project.root))
+    groups: dict[tuple[str, str], dict] = {}
+    for info in containers:
+        key = (info.labels.get(LABEL_PROJECT, ""), info.labels.get(LABEL_NAME, info.name))
+        groups.setdefault(key, {})[info.labels.get(LABEL_SERVICE, "chroma")] = info
+    if project is not None and not groups:
+        return [_missing(project)]
+    jobs = list(groups.items())
     if not jobs:
         return []
     with ThreadPoolExecutor(max_workers=min(16, len(jobs))) as pool:
-        return list(pool.map(lambda job: _inspect(engine, *job), jobs))
+        return list(pool.map(lambda job: _inspect(engine, job[0], job[1], project), jobs))
 
 
 def _missing(project: Project) -> InstanceStatus:
@@ -67,11 +80,20 @@ def _load(path: str | None) -> Project | None:
         return None
 
 
-def _inspect(engine, info, project: Project | None) -> InstanceStatus:
-    project = project or _load(info.labels.get(LABEL_PROJECT))
-    url = url_for(*info.published) if info.published else None
-    auth_mode = info.labels.get(LABEL_AUTH)
-    beat = heartbeat(url) if url and info.state == "running" else None
+def _inspect(engine, key: tuple[str, str], services: dict, project: Project | None) -> InstanceStatus:
+    project_path, name = key
+    if project is None or str(project.root) != project_path:
+        project = _load(project_path)
+    chroma, gateway = services.get("chroma"), services.get("gateway")
+    front = gateway or chroma
+    state = chroma.state if chroma else "missing"
+    if gateway is not None and state == "running" and gateway.state != "running":
+        state = f"gateway {gateway.state}"
+    if gateway is None and project is not None and project.settings.uses_gateway and state == "running":
+        state = "gateway missing"
+    url = url_for(*front.published) if front and front.published else None
+    auth_mode = front.labels.get(LABEL_AUTH) if front else None
+    beat = heartbeat(url) if url and state == "running" else None
     version = enforced = None
     healthy = False
     if beat is not None and beat.ok:
@@ -84,21 +106,34 @@ def _inspect(engine, info, project: Project | None) -> InstanceStatus:
             enforced = probe.enforced
             # Healthy: strangers refused, and (where chromactl holds the probe secret) users accepted.
             healthy = probe.enforced and (probe.credential_status is None or probe.accepted)
+    if gateway is not None and chroma is not None and chroma.published is not None:
+        healthy = False  # Chroma reachable around its gateway
     return InstanceStatus(
-        name=info.labels.get("org.chromactl.name", info.name), container=info.name, state=info.state,
-        healthy=healthy, heartbeat_ms=beat.latency_ms if beat else None, version=version, image=info.image,
-        url=url, volume=info.volume, auth_mode=auth_mode, auth_enforced=enforced,
-        drift=_drift(engine, info, project), project=info.labels.get(LABEL_PROJECT))
+        name=name, container=chroma.name if chroma else (gateway.name if gateway else name), state=state,
+        healthy=healthy, heartbeat_ms=beat.latency_ms if beat else None, version=version,
+        image=chroma.image if chroma else None, url=url, volume=chroma.volume if chroma else None,
+        auth_mode=auth_mode, auth_enforced=enforced, drift=_drift(engine, chroma, gateway, project),
+        project=project_path or None,
+        gateway={"container": gateway.name, "state": gateway.state} if gateway else None)
 
 
-def _drift(engine, info, project: Project | None) -> bool | None:
-    if project is None:
+def _drift(engine, chroma, gateway, project: Project | None) -> bool | None:
+    if project is None or chroma is None:
         return None
     try:
         image = engine.image_attrs(project.settings.image)
         if image is None:
             return True
         spec = plan_container(project, image["Id"], (image.get("Config") or {}).get("WorkingDir"))
+        if spec.config_hash != chroma.labels.get(LABEL_CONFIG):
+            return True
+        if project.settings.uses_gateway:
+            gateway_image = engine.image_attrs(project.settings.gateway_image)
+            if gateway is None or gateway_image is None:
+                return True
+            if plan_gateway(project, gateway_image["Id"]).config_hash != gateway.labels.get(LABEL_CONFIG):
+                return True
+            return gateway_files_changed(gateway_files(project))
+        return gateway is not None  # a gateway the project no longer wants
     except ChromactlError:
         return None
-    return spec.config_hash != info.labels.get(LABEL_CONFIG)

@@ -10,10 +10,20 @@ from typing import Callable, Protocol
 
 from chromactl.commands.init import InitResult, init_project
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
-from chromactl.plan import check_image_enforces_auth, check_probe, env_file_path, plan_container
+from chromactl import fsio
+from chromactl.plan import (
+    GATEWAY_DIR,
+    check_image_enforces_auth,
+    check_probe,
+    env_file_path,
+    gateway_files,
+    gateway_files_changed,
+    plan_container,
+    plan_gateway,
+)
 from chromactl.probe import AuthProbe, probe_auth, server_version, wait_for_heartbeat
 from chromactl.project import Project, is_project, load_project
-from chromactl.spec import LABEL_CONFIG, LABEL_PROJECT, ContainerSpec, docker_run_command, url_for
+from chromactl.spec import LABEL_CONFIG, LABEL_PROJECT, ContainerSpec, docker_run_command, network_name, url_for
 
 PULL_POLICIES = ("missing", "always", "never")
 LOG_LINES_ON_FAILURE = 20
@@ -39,6 +49,8 @@ class UpResult:
     heartbeat_ms: float | None = None
     auth: AuthProbe | None = None
     init: InitResult | None = None
+    gateway: ContainerSpec | None = None
+    gateway_action: str | None = None  # created, recreated, started, reloaded, unchanged
 
 
 def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | None = None,
@@ -57,37 +69,73 @@ def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | No
 
     if dry_run:
         spec = plan_container(project, image_id="", working_dir=None)
+        commands = [docker_run_command(spec, str(env_file_path(project)))]
+        if settings.uses_gateway:
+            gateway_files(project)  # refuses a route table that does not cover the roles
+            commands.insert(0, f"docker network create {network_name(settings)}")
+            commands.append(docker_run_command(plan_gateway(project, ""), None))
         return UpResult(project, "dry-run", spec, url_for(settings.host, settings.port),
-                        command=docker_run_command(spec, str(env_file_path(project))), init=init_result)
+                        command="\n".join(commands), init=init_result)
 
     from chromactl.engine import Engine  # only commands that talk to Docker import the SDK
 
     engine = Engine.connect()
     image = _ensure_image(engine, settings.image, pull, build, reporter)
     spec = plan_container(project, image["Id"], (image.get("Config") or {}).get("WorkingDir"))
+    gateway = files = None
+    if settings.uses_gateway:
+        files = gateway_files(project)
+        gateway_image = _ensure_image(engine, settings.gateway_image, pull, None, reporter)
+        gateway = plan_gateway(project, gateway_image["Id"])
+        _check_owner(engine, root, gateway.name)
+    _check_owner(engine, root, spec.name)
 
-    existing = engine.container(spec.name)
+    if gateway is not None:
+        engine.ensure_network(spec.network, str(root))
+    action = _apply(engine, spec, reporter)
+    gateway_action = None
+    if gateway is not None:
+        changed = gateway_files_changed(files)
+        if changed:
+            fsio.ensure_dir(root / GATEWAY_DIR, 0o700)
+            fsio.write_files(files)
+        gateway_action = _apply(engine, gateway, reporter)
+        if gateway_action == "unchanged" and (changed or action in ("created", "recreated")):
+            # New credentials, or a new Chroma container to resolve: reload, no restart.
+            reporter.step(f"reloading {gateway.name}")
+            engine.signal(gateway.name, "SIGHUP")
+            gateway_action = "reloaded"
+
+    return _verify(engine, project, spec, action, timeout, init_result, gateway, gateway_action)
+
+
+def _check_owner(engine, root: Path, name: str) -> None:
+    existing = engine.container(name)
     if existing is not None and existing.labels.get(LABEL_PROJECT) != str(root):
         owner = existing.labels.get(LABEL_PROJECT, "something other than chromactl")
-        raise ChromactlError(f"a container named {spec.name} already exists and belongs to {owner}",
+        raise ChromactlError(f"a container named {name} already exists and belongs to {owner}",
                              hint="give this project another name: chromactl init --force --name NAME")
+
+
+def _apply(engine, spec: ContainerSpec, reporter: Reporter) -> str:
+    """Bring one container to its spec: create, recreate (a changed configuration; the data
+    volume is kept), start, or leave it be. Returns what was done."""
+    existing = engine.container(spec.name)
     if existing is None:
         reporter.step(f"creating {spec.name}")
         engine.create_and_start(spec)
-        action = "created"
-    elif existing.labels.get(LABEL_CONFIG) != spec.config_hash:
-        reporter.step(f"configuration changed: recreating {spec.name} (volume {spec.volume} is kept)")
+        return "created"
+    if existing.labels.get(LABEL_CONFIG) != spec.config_hash:
+        kept = f" (volume {spec.volume} is kept)" if spec.volume else ""
+        reporter.step(f"configuration changed: recreating {spec.name}{kept}")
         engine.remove(spec.name)
         engine.create_and_start(spec)
-        action = "recreated"
-    elif existing.state != "running":
+        return "recreated"
+    if existing.state != "running":
         reporter.step(f"starting {spec.name}")
-        engine.start(spec.name, spec.host, spec.port)
-        action = "started"
-    else:
-        action = "unchanged"
-
-    return _verify(engine, project, spec, action, timeout, init_result)
+        engine.start(spec.name, spec.host, spec.port if spec.publish else None)
+        return "started"
+    return "unchanged"
 
 
 def _ensure_image(engine, image: str, pull: str, build: str | None, reporter: Reporter) -> dict:
@@ -119,33 +167,50 @@ def _last_logs(engine, name: str) -> str:
 
 
 def _verify(engine, project: Project, spec: ContainerSpec, action: str, timeout: float,
-            init_result: InitResult | None) -> UpResult:
+            init_result: InitResult | None, gateway: ContainerSpec | None = None,
+            gateway_action: str | None = None) -> UpResult:
     settings = project.settings
     url = url_for(spec.host, spec.port)
-    first = engine.container(spec.name)
-    restarts = first.restart_count if first else 0
+    watched = [spec] + ([gateway] if gateway else [])
+    restarts = {}
+    for watched_spec in watched:
+        info = engine.container(watched_spec.name)
+        restarts[watched_spec.name] = info.restart_count if info else 0
 
-    def still_running() -> bool:
-        info = engine.container(spec.name)
-        return info is not None and info.state == "running" and info.restart_count == restarts
+    def stopped_container() -> ContainerSpec | None:
+        for watched_spec in watched:
+            info = engine.container(watched_spec.name)
+            if info is None or info.state != "running" or info.restart_count != restarts[watched_spec.name]:
+                return watched_spec
+        return None
 
-    beat = wait_for_heartbeat(url, timeout, still_running)
+    beat = wait_for_heartbeat(url, timeout, lambda: stopped_container() is None)
     if beat is None or not beat.ok:
-        logs = _last_logs(engine, spec.name)
-        engine.stop(spec.name)  # no crash loop, and nothing half-started left serving
+        failed = stopped_container() or spec
+        logs = _last_logs(engine, failed.name)
+        for watched_spec in watched:
+            engine.stop(watched_spec.name)  # no crash loop, and nothing half-started left serving
         if beat is None:
-            raise ChromactlError(f"{spec.name} exited while starting; it is stopped, its volume kept",
-                                 hint="see `chromactl logs`", details=logs, exit_code=EXIT_NOT_HEALTHY)
+            service = "" if failed is spec else " --service gateway"
+            raise ChromactlError(f"{failed.name} exited while starting; it is stopped, the data volume kept",
+                                 hint=f"see `chromactl logs{service}`", details=logs, exit_code=EXIT_NOT_HEALTHY)
         raise ChromactlError(f"no heartbeat from {url} within {timeout:g} s; {spec.name} is stopped, its volume kept",
                              hint="see `chromactl logs`, or allow more time with --timeout", details=logs,
                              exit_code=EXIT_NOT_HEALTHY)
 
     version = server_version(url, beat.api)
+    if gateway is not None:
+        behind = engine.container(spec.name)
+        if behind is not None and behind.published is not None:
+            engine.remove(spec.name)
+            raise ChromactlError(f"{spec.name} publishes port {behind.published[1]} on the host although a gateway "
+                                 "stands in front of it; it was removed (volume kept)", exit_code=EXIT_NOT_HEALTHY)
     auth = None
     if settings.auth_enabled:
         auth = probe_auth(url, beat.api, settings, project.probe_secret)
         if not auth.enforced:
-            engine.remove(spec.name)
+            for watched_spec in watched:
+                engine.remove(watched_spec.name)
             seen = f"HTTP {auth.anonymous_status}" if auth.anonymous_status else "no answer"
             raise ChromactlError(
                 f"{url} did not refuse a request without credentials ({seen}): auth is NOT enforced, so "
@@ -157,4 +222,5 @@ def _verify(engine, project: Project, spec: ContainerSpec, action: str, timeout:
                 "accept the project's credential files", hint="see `chromactl logs`", exit_code=EXIT_NOT_HEALTHY)
     container = engine.container(spec.name)
     return UpResult(project, action, spec, url, container=container.id if container else None, version=version,
-                    heartbeat_ms=beat.latency_ms, auth=auth, init=init_result)
+                    heartbeat_ms=beat.latency_ms, auth=auth, init=init_result, gateway=gateway,
+                    gateway_action=gateway_action)
