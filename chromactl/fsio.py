@@ -30,8 +30,8 @@ def read_text(path: Path) -> str | None:
         raise ChromactlError(f"cannot read {path}: {os.strerror(exc.errno).lower()}") from None
 
 
-def write_files(files: dict[Path, tuple[str, int]]) -> None:
-    """Write every file (path -> (text, mode)) or none of them.
+def write_files(files: dict[Path, tuple]) -> None:
+    """Write every file (path -> (text, mode) or (text, mode, group id)) or none of them.
 
     Each file is written to a temporary file in its own folder, flushed to disk, and
     only when all are ready renamed over the originals, so a reader never sees a half
@@ -39,13 +39,15 @@ def write_files(files: dict[Path, tuple[str, int]]) -> None:
     """
     staged: list[tuple[str, Path]] = []
     try:
-        for path, (text, mode) in files.items():
+        for path, (text, mode, *group) in files.items():
             try:
                 fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             except OSError as exc:
                 raise _os_error(exc, path) from None
             staged.append((tmp, path))
             try:
+                if group:
+                    os.fchown(fd, -1, group[0])
                 os.fchmod(fd, mode)
                 with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
                     handle.write(text)

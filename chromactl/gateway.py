@@ -18,7 +18,9 @@ from chromactl.templates import render_template
 CONFIG_FILE = "nginx.conf"
 MOUNT_DIR = "/etc/chromactl-gateway"
 LISTEN_PORT = 8000
-CHROMA_ALIAS = "chroma"
+# The official nginx image's worker user and group (uid/gid 101).
+WORKER_USER = "nginx"
+WORKER_GID = 101
 
 FORBIDDEN = """'{"error":"AuthError","message":"Forbidden"}'"""
 
@@ -94,6 +96,7 @@ def render_gateway(settings: Settings, credentials: Credentials, upstream: str) 
     how = f"token in {settings.token_header}" if settings.auth == "token" else "basic"
     files[CONFIG_FILE] = render_template(
         "gateway-nginx.conf.tmpl", summary=how + (", RBAC" if settings.rbac else ""), upstream=upstream,
+        user=WORKER_USER,
         maps="\n".join(maps), public_locations="\n".join(public), auth_directives="\n".join(directives))
     return GatewayFiles(files)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from chromactl import fsio
@@ -82,10 +83,10 @@ def env_file_path(project: Project) -> Path:
 GATEWAY_DIR = ".chromactl/gateway"
 
 
-def gateway_files(project: Project) -> dict[Path, tuple[str, int]]:
+def gateway_files(project: Project) -> dict[Path, tuple]:
     """The gateway's configuration, rendered from the project's credentials, as files
     to write into its folder (0600: they hold tokens or password hashes)."""
-    from chromactl.gateway import render_gateway, uncovered_actions
+    from chromactl.gateway import CONFIG_FILE, WORKER_GID, render_gateway, uncovered_actions
     from chromactl.spec import CONTAINER_PORT, container_name
 
     settings = project.settings
@@ -97,11 +98,32 @@ def gateway_files(project: Project) -> dict[Path, tuple[str, int]]:
                                  hint="remove the action from roles_mapping, or update chromactl")
     rendered = render_gateway(settings, project.credentials, f"{container_name(settings)}:{CONTAINER_PORT}")
     folder = project.root / GATEWAY_DIR
-    return {folder / name: (text, 0o600) for name, text in rendered.files.items()}
+    files: dict[Path, tuple] = {}
+    for name, text in rendered.files.items():
+        if name == CONFIG_FILE:
+            files[folder / name] = (text, 0o600)  # read by nginx's master process, root
+        else:
+            # The password hashes are read by nginx's workers, user nginx: readable by its group only.
+            files[folder / name] = (text, 0o640, WORKER_GID)
+    return files
 
 
-def gateway_files_changed(files: dict[Path, tuple[str, int]]) -> bool:
-    return any(fsio.read_text(path) != text for path, (text, _) in files.items())
+def ensure_gateway_dir(root: Path) -> None:
+    """The folder mounted into the gateway: nginx's workers (group 101) must enter it."""
+    from chromactl.gateway import WORKER_GID
+
+    folder = root / GATEWAY_DIR
+    fsio.ensure_dir(folder, 0o750)
+    try:
+        os.chown(folder, -1, WORKER_GID)
+        os.chmod(folder, 0o750)
+    except OSError as exc:
+        raise ChromactlError(f"cannot give {folder} to group {WORKER_GID} (nginx's workers): "
+                             f"{os.strerror(exc.errno).lower()}", hint="run chromactl as root or a member of that group") from None
+
+
+def gateway_files_changed(files: dict[Path, tuple]) -> bool:
+    return any(fsio.read_text(path) != text for path, (text, *_) in files.items())
 
 
 def plan_gateway(project: Project, image_id: str) -> ContainerSpec:

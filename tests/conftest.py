@@ -147,20 +147,32 @@ def chroma_server(chroma_python, tmp_path):
     stop_all()
 
 
-@pytest.fixture
-def chroma_client(chroma_python):
-    """client(url, auth, credentials, ops, header=...) drives Chroma's real Python client."""
-
+def _client_runner(python: str):
     def run(url: str, auth: str, credentials: str | None, ops: list[str], header: str = "Authorization",
             collection: str = "docs") -> dict:
         request = {"url": url, "auth": auth, "credentials": credentials, "header": header,
                    "collection": collection, "ops": ops}
-        result = subprocess.run([chroma_python, str(HELPERS / "chroma_client.py")], input=json.dumps(request),
-                                capture_output=True, text=True, timeout=120, env={"PATH": os.environ["PATH"]})
+        result = subprocess.run([python, str(HELPERS / "chroma_client.py")], input=json.dumps(request),
+                                capture_output=True, text=True, timeout=300, env={"PATH": os.environ["PATH"]})
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads(result.stdout)
 
     return run
+
+
+@pytest.fixture
+def chroma_client(chroma_python):
+    """client(url, auth, credentials, ops, header=...) drives Chroma 0.6.3's real Python client."""
+    return _client_runner(chroma_python)
+
+
+@pytest.fixture
+def chroma_client_1x():
+    """The same with Chroma 1.5.9's real Python client (CHROMACTL_TEST_CHROMA_1X_PYTHON)."""
+    python = os.environ.get("CHROMACTL_TEST_CHROMA_1X_PYTHON", "")
+    require(bool(python) and Path(python).exists(),
+            "CHROMACTL_TEST_CHROMA_1X_PYTHON must name a python with chromadb==1.5.9 (scripts/test sets it up)")
+    return _client_runner(python)
 
 
 def htpasswd_binary() -> str:

@@ -89,3 +89,29 @@ def test_settings_are_frozen():
     assert isinstance(settings, Settings)
     with pytest.raises(AttributeError):
         settings.port = 1
+
+
+@pytest.mark.parametrize("given, expected", [
+    ({}, "none"),
+    ({"image": "chromadb/chroma:1.5.9"}, "nginx"),
+    ({"image": "chromadb/chroma:latest"}, "nginx"),
+    ({"image": "chromadb/chroma"}, "nginx"),
+    ({"image": "chromadb/chroma:1.5.9", "auth": "none"}, "none"),
+    ({"image": "chromadb/chroma:1.5.9", "gateway": "none"}, "none"),
+    ({"gateway": "nginx"}, "nginx"),
+])
+def test_gateway_default(given, expected):
+    assert resolve_settings(given, None, folder_name="p").gateway == expected
+
+
+def test_gateway_needs_auth():
+    with pytest.raises(ChromactlError, match="nothing for it to do"):
+        resolve_settings({"auth": "none", "gateway": "nginx"}, None, folder_name="p")
+
+
+def test_route_table_must_cover_every_role_action(monkeypatch):
+    from chromactl import gateway, roles
+    assert gateway.uncovered_actions(roles.BUILTIN_ROLES) == []
+    trimmed = tuple(r for r in gateway.ROUTES if "collection:upsert" not in r[2])
+    monkeypatch.setattr(gateway, "ROUTES", trimmed)
+    assert gateway.uncovered_actions(roles.BUILTIN_ROLES) == ["collection:upsert"]

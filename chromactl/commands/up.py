@@ -12,8 +12,8 @@ from chromactl.commands.init import InitResult, init_project
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
 from chromactl import fsio
 from chromactl.plan import (
-    GATEWAY_DIR,
     check_image_enforces_auth,
+    ensure_gateway_dir,
     check_probe,
     env_file_path,
     gateway_files,
@@ -97,9 +97,15 @@ def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | No
     if gateway is not None:
         changed = gateway_files_changed(files)
         if changed:
-            fsio.ensure_dir(root / GATEWAY_DIR, 0o700)
+            ensure_gateway_dir(root)
             fsio.write_files(files)
-        gateway_action = _apply(engine, gateway, reporter)
+        try:
+            gateway_action = _apply(engine, gateway, reporter)
+        except ChromactlError as exc:
+            engine.stop(spec.name)  # no Chroma left running without the gateway in front
+            raise ChromactlError(f"the gateway failed to start: {exc.message}; {spec.name} is stopped",
+                                 hint="see `chromactl logs --service gateway`", details=exc.details,
+                                 exit_code=EXIT_NOT_HEALTHY) from None
         if gateway_action == "unchanged" and (changed or action in ("created", "recreated")):
             # New credentials, or a new Chroma container to resolve: reload, no restart.
             reporter.step(f"reloading {gateway.name}")

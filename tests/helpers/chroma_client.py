@@ -59,6 +59,12 @@ def main() -> None:
                 result["count"] = client.get_collection(name).count()
             elif op == "get":
                 result["get_ids"] = client.get_collection(name).get()["ids"]
+            elif op == "add_large":  # one call of tens of MB (ids, embeddings and documents)
+                rows, dim = 4000, 1200
+                client.get_collection(name).add(
+                    ids=[f"big{i}" for i in range(rows)],
+                    embeddings=[[((i * dim + j) % 997) / 997.0 for j in range(dim)] for i in range(rows)],
+                    documents=["x" * 100] * rows)
             elif op == "delete_collection":
                 client.delete_collection(name)
             else:

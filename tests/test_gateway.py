@@ -1,0 +1,179 @@
+"""The nginx gateway in front of the real Chroma 1.5.9 server (which enforces no auth of
+its own), driven by Chroma 1.5.9's real Python client. The gateway image is Debian's
+nginx, built locally like the Chroma images (ci/chroma-images.sh), since no registry is
+reachable; chromactl itself defaults to the official nginx image."""
+
+import json
+import urllib.request
+
+import pytest
+import yaml
+
+from conftest import COLLECTIONS, free_port, http_status, ok
+from test_lifecycle import IMAGE_063, IMAGE_159, add_user, admin_secret, docker_client, projects, up  # noqa: F401
+
+GATEWAY_IMAGE = "chromactl-test/nginx:bookworm"
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def gateway_project(projects, docker_client):
+    try:
+        docker_client.images.get(GATEWAY_IMAGE)
+    except Exception:
+        pytest.fail(f"the locally built image {GATEWAY_IMAGE} is missing (ci/chroma-images.sh builds it)")
+
+    def new(*args):
+        return projects("--gateway-image", GATEWAY_IMAGE, *args, image=IMAGE_159)
+
+    return new
+
+
+def test_token_roles_through_the_gateway(gateway_project, chroma_client_1x, docker_client):
+    p = gateway_project()
+    assert yaml.safe_load((p.folder / "chromactl.yaml").read_text())["gateway"] == "nginx"  # the default for 1.x
+    admin = admin_secret(p)
+    writer = add_user(p, "wanda", "writer")
+    reader = add_user(p, "rita", "reader")
+    result, doc = up(p)
+    assert result.returncode == 0, result.stderr
+    assert doc["gateway"] == {"container": f"{p.container}-gateway", "action": "created"}
+    assert doc["auth"] == {"mode": "token", "enforced": True} and doc["version"] == "1.0.0"
+
+    chroma = docker_client.containers.get(p.container)
+    assert not chroma.attrs["HostConfig"]["PortBindings"]  # reachable only through the gateway
+    assert chroma.attrs["HostConfig"]["NetworkMode"] == p.container
+
+    assert http_status(p.url + "/api/v2/heartbeat") == 200 and http_status(p.url + "/api/v2/version") == 200
+    assert http_status(p.url + COLLECTIONS) == 403
+    request = urllib.request.Request(p.url + COLLECTIONS)
+    try:
+        urllib.request.urlopen(request)
+    except urllib.error.HTTPError as refused:
+        assert json.loads(refused.read()) == {"error": "AuthError", "message": "Forbidden"}
+
+    done = chroma_client_1x(p.url, "token", admin, ["connect", "create", "add", "query", "count", "get"])
+    assert done["query_ids"] == ["a"] and done["get"] == "ok", done
+    read = chroma_client_1x(p.url, "token", reader, ["connect", "list", "query", "count", "get", "add"])
+    assert [read[op] for op in ("connect", "list", "query", "count", "get")] == ["ok"] * 5, read
+    assert read["add"] == "denied", read
+    write = chroma_client_1x(p.url, "token", writer, ["connect", "add", "count", "delete_collection"])
+    assert write["add"] == "ok" and write["delete_collection"] == "denied", write
+    assert chroma_client_1x(p.url, "token", "W" * 40, ["connect"])["connect"] == "denied"
+    assert chroma_client_1x(p.url, "token", admin.lower(), ["connect"])["connect"] == "denied"  # case matters
+    assert chroma_client_1x(p.url, "token", admin, ["connect", "delete_collection"])["delete_collection"] == "ok"
+    # A raw path that nginx and Chroma could read differently is refused outright.
+    assert http_status(p.url + COLLECTIONS + "/x/add/%2E%2E/get", {"Authorization": "Bearer " + reader}) == 400
+
+    status = json.loads(ok(p("status", "--json")).stdout)[0]
+    assert status["healthy"] and status["auth"]["enforced"] is True
+    assert status["gateway"] == {"container": f"{p.container}-gateway", "state": "running"}
+    assert "GET /api/v2" in ok(p("logs", "--service", "gateway", "-n", "20")).stdout
+
+
+def test_x_chroma_token_and_basic_auth(gateway_project, chroma_client_1x):
+    header = gateway_project("--token-header", "X-Chroma-Token")
+    ok(header("up"))
+    token = admin_secret(header)
+    assert http_status(header.url + COLLECTIONS, {"X-Chroma-Token": token}) == 200
+    assert http_status(header.url + COLLECTIONS, {"Authorization": f"Bearer {token}"}) == 403
+    done = chroma_client_1x(header.url, "token", token, ["connect", "create", "count"], header="X-Chroma-Token")
+    assert done["count"] == "ok", done
+
+    basic = gateway_project("--auth", "basic")
+    reader = add_user(basic, "rita", "reader")
+    add_user(basic, "adam", "admin", stdin="adam-pass", flag="--password-stdin")
+    ok(basic("up"))
+    assert oct((basic.folder / ".chromactl/gateway/server.htpasswd").stat().st_mode & 0o777) == "0o640"
+    done = chroma_client_1x(basic.url, "basic", "adam:adam-pass", ["connect", "create", "add", "count"])
+    assert done["count"] == "ok", done
+    read = chroma_client_1x(basic.url, "basic", f"rita:{reader}", ["connect", "get", "add"])
+    assert read["get"] == "ok" and read["add"] == "denied", read
+    assert chroma_client_1x(basic.url, "basic", "adam:wrong", ["connect"])["connect"] == "denied"
+    assert chroma_client_1x(basic.url, "basic", "nobody:adam-pass", ["connect"])["connect"] == "denied"
+    assert http_status(basic.url + COLLECTIONS) in (401, 403)
+
+
+def test_creds_change_reloads_the_gateway_without_restarting_chroma(gateway_project, chroma_client_1x,
+                                                                     docker_client):
+    p = gateway_project()
+    old = admin_secret(p)
+    ok(p("up"))
+    chroma_client_1x(p.url, "token", old, ["connect", "create", "add"])
+    chroma_started = docker_client.containers.get(p.container).attrs["State"]["StartedAt"]
+    gateway_started = docker_client.containers.get(p.container + "-gateway").attrs["State"]["StartedAt"]
+
+    new = json.loads(ok(p("creds", "rotate", "admin", "--json")).stdout)["secret"]
+    assert json.loads(ok(p("status", "--json")).stdout)[0]["drift"] is True
+    result, doc = up(p)
+    assert doc["action"] == "unchanged" and doc["gateway"]["action"] == "reloaded", result.stderr
+    assert docker_client.containers.get(p.container).attrs["State"]["StartedAt"] == chroma_started
+    assert docker_client.containers.get(p.container + "-gateway").attrs["State"]["StartedAt"] == gateway_started
+    assert chroma_client_1x(p.url, "token", old, ["connect"])["connect"] == "denied"
+    assert chroma_client_1x(p.url, "token", new, ["connect", "get"])["get_ids"] == ["a", "b"]
+    assert json.loads(ok(p("status", "--json")).stdout)[0]["drift"] is False
+
+    ok(p("down"))
+    assert not docker_client.networks.list(names=[p.container])
+    _, doc = up(p)
+    assert doc["action"] == "created"
+    assert chroma_client_1x(p.url, "token", new, ["connect", "get"])["get_ids"] == ["a", "b"]  # data kept
+
+
+def test_a_large_batch_write_passes(gateway_project, chroma_client_1x):
+    p = gateway_project("--no-rbac")
+    ok(p("up"))
+    done = chroma_client_1x(p.url, "token", admin_secret(p), ["connect", "create", "add_large", "count"])
+    assert done["add_large"] == "ok" and done["count"] == "ok", done
+
+
+def test_route_table_covers_every_route_the_server_publishes(docker_client):
+    """Fails when the 1.x image has a route the table does not classify."""
+    from chromactl.routes import classify
+
+    port = free_port()
+    container = docker_client.containers.run(IMAGE_159, detach=True, ports={"8000/tcp": ("127.0.0.1", port)},
+                                             labels={"org.chromactl.test": "openapi"})
+    try:
+        import time
+        deadline = time.monotonic() + 60
+        document = None
+        while time.monotonic() < deadline and document is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=2) as response:
+                    document = json.load(response)
+            except OSError:
+                time.sleep(0.3)
+        assert document, "no /openapi.json from the 1.5.9 server"
+        routes = [(m.upper(), path) for path, ops in document["paths"].items() for m in ops]
+        unknown = [r for r in routes if classify(*r) == "unknown"]
+        assert not unknown, f"routes the gateway's table does not classify: {unknown}"
+        assert len(routes) >= 30
+    finally:
+        container.remove(force=True)
+
+
+def test_a_gateway_that_cannot_start_shows_its_log(projects, docker_client):
+    p = projects("--gateway-image", IMAGE_063, image=IMAGE_159)  # an image without nginx
+    result = p("up", "--timeout", "30")
+    assert result.returncode in (1, 4), result.stderr
+    assert "gateway" in result.stderr
+    assert not [c for c in docker_client.containers.list() if c.name.startswith(p.container)]  # nothing left serving
+
+
+def test_gateway_on_0x_and_dry_run(projects, chroma_client):
+    p = projects("--gateway", "nginx", "--gateway-image", GATEWAY_IMAGE, image=IMAGE_063)
+    dry = ok(p("up", "--dry-run")).stdout
+    assert f"docker network create {p.container}" in dry and "--publish" in dry.splitlines()[2]
+    assert "--publish" not in dry.splitlines()[1] and admin_secret(p) not in dry
+    ok(p("up"))
+    done = chroma_client(p.url, "token", admin_secret(p), ["connect", "create", "count"])
+    assert done["count"] == "ok", done
+    assert http_status(p.url + COLLECTIONS) == 403
+
+
+def test_export_refuses_a_gateway_project(gateway_project):
+    p = gateway_project()
+    result = p("export", "compose")
+    assert result.returncode == 1 and "gateway" in result.stderr
