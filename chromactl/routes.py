@@ -70,4 +70,4 @@ def classify(method: str, path: str) -> str:
 
 def _same_shape(template: str, path: str) -> bool:
     a, b = template.split("/"), path.split("/")
-    return len(a) == len(b) and all(x == y or (x.startswith("{") and y.startswith("{")) for x, y in zip(a, b))
+    return len(a) == len(b) and all(x == y or (x.startswith("{") and y.startswith("{")) for x, y in zip(a, b, strict=True))

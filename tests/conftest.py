@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 HELPERS = Path(__file__).resolve().parent / "helpers"
@@ -173,6 +175,81 @@ def chroma_client_1x():
     require(bool(python) and Path(python).exists(),
             "CHROMACTL_TEST_CHROMA_1X_PYTHON must name a python with chromadb==1.5.9 (scripts/test sets it up)")
     return _client_runner(python)
+
+
+# --- a real Docker engine and the locally built images -----------------------------------------
+
+IMAGE_063 = "chromactl-test/chroma:0.6.3"
+IMAGE_159 = "chromactl-test/chroma:1.5.9"
+IMAGE_UNTAGGED = "chromactl-test/chroma-untagged:probe"
+REGISTRY_IMAGE = "127.0.0.1:5000/chroma:0.6.3"
+ROUNDS = {"CHROMACTL_BCRYPT_ROUNDS": "10"}
+
+@pytest.fixture(scope="session")
+def docker_client():
+    docker = pytest.importorskip("docker")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception:
+        require(False, "a running Docker engine (ci/docker-engine.sh starts one)")
+    for image in (IMAGE_063, IMAGE_159, IMAGE_UNTAGGED):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            require(False, f"the locally built image {image} (ci/chroma-images.sh builds it)")
+    return client
+
+
+@pytest.fixture
+def projects(tmp_path, docker_client):
+    """new(*init_args) makes a project with a unique name on a free loopback port, using
+    the local 0.6.3 image unless told otherwise. Everything it started is removed after
+    the test, pass or fail: containers by project label, and their data volumes."""
+    made = []
+
+    def new(*init_args, image=IMAGE_063, env=None, init=True):
+        name = "t" + secrets.token_hex(4)
+        folder = tmp_path / name
+        folder.mkdir()
+        port = free_port()
+
+        def run(*args, **kwargs):
+            kwargs.setdefault("cwd", folder)
+            kwargs["env"] = {**ROUNDS, **(env or {}), **kwargs.get("env", {})}
+            return run_chromactl(*args, **kwargs)
+
+        run.folder, run.name, run.port = folder, name, port
+        run.container, run.volume = f"chromactl-{name}", f"chromactl-{name}-data"
+        run.url = f"http://127.0.0.1:{port}"
+        if init:
+            ok(run("init", "--name", name, "--image", image, "--host", "127.0.0.1", "--port", str(port), "--json",
+                   *init_args))
+        made.append(run)
+        return run
+
+    yield new
+    for run in made:
+        for container in docker_client.containers.list(all=True, filters={"label": f"org.chromactl.project={run.folder}"}):
+            container.remove(force=True)
+        for volume in docker_client.volumes.list(filters={"name": run.volume}):
+            if volume.name == run.volume:
+                volume.remove(force=True)
+
+
+def admin_secret(project):
+    users = yaml.safe_load((project.folder / "authz.yaml").read_text())["users"]
+    return next(u for u in users if u["id"] == "admin")["tokens"][0]
+
+
+def add_user(project, name, role, stdin=None, flag=None):
+    args = ["creds", "add", name, "--role", role, "--json"] + ([flag] if flag else [])
+    return json.loads(ok(project(*args, input=stdin)).stdout)["secret"]
+
+
+def up(project, *args, **kwargs):
+    result = project("up", "--json", *args, **kwargs)
+    return result, (json.loads(result.stdout) if result.returncode == 0 else None)
 
 
 def htpasswd_binary() -> str:

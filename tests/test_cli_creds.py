@@ -5,7 +5,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import htpasswd_binary, ok, run_chromactl, snapshot
+from conftest import htpasswd_binary, ok, snapshot
 
 ROUNDS = {"CHROMACTL_BCRYPT_ROUNDS": "10"}  # keep basic-auth tests quick; cost 12 is the tested default elsewhere
 

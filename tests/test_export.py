@@ -10,8 +10,7 @@ import time
 import pytest
 import yaml
 
-from conftest import COLLECTIONS, free_port, http_status, ok, require, run_chromactl, snapshot
-from test_lifecycle import IMAGE_063, IMAGE_159, admin_secret, docker_client  # noqa: F401 (fixture)
+from conftest import IMAGE_063, IMAGE_159, COLLECTIONS, admin_secret, free_port, http_status, ok, require, run_chromactl, snapshot
 
 
 def init(chromactl, *args, image=IMAGE_063):

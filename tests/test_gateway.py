@@ -9,8 +9,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import COLLECTIONS, free_port, http_status, ok
-from test_lifecycle import IMAGE_063, IMAGE_159, add_user, admin_secret, docker_client, projects, up  # noqa: F401
+from conftest import IMAGE_063, IMAGE_159, COLLECTIONS, add_user, admin_secret, free_port, http_status, ok, up
 
 GATEWAY_IMAGE = "chromactl-test/nginx:bookworm"
 

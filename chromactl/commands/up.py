@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from chromactl.commands.init import InitResult, init_project
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
