@@ -205,7 +205,7 @@ def docker_client():
 def projects(tmp_path, docker_client):
     """new(*init_args) makes a project with a unique name on a free loopback port, using
     the local 0.6.3 image unless told otherwise. Everything it started is removed after
-    the test, pass or fail: containers by project label, and their data volumes."""
+    the test, pass or fail: containers and networks by project label, and data volumes."""
     made = []
 
     def new(*init_args, image=IMAGE_063, env=None, init=True):
@@ -230,8 +230,11 @@ def projects(tmp_path, docker_client):
 
     yield new
     for run in made:
-        for container in docker_client.containers.list(all=True, filters={"label": f"org.chromactl.project={run.folder}"}):
+        label = {"label": f"org.chromactl.project={run.folder}"}
+        for container in docker_client.containers.list(all=True, filters=label):
             container.remove(force=True)
+        for network in docker_client.networks.list(filters=label):
+            network.remove()
         for volume in docker_client.volumes.list(filters={"name": run.volume}):
             if volume.name == run.volume:
                 volume.remove(force=True)

@@ -161,7 +161,7 @@ def test_a_gateway_that_cannot_start_shows_its_log(projects, docker_client):
     assert not [c for c in docker_client.containers.list() if c.name.startswith(p.container)]  # nothing left serving
 
 
-def test_gateway_on_0x_and_dry_run(projects, chroma_client):
+def test_gateway_on_0x_and_dry_run(projects, chroma_client, docker_client):
     p = projects("--gateway", "nginx", "--gateway-image", GATEWAY_IMAGE, image=IMAGE_063)
     dry = ok(p("up", "--dry-run")).stdout
     assert f"docker network create {p.container}" in dry and "--publish" in dry.splitlines()[2]
@@ -170,6 +170,14 @@ def test_gateway_on_0x_and_dry_run(projects, chroma_client):
     done = chroma_client(p.url, "token", admin_secret(p), ["connect", "create", "count"])
     assert done["count"] == "ok", done
     assert http_status(p.url + COLLECTIONS) == 403
+
+    # Dropping the gateway: up removes it and Chroma 0.6.3 enforces the same credentials itself.
+    ok(p("init", "--force", "--gateway", "none"))
+    result, doc = up(p)
+    assert result.returncode == 0 and "gateway" not in doc, result.stderr
+    assert doc["auth"]["enforced"] is True and doc["action"] == "recreated"
+    assert not docker_client.containers.list(all=True, filters={"name": p.container + "-gateway"})
+    assert chroma_client(p.url, "token", admin_secret(p), ["connect", "count"])["count"] == "ok"
 
 
 def test_export_refuses_a_gateway_project(gateway_project):

@@ -23,7 +23,15 @@ from chromactl.plan import (
 )
 from chromactl.probe import AuthProbe, probe_auth, server_version, wait_for_heartbeat
 from chromactl.project import Project, is_project, load_project
-from chromactl.spec import LABEL_CONFIG, LABEL_PROJECT, ContainerSpec, docker_run_command, network_name, url_for
+from chromactl.spec import (
+    LABEL_CONFIG,
+    LABEL_PROJECT,
+    ContainerSpec,
+    docker_run_command,
+    gateway_name,
+    network_name,
+    url_for,
+)
 
 PULL_POLICIES = ("missing", "always", "never")
 LOG_LINES_ON_FAILURE = 20
@@ -92,7 +100,11 @@ def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | No
 
     if gateway is not None:
         engine.ensure_network(spec.network, str(root))
+    else:
+        _remove_stale_gateway(engine, root, settings, reporter)
     action = _apply(engine, spec, reporter)
+    if gateway is None:
+        engine.remove_network(network_name(settings))  # left from a gateway, if any
     gateway_action = None
     if gateway is not None:
         changed = gateway_files_changed(files)
@@ -113,6 +125,14 @@ def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | No
             gateway_action = "reloaded"
 
     return _verify(engine, project, spec, action, timeout, init_result, gateway, gateway_action)
+
+
+def _remove_stale_gateway(engine, root: Path, settings, reporter: Reporter) -> None:
+    """A gateway left from before `init --force --gateway none` would hold the port."""
+    stale = engine.container(gateway_name(settings))
+    if stale is not None and stale.labels.get(LABEL_PROJECT) == str(root):
+        reporter.step(f"removing {stale.name}: this project no longer has a gateway")
+        engine.remove(stale.name)
 
 
 def _check_owner(engine, root: Path, name: str) -> None:
