@@ -302,3 +302,34 @@ def test_no_project_and_foreign_container(projects, docker_client, tmp_path):
         assert result.returncode == 1 and "already exists" in result.stderr
     finally:
         squatter.remove(force=True)
+
+
+@pytest.mark.skipif(os.environ.get("CHROMACTL_TEST_RESTART_ENGINE") != "1",
+                    reason="restarts the Docker engine: set CHROMACTL_TEST_RESTART_ENGINE=1 (scripts/test does in CI)")
+def test_engine_restart(projects, chroma_client):
+    import subprocess
+    import time
+
+    from conftest import REPO
+
+    p = projects()
+    ok(p("up"))
+    token = admin_secret(p)
+    chroma_client(p.url, "token", token, ["connect", "create", "add"])
+    subprocess.run(["pkill", "-x", "dockerd"], check=True)
+    deadline = time.monotonic() + 60
+    while subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "dockerd did not stop"
+        time.sleep(0.5)
+    result = p("status")
+    assert result.returncode == 3 and "cannot reach the Docker engine" in result.stderr
+    subprocess.run(["bash", str(REPO / "ci/docker-engine.sh")], check=True, capture_output=True)
+    deadline = time.monotonic() + 90
+    while True:  # the container comes back by itself (restart policy unless-stopped)
+        result = p("status", "--json")
+        if result.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)[0]["auth"]["enforced"] is True
+    assert chroma_client(p.url, "token", token, ["connect", "get"])["get_ids"] == ["a", "b"]
