@@ -9,10 +9,15 @@ from typing import Any
 
 import yaml
 
-from chromactl.envfile import MOUNT_DIR, ENV_FILE
+from chromactl.envfile import ENV_FILE, MOUNT_DIR
+from chromactl.gateway import WORKER_GID
 from chromactl.images import data_path, tag_version
+from chromactl.plan import GATEWAY_DIR
 from chromactl.project import Project
-from chromactl.spec import CONTAINER_PORT, container_name, volume_name
+from chromactl.spec import CONTAINER_PORT, GATEWAY_MOUNT_DIR, container_name, volume_name
+
+# In a pod, Chroma keeps 8000 and the gateway sidecar listens here.
+GATEWAY_POD_PORT = 8080
 
 # A heartbeat check that needs only bash: Chroma 1.x images have neither curl nor Python.
 # HTTP/1.1: Chroma's server answers an HTTP/1.0 request with 400.
@@ -44,36 +49,59 @@ def _escape_dollars(value: Any) -> Any:
     return value
 
 
-def render_compose(project: Project, credential_files: list[str], base_dir: str) -> str:
-    """A Compose file; paths are relative to `base_dir`, the folder the file is used from."""
+def _healthcheck(image: str) -> dict[str, Any]:
+    return {
+        "test": ["CMD", "bash", "-c", _HEALTH_SCRIPT.format(port=CONTAINER_PORT, path=heartbeat_path(image))],
+        "interval": "10s",
+        "timeout": "5s",
+        "retries": 5,
+        "start_period": "30s",
+    }
+
+
+def render_compose(project: Project, credential_files: list[str], base_dir: str,
+                   gateway_dir: str = GATEWAY_DIR) -> str:
+    """A Compose file; paths are relative to `base_dir`, the folder the file is used from.
+    With a gateway, Chroma publishes nothing and the gateway service fronts it."""
     s = project.settings
     relative = os.path.relpath(project.root, base_dir)
 
     def path(name: str) -> str:
         joined = os.path.normpath(os.path.join(relative, name))
-        return joined if joined.startswith(("/", ".")) else "./" + joined
+        return joined if joined.startswith(("/", "./", "../")) else "./" + joined
 
     host = f"[{s.host}]" if ":" in s.host else s.host
+    published = [f"{host}:{s.port}:{CONTAINER_PORT}"]
+    labels = {"org.chromactl.project": str(project.root), "org.chromactl.name": s.name}
     volumes = [f"{path(name)}:{MOUNT_DIR}/{name}:ro" for name in credential_files]
     volumes.append(f"data:{data_path(s.image)}")
-    service = {
+    chroma: dict[str, Any] = {
         "image": s.image,
         "env_file": [path(ENV_FILE)],
         "volumes": volumes,
-        "ports": [f"{host}:{s.port}:{CONTAINER_PORT}"],
         "restart": "unless-stopped",
-        "labels": {"org.chromactl.project": str(project.root), "org.chromactl.name": s.name},
-        "healthcheck": {
-            "test": ["CMD", "bash", "-c", _HEALTH_SCRIPT.format(port=CONTAINER_PORT, path=heartbeat_path(s.image))],
-            "interval": "10s",
-            "timeout": "5s",
-            "retries": 5,
-            "start_period": "30s",
-        },
+        "labels": labels,
+        "healthcheck": _healthcheck(s.image),
     }
+    services: dict[str, Any] = {"chroma": chroma}
+    if s.uses_gateway:
+        # The gateway's nginx.conf names Chroma by its container name.
+        chroma["networks"] = {"default": {"aliases": [container_name(s)]}}
+        services["gateway"] = {
+            "image": s.gateway_image,
+            "command": ["nginx", "-c", f"{GATEWAY_MOUNT_DIR}/nginx.conf", "-g", "daemon off;"],
+            "volumes": [f"{path(gateway_dir)}:{GATEWAY_MOUNT_DIR}:ro"],
+            "ports": published,
+            "depends_on": ["chroma"],
+            "restart": "unless-stopped",
+            "labels": labels,
+            "healthcheck": _healthcheck(s.image),
+        }
+    else:
+        chroma["ports"] = published
     document = {
         "version": "3.8",  # read by Compose v1 (Debian's docker-compose); Compose v2 ignores it
-        "services": {"chroma": service},
+        "services": services,
         "volumes": {"data": {"name": volume_name(s)}},
     }
     header = (
@@ -86,10 +114,14 @@ def render_compose(project: Project, credential_files: list[str], base_dir: str)
 
 
 def render_kubernetes(project: Project, environment: dict[str, str], files: dict[str, bytes],
-                      namespace: str | None = None, storage: str = "10Gi") -> str:
+                      namespace: str | None = None, storage: str = "10Gi",
+                      gateway_files: dict[str, bytes] | None = None) -> str:
     """A Secret (credential files and env settings), a StatefulSet and a Service.
     Secrets live only in the Secret: the pod spec references them by key, so re-exporting
-    after `creds add` changes the Secret and nothing else."""
+    after `creds add` changes the Secret and nothing else.
+
+    With a gateway (its files rendered for a sidecar: listening on GATEWAY_POD_PORT, Chroma
+    on 127.0.0.1), the Service and a NetworkPolicy admit traffic to the gateway's port only."""
     s = project.settings
     name = container_name(s)
     labels = {"app.kubernetes.io/name": "chroma", "app.kubernetes.io/instance": s.name,
@@ -102,7 +134,10 @@ def render_kubernetes(project: Project, environment: dict[str, str], files: dict
         return m
 
     env_keys = {key: f"env.{key}" for key in environment}
+    gateway_keys = {name: f"gateway.{name}" for name in sorted(gateway_files or {})}
     secret_data = {key: base64.b64encode(content).decode() for key, content in sorted(files.items())}
+    secret_data.update({gateway_keys[name]: base64.b64encode(content).decode()
+                        for name, content in sorted((gateway_files or {}).items())})
     secret_data.update({env_keys[key]: base64.b64encode(value.encode()).decode() for key, value in environment.items()})
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": meta(name), "type": "Opaque", "data": secret_data}
 
@@ -129,6 +164,30 @@ def render_kubernetes(project: Project, environment: dict[str, str], files: dict
         pod_spec["volumes"] = [{"name": "credentials", "secret": {
             "secretName": name, "defaultMode": 0o400,
             "items": [{"key": key, "path": key} for key in sorted(files)]}}]
+    extra: list[dict[str, Any]] = []
+    if gateway_files:
+        pod_spec["securityContext"]["fsGroup"] = WORKER_GID  # nginx's workers read the password hashes
+        pod_spec.setdefault("volumes", []).append({"name": "gateway", "secret": {
+            "secretName": name, "defaultMode": 0o440,
+            "items": [{"key": key, "path": file} for file, key in gateway_keys.items()]}})
+        gateway_probe = {"httpGet": {"path": heartbeat_path(s.image), "port": "gateway"}}
+        pod_spec["containers"].append({
+            "name": "gateway",
+            "image": s.gateway_image,
+            "command": ["nginx", "-c", f"{GATEWAY_MOUNT_DIR}/nginx.conf", "-g", "daemon off;"],
+            "ports": [{"name": "gateway", "containerPort": GATEWAY_POD_PORT}],
+            "volumeMounts": [{"name": "gateway", "mountPath": GATEWAY_MOUNT_DIR, "readOnly": True}],
+            "readinessProbe": {**gateway_probe, "periodSeconds": 5, "failureThreshold": 3},
+            "livenessProbe": {**gateway_probe, "initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 6},
+            "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
+                                "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "SETGID", "SETUID"]}},
+        })
+        # Chroma's own port stays inside the pod: only the gateway's is admitted.
+        extra.append({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(name),
+            "spec": {"podSelector": {"matchLabels": dict(labels)}, "policyTypes": ["Ingress"],
+                     "ingress": [{"ports": [{"protocol": "TCP", "port": GATEWAY_POD_PORT}]}]},
+        })
     statefulset = {
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": meta(name),
         "spec": {
@@ -144,7 +203,8 @@ def render_kubernetes(project: Project, environment: dict[str, str], files: dict
     }
     service = {
         "apiVersion": "v1", "kind": "Service", "metadata": meta(name),
-        "spec": {"selector": dict(labels), "ports": [{"name": "http", "port": CONTAINER_PORT, "targetPort": "http"}]},
+        "spec": {"selector": dict(labels), "ports": [{
+            "name": "http", "port": CONTAINER_PORT, "targetPort": "gateway" if gateway_files else "http"}]},
     }
     header = (
         f"# Kubernetes manifests for chromactl project {s.name!r}, written by `chromactl export kubernetes`.\n"
@@ -152,4 +212,4 @@ def render_kubernetes(project: Project, environment: dict[str, str], files: dict
         "# namespace you trust. Chroma reads credentials at start: after changing users, apply and then\n"
         f"# `kubectl rollout restart statefulset/{name}`.\n"
     )
-    return _dump([secret, statefulset, service], header)
+    return _dump([secret, statefulset, service, *extra], header)

@@ -48,7 +48,8 @@ class GatewayFiles:
     files: dict[str, str]  # file name in the gateway's folder -> content
 
 
-def render_gateway(settings: Settings, credentials: Credentials, upstream: str) -> GatewayFiles:
+def render_gateway(settings: Settings, credentials: Credentials, upstream: str,
+                   listen: int = LISTEN_PORT) -> GatewayFiles:
     maps: list[str] = []
     files: dict[str, str] = {}
     if settings.auth == "token":
@@ -96,7 +97,7 @@ def render_gateway(settings: Settings, credentials: Credentials, upstream: str) 
     how = f"token in {settings.token_header}" if settings.auth == "token" else "basic"
     files[CONFIG_FILE] = render_template(
         "gateway-nginx.conf.tmpl", summary=how + (", RBAC" if settings.rbac else ""), upstream=upstream,
-        user=WORKER_USER,
+        user=WORKER_USER, listen=str(listen),
         maps="\n".join(maps), public_locations="\n".join(public), auth_directives="\n".join(directives))
     return GatewayFiles(files)
 

@@ -83,7 +83,8 @@ def env_file_path(project: Project) -> Path:
 GATEWAY_DIR = ".chromactl/gateway"
 
 
-def gateway_files(project: Project) -> dict[Path, tuple]:
+def gateway_files(project: Project, *, folder: str = GATEWAY_DIR, upstream: str | None = None,
+                  listen: int | None = None) -> dict[Path, tuple]:
     """The gateway's configuration, rendered from the project's credentials, as files
     to write into its folder (0600: they hold tokens or password hashes)."""
     from chromactl.gateway import CONFIG_FILE, WORKER_GID, render_gateway, uncovered_actions
@@ -96,23 +97,24 @@ def gateway_files(project: Project) -> dict[Path, tuple]:
             raise ChromactlError(f"the gateway's route table has no route for action {missing[0]!r}, "
                                  "which a role in authz.yaml grants",
                                  hint="remove the action from roles_mapping, or update chromactl")
-    rendered = render_gateway(settings, project.credentials, f"{container_name(settings)}:{CONTAINER_PORT}")
-    folder = project.root / GATEWAY_DIR
+    rendered = render_gateway(settings, project.credentials, upstream or f"{container_name(settings)}:{CONTAINER_PORT}",
+                              listen or CONTAINER_PORT)
+    target = project.root / folder
     files: dict[Path, tuple] = {}
     for name, text in rendered.files.items():
         if name == CONFIG_FILE:
-            files[folder / name] = (text, 0o600)  # read by nginx's master process, root
+            files[target / name] = (text, 0o600)  # read by nginx's master process, root
         else:
             # The password hashes are read by nginx's workers, user nginx: readable by its group only.
-            files[folder / name] = (text, 0o640, WORKER_GID)
+            files[target / name] = (text, 0o640, WORKER_GID)
     return files
 
 
-def ensure_gateway_dir(root: Path) -> None:
+def ensure_gateway_dir(root: Path, name: str = GATEWAY_DIR) -> None:
     """The folder mounted into the gateway: nginx's workers (group 101) must enter it."""
     from chromactl.gateway import WORKER_GID
 
-    folder = root / GATEWAY_DIR
+    folder = root / name
     fsio.ensure_dir(folder, 0o750)
     try:
         os.chown(folder, -1, WORKER_GID)

@@ -180,7 +180,58 @@ def test_gateway_on_0x_and_dry_run(projects, chroma_client, docker_client):
     assert chroma_client(p.url, "token", admin_secret(p), ["connect", "count"])["count"] == "ok"
 
 
-def test_export_refuses_a_gateway_project(gateway_project):
+def test_exported_compose_runs_the_gateway_too(gateway_project, chroma_client_1x, docker_client):
+    import shutil
+    import subprocess
+    import time
+
+    compose = shutil.which("docker-compose")
+    assert compose, "Debian's docker-compose is needed"
     p = gateway_project()
-    result = p("export", "compose")
-    assert result.returncode == 1 and "gateway" in result.stderr
+    reader = add_user(p, "rita", "reader")
+    ok(p("export", "compose", "-o", "compose.yaml"))
+    base = [compose, "-f", str(p.folder / "compose.yaml"), "-p", "chromactlgw" + str(p.port)]
+    try:
+        started = subprocess.run(base + ["up", "-d"], capture_output=True, text=True, timeout=300)
+        assert started.returncode == 0, started.stderr
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if http_status(p.url + "/api/v2/heartbeat") == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        assert http_status(p.url + COLLECTIONS) == 403
+        done = chroma_client_1x(p.url, "token", admin_secret(p), ["connect", "create", "add", "count"])
+        assert done["count"] == "ok", done
+        read = chroma_client_1x(p.url, "token", reader, ["connect", "get", "add"])
+        assert read["get"] == "ok" and read["add"] == "denied", read
+        chroma = [c for c in docker_client.containers.list(filters={"label": f"org.chromactl.project={p.folder}"})
+                  if "gateway" not in c.name]
+        assert chroma and not chroma[0].attrs["HostConfig"]["PortBindings"]
+    finally:
+        subprocess.run(base + ["down", "-v"], capture_output=True, text=True, timeout=120)
+
+
+def test_exported_kubernetes_puts_the_gateway_in_the_pod(gateway_project, tmp_path):
+    import base64
+    import sys
+    from pathlib import Path
+
+    p = gateway_project("--auth", "basic")
+    ok(p("export", "kubernetes", "-o", str(tmp_path / "k8s.yaml")))
+    validator = Path(sys.executable).parent / "kubernetes-validate"
+    check = __import__("subprocess").run([str(validator), "--strict", str(tmp_path / "k8s.yaml")],
+                                         capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.count("passed") == 4, check.stdout + check.stderr
+    secret, statefulset, service, policy = yaml.safe_load_all((tmp_path / "k8s.yaml").read_text())
+    config = base64.b64decode(secret["data"]["gateway.nginx.conf"]).decode()
+    assert "listen 8080;" in config and "server 127.0.0.1:8000;" in config
+    htpasswd = base64.b64decode(secret["data"]["gateway.server.htpasswd"]).decode()
+    assert htpasswd == (p.folder / "server.htpasswd").read_text()
+    containers = {c["name"]: c for c in statefulset["spec"]["template"]["spec"]["containers"]}
+    assert set(containers) == {"chroma", "gateway"}
+    assert not [e for e in containers["chroma"]["env"] if e["name"].startswith("CHROMA_SERVER_AUTH")]
+    assert service["spec"]["ports"][0]["targetPort"] == "gateway"
+    assert policy["kind"] == "NetworkPolicy" and policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]

@@ -7,17 +7,23 @@ from pathlib import Path
 from chromactl import fsio
 from chromactl.credentials import credential_files
 from chromactl.errors import ChromactlError
-from chromactl.export import render_compose, render_kubernetes
-from chromactl.plan import check_image_enforces_auth, mounted_files, read_environment
+from chromactl.export import GATEWAY_POD_PORT, render_compose, render_kubernetes
+from chromactl.plan import (
+    check_image_enforces_auth,
+    ensure_gateway_dir,
+    gateway_files,
+    gateway_files_changed,
+    mounted_files,
+    read_environment,
+)
 from chromactl.project import PUBLIC_MODE, SECRET_MODE, Project, load_project
+
+# The Compose gateway's own copy of its configuration, apart from the one `up` reloads.
+COMPOSE_GATEWAY_DIR = ".chromactl/compose-gateway"
 
 
 def _load(root: Path) -> Project:
     project = load_project(root.absolute())
-    if project.settings.uses_gateway:
-        raise ChromactlError("this project puts an nginx gateway in front of Chroma, which export does not write yet: "
-                             "the exported server would run without auth",
-                             hint="export works for projects without a gateway (a 0.6.3 image)")
     check_image_enforces_auth(project)
     read_environment(project)  # a .chroma_env that contradicts the settings is refused here too
     return project
@@ -25,25 +31,43 @@ def _load(root: Path) -> Project:
 
 def export_compose(root: Path, output: Path | None) -> str:
     project = _load(root)
-    base = (output.absolute().parent if output else Path.cwd())
-    text = render_compose(project, list(credential_files(project.settings)), str(base))
+    base = output.absolute().parent if output else Path.cwd()
+    if output is not None:
+        _check_output(output)
+    if project.settings.uses_gateway:
+        files = gateway_files(project, folder=COMPOSE_GATEWAY_DIR)
+        if gateway_files_changed(files):
+            ensure_gateway_dir(project.root, COMPOSE_GATEWAY_DIR)
+            fsio.write_files(files)
+    text = render_compose(project, list(credential_files(project.settings) if not project.settings.uses_gateway
+                                        else ()), str(base), COMPOSE_GATEWAY_DIR)
     _write(output, text, PUBLIC_MODE)
     return text
 
 
 def export_kubernetes(root: Path, output: Path | None, namespace: str | None) -> str:
     project = _load(root)
-    text = render_kubernetes(project, read_environment(project), mounted_files(project), namespace)
+    if output is not None:
+        _check_output(output)
+    sidecar = None
+    if project.settings.uses_gateway:
+        # In a pod the gateway reaches Chroma on localhost and listens on a port of its own.
+        rendered = gateway_files(project, upstream="127.0.0.1:8000", listen=GATEWAY_POD_PORT)
+        sidecar = {path.name: text.encode() for path, (text, *_) in rendered.items()}
+    text = render_kubernetes(project, read_environment(project), mounted_files(project), namespace,
+                             gateway_files=sidecar)
     _write(output, text, SECRET_MODE)  # it holds the credentials
     return text
 
 
-def _write(output: Path | None, text: str, mode: int) -> None:
-    if output is None:
-        return
+def _check_output(output: Path) -> None:
     output = output.absolute()
     if output.is_dir():
         raise ChromactlError(f"-o {output}: is a folder; give a file name")
     if not output.parent.is_dir():
         raise ChromactlError(f"-o {output}: the folder {output.parent} does not exist")
-    fsio.write_files({output: (text, mode)})
+
+
+def _write(output: Path | None, text: str, mode: int) -> None:
+    if output is not None:
+        fsio.write_files({output.absolute(): (text, mode)})
