@@ -115,3 +115,18 @@ def test_route_table_must_cover_every_role_action(monkeypatch):
     trimmed = tuple(r for r in gateway.ROUTES if "collection:upsert" not in r[2])
     monkeypatch.setattr(gateway, "ROUTES", trimmed)
     assert gateway.uncovered_actions(roles.BUILTIN_ROLES) == ["collection:upsert"]
+
+
+def test_route_table_classifies_the_recorded_openapi_document():
+    """The same check as the live one in test_gateway.py, on Chroma 1.5.9's /openapi.json as
+    recorded in ci/, so a table edit is checked without Docker."""
+    import json
+    from pathlib import Path
+
+    from chromactl.routes import classify
+
+    document = json.loads((Path(__file__).resolve().parents[1] / "ci/chroma-1.5.9-openapi.json").read_text())
+    routes = [(m.upper(), path) for path, ops in document["paths"].items() for m in ops]
+    assert [r for r in routes if classify(*r) == "unknown"] == []
+    assert classify("GET", "/api/v2/heartbeat") == "public"
+    assert classify("POST", "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}/fork") == "refused"
