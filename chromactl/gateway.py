@@ -8,7 +8,6 @@ a PCRE hex escape, so no token can break out of the configuration's syntax."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from chromactl.credentials import HTPASSWD_FILE, Credentials
 from chromactl.routes import AUTHENTICATED, PUBLIC_ROUTES, ROUTES
@@ -43,13 +42,9 @@ def _role_rules(role: str, actions: tuple[str, ...]) -> list[str]:
     return lines
 
 
-@dataclass(frozen=True)
-class GatewayFiles:
-    files: dict[str, str]  # file name in the gateway's folder -> content
-
-
 def render_gateway(settings: Settings, credentials: Credentials, upstream: str,
-                   listen: int = LISTEN_PORT) -> GatewayFiles:
+                   listen: int = LISTEN_PORT) -> dict[str, str]:
+    """The gateway's files: name in its folder -> content."""
     maps: list[str] = []
     files: dict[str, str] = {}
     if settings.auth == "token":
@@ -99,7 +94,7 @@ def render_gateway(settings: Settings, credentials: Credentials, upstream: str,
         "gateway-nginx.conf.tmpl", summary=how + (", RBAC" if settings.rbac else ""), upstream=upstream,
         user=WORKER_USER, listen=str(listen),
         maps="\n".join(maps), public_locations="\n".join(public), auth_directives="\n".join(directives))
-    return GatewayFiles(files)
+    return files
 
 
 def uncovered_actions(roles: dict[str, tuple[str, ...]]) -> list[str]:

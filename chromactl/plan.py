@@ -101,7 +101,7 @@ def gateway_files(project: Project, *, folder: str = GATEWAY_DIR, upstream: str 
                               listen or CONTAINER_PORT)
     target = project.root / folder
     files: dict[Path, tuple] = {}
-    for name, text in rendered.files.items():
+    for name, text in rendered.items():
         if name == CONFIG_FILE:
             files[target / name] = (text, 0o600)  # read by nginx's master process, root
         else:

@@ -79,6 +79,17 @@ mkdir -p "$BUILD" "$PIP_CACHE_DIR"
 image_label() {  # $1 image -> label value, or empty if no such image
   docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true
 }
+
+# docker build IMAGE from DIR with the recipe label, and check the label landed.
+build_labelled() {
+  local image=$1 recipe=$2 dir=$3
+  if ! env "${BUILD_ENV[@]}" docker build --quiet --label "$LABEL=$recipe" -t "$image" "$dir" \
+        >"$dir/build.log" 2>&1; then
+    tail -n 5 "$dir/build.log" | sed 's/^/    /' >&2
+    die "docker build of $image failed (see $dir/build.log)"
+  fi
+  [ "$(image_label "$image")" = "$recipe" ] || die "built $image lacks label $LABEL=$recipe"
+}
 image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
 image_size() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1000000}'; }
 
@@ -220,12 +231,7 @@ build_chroma() {  # $1 version, $2 dockerfile function
   chmod 0755 "$dir/chroma"
   printf '*\n!site/\n!chroma\n' >"$dir/.dockerignore"
   log "$image: docker build"
-  if ! env "${BUILD_ENV[@]}" docker build --quiet --label "$LABEL=$recipe" -t "$image" "$dir" \
-        >"$dir/build.log" 2>&1; then
-    tail -n 5 "$dir/build.log" | sed 's/^/    /' >&2
-    die "docker build of $image failed (see $dir/build.log)"
-  fi
-  [ "$(image_label "$image")" = "$recipe" ] || die "built $image lacks label $LABEL=$recipe"
+  build_labelled "$image" "$recipe" "$dir"
   log "built $image in $((SECONDS - t0))s ($(image_size "$image"))"
 }
 
@@ -285,12 +291,7 @@ build_nginx() {
   printf '%s\n' "$df" >"$dir/Dockerfile"
   printf '*\n' >"$dir/.dockerignore"
   log "$NGINX_IMAGE: docker build (apt-get install $NGINX_PACKAGE from the base image's mirror)"
-  if ! env "${BUILD_ENV[@]}" docker build --quiet --label "$LABEL=$recipe" -t "$NGINX_IMAGE" "$dir" \
-        >"$dir/build.log" 2>&1; then
-    tail -n 5 "$dir/build.log" | sed 's/^/    /' >&2
-    die "docker build of $NGINX_IMAGE failed (see $dir/build.log)"
-  fi
-  [ "$(image_label "$NGINX_IMAGE")" = "$recipe" ] || die "built $NGINX_IMAGE lacks label $LABEL=$recipe"
+  build_labelled "$NGINX_IMAGE" "$recipe" "$dir"
   pkg=$(docker run --rm "$NGINX_IMAGE" dpkg-query -W -f '${Package} ${Version}' "$NGINX_PACKAGE" || true)
   log "built $NGINX_IMAGE in $((SECONDS - t0))s ($(image_size "$NGINX_IMAGE"), ${pkg:-?})"
 }
