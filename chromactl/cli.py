@@ -23,7 +23,7 @@ app = typer.Typer(
     name="chromactl",
     help="Run the Chroma vector database in Docker, locked down, and prove it.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh and fish
     pretty_exceptions_enable=False,  # plain tracebacks for bugs, never with locals (secrets live there)
     rich_markup_mode=None,
 )
@@ -55,6 +55,8 @@ class State:
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+RoundsOption = Annotated[Optional[int], typer.Option(
+    "--bcrypt-rounds", envvar="CHROMACTL_BCRYPT_ROUNDS", help="bcrypt cost for basic auth (10 at least). [default: 12]")]
 
 
 def _version(value: bool) -> None:
@@ -138,6 +140,7 @@ def init(
         help="An nginx auth gateway in front of Chroma. [default: nginx for 1.x/latest images with auth, else none]")] = None,
     gateway_image: Annotated[Optional[str], typer.Option(envvar="CHROMACTL_GATEWAY_IMAGE",
                                                          help="Gateway image. [default: nginx:1.27.5]")] = None,
+    bcrypt_rounds: RoundsOption = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Basic auth: read the admin password from stdin.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rewrite an existing project's settings (credentials are kept).")] = False,
     as_json: JsonOption = False,
@@ -155,7 +158,8 @@ def init(
     given = {"name": name, "auth": auth.value if auth else None, "rbac": rbac,
              "token_header": token_header.value if token_header else None,
              "image": image, "port": port, "host": host,
-             "gateway": gateway.value if gateway else None, "gateway_image": gateway_image}
+             "gateway": gateway.value if gateway else None, "gateway_image": gateway_image,
+             "bcrypt_rounds": bcrypt_rounds}
     if token_header is not None and (auth or AuthMode.token) != AuthMode.token:
         raise ChromactlError("--token-header applies to token auth only")
     read_password = (lambda: _read_stdin_secret("--password-stdin")) if password_stdin else None
@@ -172,12 +176,13 @@ def _init_settings_from_env() -> dict:
         return os.environ.get(f"CHROMACTL_{key.upper()}") or None
 
     given = {key: value(key) for key in ("name", "auth", "token_header", "image", "host", "gateway", "gateway_image")}
-    port = value("port")
-    if port is not None:
-        try:
-            given["port"] = int(port)
-        except ValueError:
-            raise ChromactlError(f"CHROMACTL_PORT: not a number: {port!r}") from None
+    for key in ("port", "bcrypt_rounds"):
+        number = value(key)
+        if number is not None:
+            try:
+                given[key] = int(number)
+            except ValueError:
+                raise ChromactlError(f"CHROMACTL_{key.upper()}: not a number: {number!r}") from None
     rbac = value("rbac")
     if rbac is not None:
         truth = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
@@ -189,8 +194,6 @@ def _init_settings_from_env() -> dict:
 
 # --- creds ------------------------------------------------------------------------
 
-RoundsOption = Annotated[Optional[int], typer.Option(
-    "--bcrypt-rounds", envvar="CHROMACTL_BCRYPT_ROUNDS", help="bcrypt cost for basic auth (10 at least). [default: 12]")]
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Basic auth: read the password from stdin.")]
 TokenStdin = Annotated[bool, typer.Option("--token-stdin", help="Token auth: read the token from stdin.")]
 
@@ -364,7 +367,7 @@ def logs(
 
     Example: chromactl logs -n 50 -f
     """
-    from chromactl.commands.down import logs as run_logs
+    from chromactl.commands.logs import logs as run_logs
 
     try:
         for chunk in run_logs(_root(ctx), tail=tail, follow=follow, service=service):

@@ -270,7 +270,7 @@ def render_authz(creds: Credentials, settings: Settings) -> str:
 # --- the whole set -----------------------------------------------------------
 
 
-def credential_files(settings: Settings) -> tuple[str, ...]:
+def credential_file_names(settings: Settings) -> tuple[str, ...]:
     if settings.auth == "token":
         return (AUTHZ_FILE,)
     if settings.auth == "basic":
@@ -280,7 +280,7 @@ def credential_files(settings: Settings) -> tuple[str, ...]:
 
 def load_credentials(settings: Settings, texts: dict[str, str | None]) -> Credentials:
     """Parse the credential files for this auth mode and check they agree."""
-    for filename in credential_files(settings):
+    for filename in credential_file_names(settings):
         if texts.get(filename) is None:
             raise ChromactlError(f"{filename} is missing (auth is {settings.auth}"
                                  f"{', RBAC on' if settings.rbac else ''})",
@@ -310,7 +310,7 @@ def render_credential_files(creds: Credentials, settings: Settings) -> dict[str,
     files: dict[str, str] = {}
     if settings.auth == "basic":
         files[HTPASSWD_FILE] = render_htpasswd(creds)
-    if AUTHZ_FILE in credential_files(settings):
+    if AUTHZ_FILE in credential_file_names(settings):
         files[AUTHZ_FILE] = render_authz(creds, settings)
     return files
 

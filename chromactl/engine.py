@@ -12,6 +12,7 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
+import urllib3.exceptions
 
 from chromactl.errors import EXIT_DOCKER_UNAVAILABLE, ChromactlError
 from chromactl.images import pull_reference
@@ -46,14 +47,21 @@ def _explain(exc: docker.errors.APIError) -> str:
 
 @contextmanager
 def _translated(action: str) -> Iterator[None]:
+    """Every SDK or transport error inside becomes a ChromactlError saying what failed."""
     try:
         yield
+    except docker.errors.APIError as exc:
+        raise ChromactlError(f"{action}: {_explain(exc)}") from None
+    except requests.exceptions.Timeout:
+        raise EngineUnavailable(f"{action}: the Docker engine did not answer in time", hint=START_HINT) from None
     except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-        if isinstance(exc, docker.errors.APIError):
-            raise ChromactlError(f"{action}: {_explain(exc)}") from None
-        if isinstance(exc, (requests.exceptions.ConnectionError,)) or "Connection" in str(exc):
+        if isinstance(exc, requests.exceptions.ConnectionError) or "Connection" in str(exc):
             raise EngineUnavailable("cannot reach the Docker engine", hint=START_HINT) from None
         raise ChromactlError(f"{action}: {exc}") from None
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ConnectionError) as exc:
+        # A stream cut mid-way surfaces as urllib3's own error, not wrapped by requests.
+        raise EngineUnavailable(f"{action}: the connection to the Docker engine broke ({type(exc).__name__})",
+                                hint=START_HINT) from None
 
 
 class Engine:
@@ -92,7 +100,7 @@ class Engine:
         except docker.errors.APIError as exc:
             raise ChromactlError(f"cannot pull {image}: {_explain(exc)}",
                                  hint="no registry reachable? build the image locally: chromactl up --build DIR") from None
-        except requests.exceptions.ConnectionError:
+        except requests.exceptions.RequestException:
             raise EngineUnavailable("lost the Docker engine while pulling", hint=START_HINT) from None
 
     def build(self, context: str, tag: str, on_output: Callable[[str], None]) -> None:
@@ -106,7 +114,7 @@ class Engine:
             raise ChromactlError(f"building {tag} from {context} failed: {_explain(exc)}") from None
         except TypeError as exc:  # the SDK's way of saying the context is not usable
             raise ChromactlError(f"cannot build from {context}: {exc}") from None
-        except requests.exceptions.ConnectionError:
+        except requests.exceptions.RequestException:
             raise EngineUnavailable("lost the Docker engine while building", hint=START_HINT) from None
 
     # --- containers ----------------------------------------------------------------
@@ -164,7 +172,7 @@ class Engine:
                 raise ChromactlError(f"port {port} on {host} is already in use by {by}",
                                      hint="free it, or pick another with `chromactl init --force --port N`") from None
             raise ChromactlError(f"cannot start {name}: {text}") from None
-        except requests.exceptions.ConnectionError:
+        except requests.exceptions.RequestException:
             raise EngineUnavailable("lost the Docker engine", hint=START_HINT) from None
 
     def stop(self, name: str, timeout: int = 10) -> None:
@@ -183,10 +191,19 @@ class Engine:
                 pass
 
     def logs(self, name: str, tail: int | str = "all", follow: bool = False) -> Iterator[bytes]:
-        with _translated(f"cannot read the logs of {name}"):
-            if follow:
-                return self._api.logs(name, stream=True, follow=True, tail=tail)
-            return iter([self._api.logs(name, tail=tail)])
+        """The container's log as chunks. Followed, the stream is read inside the error
+        translation too, so an engine lost mid-stream is a clear error, not a traceback."""
+        action = f"cannot read the logs of {name}"
+        if not follow:
+            with _translated(action):
+                return iter([self._api.logs(name, tail=tail)])
+        return self._follow_logs(name, tail, action)
+
+    def _follow_logs(self, name: str, tail: int | str, action: str) -> Iterator[bytes]:
+        with _translated(action):
+            yield from self._api.logs(name, stream=True, follow=True, tail=tail)
+            # The stream ends when the container stops, or quietly when the engine goes away.
+            self._api.ping()
 
     def publisher_of(self, port: int, exclude: str | None = None) -> str | None:
         """The running container publishing this host port, if any."""

@@ -31,41 +31,91 @@ def read_text(path: Path) -> str | None:
 
 
 def write_files(files: dict[Path, tuple]) -> None:
-    """Write every file (path -> (text, mode) or (text, mode, group id)) or none of them.
+    """Write every file (path -> (text, mode) or (text, mode, owner uid, group id)) or none.
 
-    Each file is written to a temporary file in its own folder, flushed to disk, and
-    only when all are ready renamed over the originals, so a reader never sees a half
-    written file and a failure (a full disk, an unwritable folder) changes nothing.
+    Each file is written to a temporary file in its own folder and flushed to disk; only
+    when all are ready are they renamed over the originals, so a reader never sees a half
+    written file. If a rename fails part-way, the files already replaced are put back from
+    hard links kept for the purpose, so a failure (a full disk, an unwritable folder, a
+    folder in the way) changes nothing.
     """
     staged: list[tuple[str, Path]] = []
+    kept: list[tuple[Path, str | None]] = []  # replaced so far, with the link to its old content
     try:
-        for path, (text, mode, *group) in files.items():
-            try:
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            except OSError as exc:
-                raise _os_error(exc, path) from None
-            staged.append((tmp, path))
-            try:
-                if group:
-                    os.fchown(fd, -1, group[0])
-                os.fchmod(fd, mode)
-                with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            except OSError as exc:
-                raise _os_error(exc, path) from None
+        for path, (text, mode, *owner) in files.items():
+            staged.append((_stage(path, text, mode, owner), path))
         for tmp, path in staged:
-            os.replace(tmp, path)
+            old = _keep_old(path)
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                if old is not None:
+                    os.unlink(old)
+                raise _os_error(exc, path) from None
+            kept.append((path, old))
         staged = []
         for folder in {path.parent for path in files}:
             _fsync_dir(folder)
+    except BaseException:
+        _restore(kept)
+        kept = []
+        raise
     finally:
         for tmp, _ in staged:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            _unlink(tmp)
+        for _, old in kept:
+            if old is not None:
+                _unlink(old)
+
+
+def _stage(path: Path, text: str, mode: int, owner: list) -> str:
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _os_error(exc, path) from None
+    try:
+        if owner:
+            os.fchown(fd, *owner)  # (uid, gid); -1 keeps one
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        _unlink(tmp)
+        raise _os_error(exc, path) from None
+    return tmp
+
+
+def _keep_old(path: Path) -> str | None:
+    """A hard link to the file's current content, or None when there is no such file."""
+    old = f"{path.parent}/.{path.name}.{os.getpid()}.old"
+    _unlink(old)
+    try:
+        os.link(path, old)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _os_error(exc, path) from None
+    return old
+
+
+def _restore(kept: list[tuple[Path, str | None]]) -> None:
+    for path, old in reversed(kept):
+        try:
+            if old is None:
+                os.unlink(path)
+            else:
+                os.replace(old, path)
+        except OSError:
+            pass  # best effort: the original error is the one to report
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _fsync_dir(folder: Path) -> None:

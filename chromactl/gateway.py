@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import re
 
-from chromactl.credentials import HTPASSWD_FILE, Credentials
+from chromactl.credentials import HTPASSWD_FILE, Credentials, render_htpasswd
 from chromactl.routes import AUTHENTICATED, PUBLIC_ROUTES, ROUTES
 from chromactl.settings import Settings
+from chromactl.spec import CONTAINER_PORT, ContainerSpec, Mount, container_name, gateway_name, labelled, network_name
 from chromactl.templates import render_template
 
 CONFIG_FILE = "nginx.conf"
-MOUNT_DIR = "/etc/chromactl-gateway"
-LISTEN_PORT = 8000
+MOUNT_DIR = "/etc/chromactl-gateway"  # the gateway's folder, mounted whole (see gateway_spec)
+LISTEN_PORT = CONTAINER_PORT
 # The official nginx image's worker user and group (uid/gid 101).
 WORKER_USER = "nginx"
 WORKER_GID = 101
+COMMAND = ("nginx", "-c", f"{MOUNT_DIR}/{CONFIG_FILE}", "-g", "daemon off;")
 
 FORBIDDEN = """'{"error":"AuthError","message":"Forbidden"}'"""
 
@@ -42,6 +44,10 @@ def _role_rules(role: str, actions: tuple[str, ...]) -> list[str]:
     return lines
 
 
+def default_upstream(settings: Settings) -> str:
+    return f"{container_name(settings)}:{CONTAINER_PORT}"
+
+
 def render_gateway(settings: Settings, credentials: Credentials, upstream: str,
                    listen: int = LISTEN_PORT) -> dict[str, str]:
     """The gateway's files: name in its folder -> content."""
@@ -59,7 +65,7 @@ def render_gateway(settings: Settings, credentials: Credentials, upstream: str,
         user_variable = "$chromactl_user"
     else:
         user_variable = "$remote_user"  # checked against the htpasswd file by auth_basic
-        files[HTPASSWD_FILE] = "".join(f"{u.name}:{u.password_hash}\n" for u in credentials.users)
+        files[HTPASSWD_FILE] = render_htpasswd(credentials)
 
     if settings.rbac:
         maps.append(f"    map {user_variable} $chromactl_role {{")
@@ -102,3 +108,15 @@ def uncovered_actions(roles: dict[str, tuple[str, ...]]) -> list[str]:
     covered = {action for _, _, allowed_by in ROUTES for action in allowed_by}
     granted = {a for actions in roles.values() for a in actions}
     return sorted(granted - covered)
+
+
+def gateway_spec(project_root: str, settings: Settings, gateway_dir: str, image_id: str) -> ContainerSpec:
+    """The nginx gateway: the only published port. Its configuration folder is mounted
+    whole, so rewritten files are seen by a reload (SIGHUP) without a restart; their
+    content is therefore not part of its configuration hash."""
+    spec = ContainerSpec(
+        name=gateway_name(settings), image=settings.gateway_image, environment={},
+        mounts=(Mount(gateway_dir, MOUNT_DIR),), volume=None, data_path=None,
+        host=settings.host, port=settings.port, network=network_name(settings), command=COMMAND,
+    )
+    return labelled(spec, project_root, settings, "gateway", image_id, {})

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from chromactl.commands.creds import ListResult, RemoveResult, SecretResult
 from chromactl.commands.init import InitResult
-from chromactl.envfile import describe_auth
+from chromactl.envfile import BASIC_CLIENT, TOKEN_CLIENT, describe_auth
 from chromactl.errors import ChromactlError
+
+if TYPE_CHECKING:  # only for the annotations: importing them would pull in more than output needs
+    from chromactl.commands.down import DownResult
+    from chromactl.commands.status import InstanceStatus
+    from chromactl.commands.up import UpResult
 
 
 def stdout() -> Console:
@@ -58,7 +63,7 @@ def _show_secret(kind: str, user: str, secret: str) -> None:
     sys.stdout.flush()
 
 
-def init_result(result: InitResult, as_json: bool) -> None:
+def init_result(result: InitResult, as_json: bool, *, next_step: bool = True) -> None:
     if as_json:
         document: dict[str, Any] = {"project": str(result.project), "user": result.user,
                                     "role": result.role, "secret": result.secret}
@@ -82,7 +87,8 @@ def init_result(result: InitResult, as_json: bool) -> None:
     if result.secret is not None:
         kind = "token" if s.auth == "token" else "password"
         _show_secret(kind, f"user {result.user!r} (role {result.role})", result.secret)
-    out.print("Next: chromactl up", markup=False)
+    if next_step:
+        out.print("Next: chromactl up", markup=False)
 
 
 def secret_result(result: SecretResult, as_json: bool, *, rotated: bool = False) -> None:
@@ -141,10 +147,13 @@ class ProgressReporter:
     def initialised(self, result: InitResult) -> None:
         if self._as_json:
             return  # the secret goes into the JSON document on stdout
-        init_result(result, as_json=False)
+        init_result(result, as_json=False, next_step=False)  # `up` is what is running
 
     def step(self, message: str) -> None:
         self._err.print(f"[dim]>[/dim] {message}", markup=True, highlight=False)
+
+    # A layer's last word: it is all there, whatever progress was reported before.
+    _LAYER_DONE = ("Already exists", "Download complete", "Pull complete")
 
     def pull_event(self, event: dict) -> None:
         layer = event.get("id")
@@ -152,22 +161,37 @@ class ProgressReporter:
         if not layer or layer.startswith(("latest", "sha256")) or ":" in layer:
             return
         if self._err.is_terminal:
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
-
-            if self._progress is None:
-                self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                          console=self._err, transient=False)
-                self._progress.start()
-            detail = event.get("progressDetail") or {}
-            if layer not in self._tasks:
-                self._tasks[layer] = self._progress.add_task(f"{layer} {status}", total=None)
-            task = self._tasks[layer]
-            self._progress.update(task, description=f"{layer} {status}", total=detail.get("total") or None,
-                                  completed=detail.get("current", 0))
-        elif self._layer_status.get(layer) != status and status in (
-                "Pulling fs layer", "Already exists", "Download complete", "Pull complete"):
+            self._show_layer(layer, status, event.get("progressDetail") or {})
+        elif self._layer_status.get(layer) != status and status in ("Pulling fs layer",) + self._LAYER_DONE:
             self._layer_status[layer] = status
             self._err.print(f"  layer {layer}: {status}", markup=False, highlight=False)
+
+    def _show_layer(self, layer: str, status: str, detail: dict) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+        from rich.text import Text
+
+        class KnownBytes(DownloadColumn):
+            """Byte counts only where the engine gave some: never "0/? bytes"."""
+
+            def render(self, task):
+                return super().render(task) if task.fields.get("sized") else Text("")
+
+        if self._progress is None:
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), KnownBytes(),
+                                      console=self._err, transient=False)
+            self._progress.start()
+        if layer not in self._tasks:
+            self._tasks[layer] = self._progress.add_task(f"{layer} {status}", total=None, sized=False)
+        task_id = self._tasks[layer]
+        if status in self._LAYER_DONE:  # no byte counts come with these: the layer is complete
+            task = self._progress.tasks[task_id]
+            total = task.total if task.fields.get("sized") and task.total else 1
+            self._progress.update(task_id, description=f"{layer} {status}", total=total, completed=total)
+        elif detail.get("total"):
+            self._progress.update(task_id, description=f"{layer} {status}", total=detail["total"],
+                                  completed=detail.get("current", 0), sized=True)
+        else:
+            self._progress.update(task_id, description=f"{layer} {status}")
 
     def pull_done(self) -> None:
         if self._progress is not None:
@@ -178,7 +202,7 @@ class ProgressReporter:
         self._err.out(text, end="", highlight=False)
 
 
-def _connect_snippets(result) -> str:
+def _connect_snippets(result: UpResult) -> str:
     s = result.project.settings
     host, port = result.url.rsplit("//", 1)[1].rsplit(":", 1)
     host = host.strip("[]")
@@ -188,9 +212,9 @@ def _connect_snippets(result) -> str:
     var = "CHROMA_CLIENT_AUTH_CREDENTIALS"
     what = "a token" if s.auth == "token" else "USER:PASSWORD"
     if s.auth == "token":
-        py_provider, js_provider = "chromadb.auth.token_authn.TokenAuthClientProvider", "token"
+        py_provider, js_provider = TOKEN_CLIENT, "token"
     else:
-        py_provider, js_provider = "chromadb.auth.basic_authn.BasicAuthClientProvider", "basic"
+        py_provider, js_provider = BASIC_CLIENT, "basic"
     py_extra = js_extra = ""
     if s.auth == "token" and s.token_header == "X-Chroma-Token":
         py_extra = ',\n        chroma_auth_token_transport_header="X-Chroma-Token"'
@@ -209,7 +233,7 @@ def _connect_snippets(result) -> str:
     )
 
 
-def up_result(result, as_json: bool) -> None:
+def up_result(result: UpResult, as_json: bool) -> None:
     s = result.project.settings
     if result.action == "dry-run":
         if as_json:
@@ -248,7 +272,7 @@ def up_result(result, as_json: bool) -> None:
 STATUS_KEYS = ("name", "container", "state", "healthy", "heartbeat_ms", "version", "image", "url", "volume")
 
 
-def status_result(instances, as_json: bool) -> None:
+def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
     if as_json:
         print_json([{**{key: getattr(i, key) for key in STATUS_KEYS},
                      "auth": {"mode": i.auth_mode, "enforced": i.auth_enforced}, "drift": i.drift,
@@ -274,7 +298,7 @@ def status_result(instances, as_json: bool) -> None:
     stdout().print(table)
 
 
-def down_result(result, as_json: bool) -> None:
+def down_result(result: DownResult, as_json: bool) -> None:
     if as_json:
         print_json({"container": result.container, "removed": result.removed, "volume": result.volume,
                     "volume_removed": result.volume_removed, "gateway": result.gateway})

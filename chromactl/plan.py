@@ -1,17 +1,32 @@
-"""From a loaded project to the container it should run: shared by up, status and down."""
+"""From a loaded project to the containers it should run and the files they read: shared
+by up, status, down and export."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chromactl import fsio
-from chromactl.credentials import PROBE_USER, credential_files
+from chromactl.credentials import PROBE_USER, credential_file_names
 from chromactl.envfile import ENV_FILE, parse_env_file, server_environment
 from chromactl.errors import ChromactlError
+from chromactl.gateway import (
+    CONFIG_FILE,
+    LISTEN_PORT,
+    WORKER_GID,
+    default_upstream,
+    gateway_spec,
+    render_gateway,
+    uncovered_actions,
+)
 from chromactl.images import auth_verdict, data_path
 from chromactl.project import Project
-from chromactl.spec import ContainerSpec, build_spec
+from chromactl.spec import LABEL_PROJECT, ContainerSpec, build_spec
+
+if TYPE_CHECKING:
+    from chromactl.engine import ContainerInfo
 
 
 def read_environment(project: Project) -> dict[str, str]:
@@ -39,7 +54,7 @@ def mounted_files(project: Project) -> dict[str, bytes]:
     if project.settings.uses_gateway:
         return {}
     contents = {}
-    for name in credential_files(project.settings):
+    for name in credential_file_names(project.settings):
         try:
             contents[name] = (project.root / name).read_bytes()
         except OSError:
@@ -83,13 +98,33 @@ def env_file_path(project: Project) -> Path:
 GATEWAY_DIR = ".chromactl/gateway"
 
 
-def gateway_files(project: Project, *, folder: str = GATEWAY_DIR, upstream: str | None = None,
-                  listen: int | None = None) -> dict[Path, tuple]:
-    """The gateway's configuration, rendered from the project's credentials, as files
-    to write into its folder (0600: they hold tokens or password hashes)."""
-    from chromactl.gateway import CONFIG_FILE, WORKER_GID, render_gateway, uncovered_actions
-    from chromactl.spec import CONTAINER_PORT, container_name
+@dataclass(frozen=True)
+class GatewayPlan:
+    """The gateway's configuration files (path -> (text, mode, uid, gid)) and, for `up`,
+    its container."""
 
+    folder: Path
+    files: dict[Path, tuple]
+    spec: ContainerSpec | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the files on disk differ from these."""
+        return any(fsio.read_text(path) != text for path, (text, *_) in self.files.items())
+
+    def write(self) -> bool:
+        """Write the files when they changed; True if they did."""
+        if not self.changed:
+            return False
+        _ensure_gateway_dir(self.folder)
+        fsio.write_files(self.files)
+        return True
+
+
+def plan_gateway(project: Project, image_id: str | None = None, *, folder: str = GATEWAY_DIR,
+                 upstream: str | None = None, listen: int = LISTEN_PORT) -> GatewayPlan:
+    """The gateway's configuration rendered from the project's credentials (0600: it holds
+    tokens or password hashes), and its container when `image_id` is given."""
     settings = project.settings
     if settings.rbac:
         missing = uncovered_actions(project.credentials.roles or {})
@@ -97,8 +132,7 @@ def gateway_files(project: Project, *, folder: str = GATEWAY_DIR, upstream: str 
             raise ChromactlError(f"the gateway's route table has no route for action {missing[0]!r}, "
                                  "which a role in authz.yaml grants",
                                  hint="remove the action from roles_mapping, or update chromactl")
-    rendered = render_gateway(settings, project.credentials, upstream or f"{container_name(settings)}:{CONTAINER_PORT}",
-                              listen or CONTAINER_PORT)
+    rendered = render_gateway(settings, project.credentials, upstream or default_upstream(settings), listen)
     target = project.root / folder
     files: dict[Path, tuple] = {}
     for name, text in rendered.items():
@@ -106,15 +140,13 @@ def gateway_files(project: Project, *, folder: str = GATEWAY_DIR, upstream: str 
             files[target / name] = (text, 0o600)  # read by nginx's master process, root
         else:
             # The password hashes are read by nginx's workers, user nginx: readable by its group only.
-            files[target / name] = (text, 0o640, WORKER_GID)
-    return files
+            files[target / name] = (text, 0o640, -1, WORKER_GID)
+    spec = gateway_spec(str(project.root), settings, str(target), image_id) if image_id is not None else None
+    return GatewayPlan(target, files, spec)
 
 
-def ensure_gateway_dir(root: Path, name: str = GATEWAY_DIR) -> None:
+def _ensure_gateway_dir(folder: Path) -> None:
     """The folder mounted into the gateway: nginx's workers (group 101) must enter it."""
-    from chromactl.gateway import WORKER_GID
-
-    folder = root / name
     fsio.ensure_dir(folder, 0o750)
     try:
         os.chown(folder, -1, WORKER_GID)
@@ -124,11 +156,14 @@ def ensure_gateway_dir(root: Path, name: str = GATEWAY_DIR) -> None:
                              f"{os.strerror(exc.errno).lower()}", hint="run chromactl as root or a member of that group") from None
 
 
-def gateway_files_changed(files: dict[Path, tuple]) -> bool:
-    return any(fsio.read_text(path) != text for path, (text, *_) in files.items())
+# --- containers on the engine ------------------------------------------------------------
 
 
-def plan_gateway(project: Project, image_id: str) -> ContainerSpec:
-    from chromactl.spec import build_gateway_spec
-
-    return build_gateway_spec(str(project.root), project.settings, str(project.root / GATEWAY_DIR), image_id)
+def owned_container(engine, root: Path, name: str) -> ContainerInfo | None:
+    """The project's container of that name, or None; one of another owner is refused."""
+    existing = engine.container(name)
+    if existing is not None and existing.labels.get(LABEL_PROJECT) != str(root):
+        owner = existing.labels.get(LABEL_PROJECT, "something other than chromactl")
+        raise ChromactlError(f"a container named {name} already exists and belongs to {owner}",
+                             hint="give this project another name: chromactl init --force --name NAME")
+    return existing

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from chromactl import fsio
-from chromactl.credentials import Credentials, credential_files, load_credentials, render_credential_files
+from chromactl.credentials import Credentials, credential_file_names, load_credentials, render_credential_files
 from chromactl.envfile import ENV_FILE, render_env_file
 from chromactl.errors import ChromactlError
 from chromactl.settings import SETTINGS_FILE, Settings, parse_settings_file, render_settings_file, resolve_settings
@@ -41,13 +41,22 @@ def read_stored_settings(root: Path) -> dict[str, Any] | None:
     return None if text is None else parse_settings_file(text)
 
 
-def load_project(root: Path, given: Mapping[str, Any] | None = None) -> Project:
-    """Load and check every project file; `given` holds flag/env overrides."""
+def no_project(root: Path, hint: str = "run `chromactl init` there, or pass --dir") -> ChromactlError:
+    return ChromactlError(f"no chromactl project in {root}", hint=hint)
+
+
+def load_settings(root: Path, given: Mapping[str, Any] | None = None) -> Settings:
+    """Only the settings: enough for down and logs, which work even when credential files are broken."""
     stored = read_stored_settings(root)
     if stored is None:
-        raise ChromactlError(f"no chromactl project in {root}", hint="run `chromactl init` there, or pass --dir")
-    settings = resolve_settings(given or {}, stored, folder_name=root.name)
-    texts = {name: fsio.read_text(root / name) for name in credential_files(settings)}
+        raise no_project(root)
+    return resolve_settings(given or {}, stored, folder_name=root.name)
+
+
+def load_project(root: Path, given: Mapping[str, Any] | None = None) -> Project:
+    """Load and check every project file; `given` holds flag/env overrides."""
+    settings = load_settings(root, given)
+    texts = {name: fsio.read_text(root / name) for name in credential_file_names(settings)}
     credentials = load_credentials(settings, texts)
     secret = fsio.read_text(root / PROBE_SECRET_FILE)
     return Project(root, settings, credentials, secret.strip() if secret else None)

@@ -60,7 +60,6 @@ ADMIN = ACTIONS
 PROBE_ROLE = "chromactl-probe"
 PROBE = _CONNECT + ("db:list_collections",)
 
-OPERATOR_ROLES = ("admin", "writer", "reader")
 DEFAULT_ROLE = "reader"
 
 BUILTIN_ROLES: dict[str, tuple[str, ...]] = {

@@ -84,13 +84,14 @@ def resolve_settings(
         return default
 
     auth = pick("auth", "token")
+    image = pick("image", DEFAULT_IMAGE)
     settings = Settings(
         name=pick("name", default_name(folder_name)),
         auth=auth,
-        rbac=pick("rbac", auth != "none"),
+        rbac=pick("rbac", derived_default("rbac", auth, image)),
         token_header=pick("token_header", "Authorization"),
-        image=pick("image", DEFAULT_IMAGE),
-        host=pick("host", "0.0.0.0" if auth != "none" else "127.0.0.1"),
+        image=image,
+        host=pick("host", derived_default("host", auth, image)),
         port=pick("port", DEFAULT_PORT),
         bcrypt_rounds=pick("bcrypt_rounds", DEFAULT_BCRYPT_ROUNDS),
         gateway=pick("gateway", None),
@@ -104,6 +105,31 @@ def resolve_settings(
         source = "chromactl.yaml" if given.get(key) is None and key in stored else "--" + key.replace("_", "-")
         raise ChromactlError(f"{source}: {message}")
     return settings
+
+
+# Settings whose default follows from others: auth decides RBAC and the address, the
+# image decides the gateway.
+DERIVED = ("rbac", "host", "gateway")
+
+
+def derived_default(key: str, auth: str, image: str) -> Any:
+    if key == "rbac":
+        return auth != "none"
+    if key == "host":
+        return "0.0.0.0" if auth != "none" else "127.0.0.1"
+    if key == "gateway":
+        return default_gateway(auth, image)
+    raise KeyError(key)
+
+
+def without_derived_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored settings less those that merely hold the default derived from the others,
+    so that re-initialising with another auth or image derives them anew (a new 1.x image
+    gets its gateway) while a value the operator chose is kept."""
+    auth = stored.get("auth", "token")
+    image = stored.get("image", DEFAULT_IMAGE)
+    return {key: value for key, value in stored.items()
+            if key not in DERIVED or value != derived_default(key, auth, image)}
 
 
 def default_gateway(auth: str, image: str) -> str:

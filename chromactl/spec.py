@@ -21,8 +21,6 @@ LABEL_VERSION = LABEL_PREFIX + "version"
 LABEL_AUTH = LABEL_PREFIX + "auth"
 LABEL_SERVICE = LABEL_PREFIX + "service"  # "chroma" or "gateway"
 
-GATEWAY_MOUNT_DIR = "/etc/chromactl-gateway"
-
 
 def container_name(settings: Settings) -> str:
     return f"chromactl-{settings.name}"
@@ -69,8 +67,10 @@ class ContainerSpec:
         return self.labels[LABEL_CONFIG]
 
 
-def _labelled(spec: ContainerSpec, project_root: str, settings: Settings, service: str, image_id: str,
-              files: dict[str, bytes]) -> ContainerSpec:
+def labelled(spec: ContainerSpec, project_root: str, settings: Settings, service: str, image_id: str,
+             files: dict[str, bytes]) -> ContainerSpec:
+    """The spec with chromactl's labels, among them a hash of everything that shapes the
+    container: when it changes, the container is recreated."""
     fingerprint = {
         "spec": asdict(spec),
         "image_id": image_id,
@@ -89,30 +89,17 @@ def _labelled(spec: ContainerSpec, project_root: str, settings: Settings, servic
 
 
 def build_spec(project_root: str, settings: Settings, environment: dict[str, str],
-               credential_files: dict[str, bytes], image_id: str, data_path: str) -> ContainerSpec:
-    """The Chroma container. `credential_files` maps each file it mounts to its content:
-    a change in any of them (a user added or rotated) changes the configuration hash.
-    Behind a gateway it mounts none, publishes nothing and joins the project's network."""
-    mounts = tuple(Mount(f"{project_root}/{name}", container_path(name)) for name in sorted(credential_files))
+               mounted_files: dict[str, bytes], image_id: str, data_path: str) -> ContainerSpec:
+    """The Chroma container. `mounted_files` maps each credential file it mounts to its
+    content: a change in any of them (a user added or rotated) changes the configuration
+    hash. Behind a gateway it mounts none, publishes nothing and joins the project's network."""
+    mounts = tuple(Mount(f"{project_root}/{name}", container_path(name)) for name in sorted(mounted_files))
     spec = ContainerSpec(
         name=container_name(settings), image=settings.image, environment=dict(environment), mounts=mounts,
         volume=volume_name(settings), data_path=data_path, host=settings.host, port=settings.port,
         publish=not settings.uses_gateway, network=network_name(settings) if settings.uses_gateway else None,
     )
-    return _labelled(spec, project_root, settings, "chroma", image_id, credential_files)
-
-
-def build_gateway_spec(project_root: str, settings: Settings, gateway_dir: str, image_id: str) -> ContainerSpec:
-    """The nginx gateway: the only published port. Its configuration folder is mounted
-    whole, so rewritten files are seen by a reload (SIGHUP) without a restart; their
-    content is therefore not part of its configuration hash."""
-    spec = ContainerSpec(
-        name=gateway_name(settings), image=settings.gateway_image, environment={},
-        mounts=(Mount(gateway_dir, GATEWAY_MOUNT_DIR),), volume=None, data_path=None,
-        host=settings.host, port=settings.port, network=network_name(settings),
-        command=("nginx", "-c", f"{GATEWAY_MOUNT_DIR}/nginx.conf", "-g", "daemon off;"),
-    )
-    return _labelled(spec, project_root, settings, "gateway", image_id, {})
+    return labelled(spec, project_root, settings, "chroma", image_id, mounted_files)
 
 
 def probe_host(host: str) -> str:

@@ -5,18 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from chromactl import fsio
-from chromactl.credentials import credential_files
+from chromactl.credentials import credential_file_names
 from chromactl.errors import ChromactlError
-from chromactl.export import GATEWAY_POD_PORT, render_compose, render_kubernetes
-from chromactl.plan import (
-    check_image_enforces_auth,
-    ensure_gateway_dir,
-    gateway_files,
-    gateway_files_changed,
-    mounted_files,
-    read_environment,
-)
+from chromactl.manifests import GATEWAY_POD_PORT, render_compose, render_kubernetes
+from chromactl.plan import check_image_enforces_auth, mounted_files, plan_gateway, read_environment
 from chromactl.project import PUBLIC_MODE, SECRET_MODE, Project, load_project
+from chromactl.spec import CONTAINER_PORT
 
 # The Compose gateway's own copy of its configuration, apart from the one `up` reloads.
 COMPOSE_GATEWAY_DIR = ".chromactl/compose-gateway"
@@ -34,13 +28,12 @@ def export_compose(root: Path, output: Path | None) -> str:
     base = output.absolute().parent if output else Path.cwd()
     if output is not None:
         _check_output(output)
+    mounted: list[str] = []
     if project.settings.uses_gateway:
-        files = gateway_files(project, folder=COMPOSE_GATEWAY_DIR)
-        if gateway_files_changed(files):
-            ensure_gateway_dir(project.root, COMPOSE_GATEWAY_DIR)
-            fsio.write_files(files)
-    text = render_compose(project, list(credential_files(project.settings) if not project.settings.uses_gateway
-                                        else ()), str(base), COMPOSE_GATEWAY_DIR)
+        plan_gateway(project, folder=COMPOSE_GATEWAY_DIR).write()
+    else:
+        mounted = list(credential_file_names(project.settings))
+    text = render_compose(project, mounted, str(base), COMPOSE_GATEWAY_DIR)
     _write(output, text, PUBLIC_MODE)
     return text
 
@@ -52,8 +45,8 @@ def export_kubernetes(root: Path, output: Path | None, namespace: str | None) ->
     sidecar = None
     if project.settings.uses_gateway:
         # In a pod the gateway reaches Chroma on localhost and listens on a port of its own.
-        rendered = gateway_files(project, upstream="127.0.0.1:8000", listen=GATEWAY_POD_PORT)
-        sidecar = {path.name: text.encode() for path, (text, *_) in rendered.items()}
+        plan = plan_gateway(project, upstream=f"127.0.0.1:{CONTAINER_PORT}", listen=GATEWAY_POD_PORT)
+        sidecar = {path.name: text.encode() for path, (text, *_) in plan.files.items()}
     text = render_kubernetes(project, read_environment(project), mounted_files(project), namespace,
                              gateway_files=sidecar)
     _write(output, text, SECRET_MODE)  # it holds the credentials

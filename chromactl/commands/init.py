@@ -13,7 +13,7 @@ from chromactl.credentials import (
     PROBE_USER,
     Credentials,
     User,
-    credential_files,
+    credential_file_names,
     generate_password,
     generate_token,
     hash_password,
@@ -30,7 +30,7 @@ from chromactl.project import (
     project_lock,
     read_stored_settings,
 )
-from chromactl.settings import Settings, resolve_settings
+from chromactl.settings import Settings, resolve_settings, without_derived_defaults
 
 ADMIN_USER = "admin"
 
@@ -70,7 +70,7 @@ def init_project(root: Path, given: Mapping[str, Any], *, force: bool = False,
     if stored is not None and not force:
         raise ChromactlError(f"{root} is already a chromactl project",
                              hint="use --force to rewrite its settings; credentials are kept")
-    settings = resolve_settings(given, stored, folder_name=root.name)
+    settings = resolve_settings(given, without_derived_defaults(stored) if stored else None, folder_name=root.name)
     admin_password = None
     if read_password is not None:
         if settings.auth != "basic":
@@ -97,7 +97,7 @@ def _write_project(root: Path, settings: Settings, stored: Mapping[str, Any] | N
 
     if stored is not None:
         old = resolve_settings({}, stored, folder_name=root.name)
-        old_texts = {name: fsio.read_text(root / name) for name in credential_files(old)}
+        old_texts = {name: fsio.read_text(root / name) for name in credential_file_names(old)}
         # Refuses (rather than drops) credentials it cannot read.
         old_credentials = load_credentials(old, old_texts)
         if old.auth == settings.auth and settings.auth != "none":
@@ -110,7 +110,7 @@ def _write_project(root: Path, settings: Settings, stored: Mapping[str, Any] | N
             for name, text in old_texts.items():
                 if text is not None:
                     backups[root / STATE_DIR / "backups" / f"{name}.{stamp}"] = (text, SECRET_MODE)
-                    if name not in credential_files(settings):
+                    if name not in credential_file_names(settings):
                         obsolete.append(root / name)
 
     result = InitResult(project=root, settings=settings, reinitialised=stored is not None,

@@ -1,15 +1,18 @@
 """`chromactl status`: every instance's state, health, version, and whether auth is
 really enforced (probed, not assumed), and whether the files changed since it started.
-An instance is a Chroma container and, when the project has one, its gateway."""
+An instance is a Chroma container and, when the project has one, its gateway.
+
+The engine is asked from this thread only (the Docker SDK's client is not promised to be
+thread safe); the HTTP probes of several instances run in parallel."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from chromactl.errors import ChromactlError
-from chromactl.plan import gateway_files, gateway_files_changed, plan_container, plan_gateway
+from chromactl.plan import plan_container, plan_gateway
 from chromactl.probe import heartbeat, probe_auth, server_version
 from chromactl.project import Project, load_project
 from chromactl.spec import (
@@ -58,11 +61,11 @@ def status(root: Path, *, all_instances: bool = False) -> list[InstanceStatus]:
         groups.setdefault(key, {})[info.labels.get(LABEL_SERVICE, "chroma")] = info
     if project is not None and not groups:
         return [_missing(project)]
-    jobs = list(groups.items())
-    if not jobs:
+    seen = [_from_engine(engine, key, services, project) for key, services in groups.items()]
+    if not seen:
         return []
-    with ThreadPoolExecutor(max_workers=min(16, len(jobs))) as pool:
-        return list(pool.map(lambda job: _inspect(engine, job[0], job[1], project), jobs))
+    with ThreadPoolExecutor(max_workers=min(16, len(seen))) as pool:
+        return list(pool.map(_probe, seen))
 
 
 def _missing(project: Project) -> InstanceStatus:
@@ -80,7 +83,16 @@ def _load(path: str | None) -> Project | None:
         return None
 
 
-def _inspect(engine, key: tuple[str, str], services: dict, project: Project | None) -> InstanceStatus:
+@dataclass(frozen=True)
+class _Seen:
+    """What the engine says of one instance, before any HTTP probe."""
+
+    status: InstanceStatus
+    project: Project | None
+    exposed_around_gateway: bool
+
+
+def _from_engine(engine, key: tuple[str, str], services: dict, project: Project | None) -> _Seen:
     project_path, name = key
     if project is None or str(project.root) != project_path:
         project = _load(project_path)
@@ -91,30 +103,38 @@ def _inspect(engine, key: tuple[str, str], services: dict, project: Project | No
         state = f"gateway {gateway.state}"
     if gateway is None and project is not None and project.settings.uses_gateway and state == "running":
         state = "gateway missing"
-    url = url_for(*front.published) if front and front.published else None
-    auth_mode = front.labels.get(LABEL_AUTH) if front else None
-    beat = heartbeat(url) if url and state == "running" else None
-    version = enforced = None
-    healthy = False
-    if beat is not None and beat.ok:
-        version = server_version(url, beat.api)
-        if auth_mode == "none":
-            healthy = True
-        else:
-            settings = project.settings if project else None
-            probe = probe_auth(url, beat.api, settings, project.probe_secret if project else None)
-            enforced = probe.enforced
-            # Healthy: strangers refused, and (where chromactl holds the probe secret) users accepted.
-            healthy = probe.enforced and (probe.credential_status is None or probe.accepted)
-    if gateway is not None and chroma is not None and chroma.published is not None:
-        healthy = False  # Chroma reachable around its gateway
-    return InstanceStatus(
+    status = InstanceStatus(
         name=name, container=chroma.name if chroma else (gateway.name if gateway else name), state=state,
-        healthy=healthy, heartbeat_ms=beat.latency_ms if beat else None, version=version,
-        image=chroma.image if chroma else None, url=url, volume=chroma.volume if chroma else None,
-        auth_mode=auth_mode, auth_enforced=enforced, drift=_drift(engine, chroma, gateway, project),
-        project=project_path or None,
+        healthy=False, heartbeat_ms=None, version=None, image=chroma.image if chroma else None,
+        url=url_for(*front.published) if front and front.published else None,
+        volume=chroma.volume if chroma else None, auth_mode=front.labels.get(LABEL_AUTH) if front else None,
+        auth_enforced=None, drift=_drift(engine, chroma, gateway, project), project=project_path or None,
         gateway={"container": gateway.name, "state": gateway.state} if gateway else None)
+    exposed = gateway is not None and chroma is not None and chroma.published is not None
+    return _Seen(status, project, exposed)
+
+
+def _probe(seen: _Seen) -> InstanceStatus:
+    """Heartbeat, version and auth over HTTP: no engine calls here (this runs in threads)."""
+    status, project = seen.status, seen.project
+    if not status.url or status.state != "running":
+        return status
+    beat = heartbeat(status.url)
+    if not beat.ok:
+        return replace(status, heartbeat_ms=None)
+    version = server_version(status.url, beat.api)
+    enforced = None
+    if status.auth_mode == "none":
+        healthy = True
+    else:
+        settings = project.settings if project else None
+        probe = probe_auth(status.url, beat.api, settings, project.probe_secret if project else None)
+        enforced = probe.enforced
+        # Healthy: strangers refused, and (where chromactl holds the probe secret) users accepted.
+        healthy = probe.enforced and (probe.credential_status is None or probe.accepted)
+    if seen.exposed_around_gateway:
+        healthy = False  # Chroma reachable around its gateway
+    return replace(status, healthy=healthy, heartbeat_ms=beat.latency_ms, version=version, auth_enforced=enforced)
 
 
 def _drift(engine, chroma, gateway, project: Project | None) -> bool | None:
@@ -131,9 +151,8 @@ def _drift(engine, chroma, gateway, project: Project | None) -> bool | None:
             gateway_image = engine.image_attrs(project.settings.gateway_image)
             if gateway is None or gateway_image is None:
                 return True
-            if plan_gateway(project, gateway_image["Id"]).config_hash != gateway.labels.get(LABEL_CONFIG):
-                return True
-            return gateway_files_changed(gateway_files(project))
+            plan = plan_gateway(project, gateway_image["Id"])
+            return plan.spec.config_hash != gateway.labels.get(LABEL_CONFIG) or plan.changed
         return gateway is not None  # a gateway the project no longer wants
     except ChromactlError:
         return None

@@ -10,19 +10,17 @@ from typing import Protocol
 
 from chromactl.commands.init import InitResult, init_project
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
-from chromactl import fsio
 from chromactl.plan import (
+    GatewayPlan,
     check_image_enforces_auth,
-    ensure_gateway_dir,
     check_probe,
     env_file_path,
-    gateway_files,
-    gateway_files_changed,
+    owned_container,
     plan_container,
     plan_gateway,
 )
-from chromactl.probe import AuthProbe, probe_auth, server_version, wait_for_heartbeat
-from chromactl.project import Project, is_project, load_project
+from chromactl.probe import AuthProbe, Heartbeat, probe_auth, server_version, wait_for_heartbeat
+from chromactl.project import Project, is_project, load_project, no_project
 from chromactl.spec import (
     LABEL_CONFIG,
     LABEL_PROJECT,
@@ -52,7 +50,7 @@ class UpResult:
     spec: ContainerSpec
     url: str
     command: str | None = None  # the equivalent docker run, for --dry-run
-    container: str | None = None  # id
+    container_id: str | None = None
     version: str | None = None
     heartbeat_ms: float | None = None
     auth: AuthProbe | None = None
@@ -63,68 +61,82 @@ class UpResult:
 
 def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | None = None,
        timeout: float = 60, dry_run: bool = False, init_settings: dict | None = None) -> UpResult:
+    if pull not in PULL_POLICIES:
+        raise ChromactlError(f"unknown pull policy {pull!r}: use one of {', '.join(PULL_POLICIES)}")
     root = root.absolute()
     init_result = None
     if not is_project(root):
         if dry_run:
-            raise ChromactlError(f"no chromactl project in {root}", hint="`chromactl up` without --dry-run creates one")
+            raise no_project(root, hint="`chromactl up` without --dry-run creates one")
         init_result = init_project(root, init_settings or {})
         reporter.initialised(init_result)  # the admin secret is shown now, whatever happens next
     project = load_project(root)
-    settings = project.settings
     check_image_enforces_auth(project)
     check_probe(project)
-
     if dry_run:
-        spec = plan_container(project, image_id="", working_dir=None)
-        commands = [docker_run_command(spec, str(env_file_path(project)))]
-        if settings.uses_gateway:
-            gateway_files(project)  # refuses a route table that does not cover the roles
-            commands.insert(0, f"docker network create {network_name(settings)}")
-            commands.append(docker_run_command(plan_gateway(project, ""), None))
-        return UpResult(project, "dry-run", spec, url_for(settings.host, settings.port),
-                        command="\n".join(commands), init=init_result)
+        return _dry_run(project, init_result)
 
     from chromactl.engine import Engine  # only commands that talk to Docker import the SDK
 
     engine = Engine.connect()
+    spec, gateway = _plan(engine, project, pull, build, reporter)
+    action, gateway_action = _apply_plan(engine, project, spec, gateway, reporter)
+    return _verify(engine, project, spec, action, timeout, init_result, gateway.spec if gateway else None,
+                   gateway_action)
+
+
+def _dry_run(project: Project, init_result: InitResult | None) -> UpResult:
+    settings = project.settings
+    spec = plan_container(project, image_id="", working_dir=None)
+    commands = [docker_run_command(spec, str(env_file_path(project)))]
+    if settings.uses_gateway:
+        gateway = plan_gateway(project, "")  # refuses a route table that does not cover the roles
+        commands.insert(0, f"docker network create {network_name(settings)}")
+        commands.append(docker_run_command(gateway.spec, None))
+    return UpResult(project, "dry-run", spec, url_for(settings.host, settings.port),
+                    command="\n".join(commands), init=init_result)
+
+
+def _plan(engine, project: Project, pull: str, build: str | None,
+          reporter: Reporter) -> tuple[ContainerSpec, GatewayPlan | None]:
+    """The images present, and the containers to run: Chroma's and, with one, the gateway's."""
+    settings = project.settings
     image = _ensure_image(engine, settings.image, pull, build, reporter)
     spec = plan_container(project, image["Id"], (image.get("Config") or {}).get("WorkingDir"))
-    gateway = files = None
+    gateway = None
     if settings.uses_gateway:
-        files = gateway_files(project)
         gateway_image = _ensure_image(engine, settings.gateway_image, pull, None, reporter)
         gateway = plan_gateway(project, gateway_image["Id"])
-        _check_owner(engine, root, gateway.name)
-    _check_owner(engine, root, spec.name)
+        owned_container(engine, project.root, gateway.spec.name)
+    owned_container(engine, project.root, spec.name)
+    return spec, gateway
 
-    if gateway is not None:
-        engine.ensure_network(spec.network, str(root))
-    else:
-        _remove_stale_gateway(engine, root, settings, reporter)
-    action = _apply(engine, spec, reporter)
+
+def _apply_plan(engine, project: Project, spec: ContainerSpec, gateway: GatewayPlan | None,
+                reporter: Reporter) -> tuple[str, str | None]:
+    """Bring the containers to their specs; returns what was done to Chroma and to the gateway."""
+    root, settings = project.root, project.settings
     if gateway is None:
+        _remove_stale_gateway(engine, root, settings, reporter)
+        action = _apply(engine, spec, reporter)
         engine.remove_network(network_name(settings))  # left from a gateway, if any
-    gateway_action = None
-    if gateway is not None:
-        changed = gateway_files_changed(files)
-        if changed:
-            ensure_gateway_dir(root)
-            fsio.write_files(files)
-        try:
-            gateway_action = _apply(engine, gateway, reporter)
-        except ChromactlError as exc:
-            engine.stop(spec.name)  # no Chroma left running without the gateway in front
-            raise ChromactlError(f"the gateway failed to start: {exc.message}; {spec.name} is stopped",
-                                 hint="see `chromactl logs --service gateway`", details=exc.details,
-                                 exit_code=EXIT_NOT_HEALTHY) from None
-        if gateway_action == "unchanged" and (changed or action in ("created", "recreated")):
-            # New credentials, or a new Chroma container to resolve: reload, no restart.
-            reporter.step(f"reloading {gateway.name}")
-            engine.signal(gateway.name, "SIGHUP")
-            gateway_action = "reloaded"
-
-    return _verify(engine, project, spec, action, timeout, init_result, gateway, gateway_action)
+        return action, None
+    engine.ensure_network(spec.network, str(root))
+    action = _apply(engine, spec, reporter)
+    changed = gateway.write()
+    try:
+        gateway_action = _apply(engine, gateway.spec, reporter)
+    except ChromactlError as exc:
+        engine.stop(spec.name)  # no Chroma left running without the gateway in front
+        raise ChromactlError(f"the gateway failed to start: {exc.message}; {spec.name} is stopped",
+                             hint="see `chromactl logs --service gateway`", details=exc.details,
+                             exit_code=EXIT_NOT_HEALTHY) from None
+    if gateway_action == "unchanged" and (changed or action in ("created", "recreated")):
+        # New credentials, or a new Chroma container to resolve: reload, no restart.
+        reporter.step(f"reloading {gateway.spec.name}")
+        engine.signal(gateway.spec.name, "SIGHUP")
+        gateway_action = "reloaded"
+    return action, gateway_action
 
 
 def _remove_stale_gateway(engine, root: Path, settings, reporter: Reporter) -> None:
@@ -133,14 +145,6 @@ def _remove_stale_gateway(engine, root: Path, settings, reporter: Reporter) -> N
     if stale is not None and stale.labels.get(LABEL_PROJECT) == str(root):
         reporter.step(f"removing {stale.name}: this project no longer has a gateway")
         engine.remove(stale.name)
-
-
-def _check_owner(engine, root: Path, name: str) -> None:
-    existing = engine.container(name)
-    if existing is not None and existing.labels.get(LABEL_PROJECT) != str(root):
-        owner = existing.labels.get(LABEL_PROJECT, "something other than chromactl")
-        raise ChromactlError(f"a container named {name} already exists and belongs to {owner}",
-                             hint="give this project another name: chromactl init --force --name NAME")
 
 
 def _apply(engine, spec: ContainerSpec, reporter: Reporter) -> str:
@@ -195,9 +199,23 @@ def _last_logs(engine, name: str) -> str:
 def _verify(engine, project: Project, spec: ContainerSpec, action: str, timeout: float,
             init_result: InitResult | None, gateway: ContainerSpec | None = None,
             gateway_action: str | None = None) -> UpResult:
-    settings = project.settings
+    """Prove the server works: it answers, and (with auth) refuses strangers and accepts users."""
     url = url_for(spec.host, spec.port)
     watched = [spec] + ([gateway] if gateway else [])
+    beat = _wait_until_up(engine, url, spec, watched, timeout)
+    version = server_version(url, beat.api)
+    if gateway is not None:
+        _check_not_published(engine, spec)
+    auth = _prove_auth(engine, project, url, beat.api, spec, watched, version)
+    container = engine.container(spec.name)
+    return UpResult(project, action, spec, url, container_id=container.id if container else None, version=version,
+                    heartbeat_ms=beat.latency_ms, auth=auth, init=init_result, gateway=gateway,
+                    gateway_action=gateway_action)
+
+
+def _wait_until_up(engine, url: str, spec: ContainerSpec, watched: list[ContainerSpec], timeout: float) -> Heartbeat:
+    """The first heartbeat; if a container stops or restarts first, or time runs out, every
+    watched container is stopped (no crash loop, nothing half-started left serving)."""
     restarts = {}
     for watched_spec in watched:
         info = engine.container(watched_spec.name)
@@ -211,42 +229,49 @@ def _verify(engine, project: Project, spec: ContainerSpec, action: str, timeout:
         return None
 
     beat = wait_for_heartbeat(url, timeout, lambda: stopped_container() is None)
-    if beat is None or not beat.ok:
-        failed = stopped_container() or spec
-        logs = _last_logs(engine, failed.name)
-        for watched_spec in watched:
-            engine.stop(watched_spec.name)  # no crash loop, and nothing half-started left serving
-        if beat is None:
-            service = "" if failed is spec else " --service gateway"
-            raise ChromactlError(f"{failed.name} exited while starting; it is stopped, the data volume kept",
-                                 hint=f"see `chromactl logs{service}`", details=logs, exit_code=EXIT_NOT_HEALTHY)
-        raise ChromactlError(f"no heartbeat from {url} within {timeout:g} s; {spec.name} is stopped, its volume kept",
-                             hint="see `chromactl logs`, or allow more time with --timeout", details=logs,
-                             exit_code=EXIT_NOT_HEALTHY)
+    if beat is not None and beat.ok:
+        return beat
+    failed = stopped_container() or spec
+    info = engine.container(failed.name)
+    logs = _last_logs(engine, failed.name)
+    for watched_spec in watched:
+        engine.stop(watched_spec.name)
+    if beat is None:
+        service = "" if failed is spec else " --service gateway"
+        code = f" (exit code {info.exit_code})" if info is not None and info.exit_code else ""
+        raise ChromactlError(f"{failed.name} exited while starting{code}; it is stopped, the data volume kept",
+                             hint=f"see `chromactl logs{service}`", details=logs, exit_code=EXIT_NOT_HEALTHY)
+    raise ChromactlError(f"no heartbeat from {url} within {timeout:g} s; {spec.name} is stopped, its volume kept",
+                         hint="see `chromactl logs`, or allow more time with --timeout", details=logs,
+                         exit_code=EXIT_NOT_HEALTHY)
 
-    version = server_version(url, beat.api)
-    if gateway is not None:
-        behind = engine.container(spec.name)
-        if behind is not None and behind.published is not None:
-            engine.remove(spec.name)
-            raise ChromactlError(f"{spec.name} publishes port {behind.published[1]} on the host although a gateway "
-                                 "stands in front of it; it was removed (volume kept)", exit_code=EXIT_NOT_HEALTHY)
-    auth = None
-    if settings.auth_enabled:
-        auth = probe_auth(url, beat.api, settings, project.probe_secret)
-        if not auth.enforced:
-            for watched_spec in watched:
-                engine.remove(watched_spec.name)
-            seen = f"HTTP {auth.anonymous_status}" if auth.anonymous_status else "no answer"
-            raise ChromactlError(
-                f"{url} did not refuse a request without credentials ({seen}): auth is NOT enforced, so "
-                f"{spec.name} was removed (volume {spec.volume} kept). Chroma {version or '1.x'} ignores auth settings",
-                hint="use chromadb/chroma:0.6.3, the last Chroma that enforces them", exit_code=EXIT_NOT_HEALTHY)
-        if not auth.accepted:
-            raise ChromactlError(
-                f"{url} refused chromactl's probe credential (HTTP {auth.credential_status}): the server does not "
-                "accept the project's credential files", hint="see `chromactl logs`", exit_code=EXIT_NOT_HEALTHY)
-    container = engine.container(spec.name)
-    return UpResult(project, action, spec, url, container=container.id if container else None, version=version,
-                    heartbeat_ms=beat.latency_ms, auth=auth, init=init_result, gateway=gateway,
-                    gateway_action=gateway_action)
+
+def _check_not_published(engine, spec: ContainerSpec) -> None:
+    """Behind a gateway, Chroma must not be reachable any other way."""
+    behind = engine.container(spec.name)
+    if behind is not None and behind.published is not None:
+        engine.remove(spec.name)
+        raise ChromactlError(f"{spec.name} publishes port {behind.published[1]} on the host although a gateway "
+                             "stands in front of it; it was removed (volume kept)", exit_code=EXIT_NOT_HEALTHY)
+
+
+def _prove_auth(engine, project: Project, url: str, api: str, spec: ContainerSpec, watched: list[ContainerSpec],
+                version: str | None) -> AuthProbe | None:
+    """Strangers refused, the probe user accepted; a server found open is removed at once."""
+    settings = project.settings
+    if not settings.auth_enabled:
+        return None
+    auth = probe_auth(url, api, settings, project.probe_secret)
+    if not auth.enforced:
+        for watched_spec in watched:
+            engine.remove(watched_spec.name)
+        seen = f"HTTP {auth.anonymous_status}" if auth.anonymous_status else "no answer"
+        raise ChromactlError(
+            f"{url} did not refuse a request without credentials ({seen}): auth is NOT enforced, so "
+            f"{spec.name} was removed (volume {spec.volume} kept). Chroma {version or '1.x'} ignores auth settings",
+            hint="use chromadb/chroma:0.6.3, the last Chroma that enforces them", exit_code=EXIT_NOT_HEALTHY)
+    if not auth.accepted:
+        raise ChromactlError(
+            f"{url} refused chromactl's probe credential (HTTP {auth.credential_status}): the server does not "
+            "accept the project's credential files", hint="see `chromactl logs`", exit_code=EXIT_NOT_HEALTHY)
+    return auth

@@ -1,0 +1,242 @@
+"""Render the project as a Compose file or as Kubernetes manifests. Pure: the caller
+(chromactl.commands.export) loads the project, reads and writes the files; these
+functions return text."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+import yaml
+
+from chromactl import gateway
+from chromactl.envfile import ENV_FILE, MOUNT_DIR
+from chromactl.images import data_path, tag_version
+from chromactl.project import Project
+from chromactl.spec import CONTAINER_PORT, LABEL_NAME, LABEL_PROJECT, container_name, volume_name
+
+# In a pod, Chroma keeps 8000 and the gateway sidecar listens here.
+GATEWAY_POD_PORT = 8080
+
+# A heartbeat check that needs only bash: Chroma 1.x images have neither curl nor Python.
+# HTTP/1.1: Chroma's server answers an HTTP/1.0 request with 400.
+_HEALTH_SCRIPT = (
+    "exec 3<>/dev/tcp/127.0.0.1/{port} && "
+    "printf 'GET {path} HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && "
+    "head -n 1 <&3 | grep -q ' 200 '"
+)
+
+
+def heartbeat_path(image: str) -> str:
+    version = tag_version(image)
+    return "/api/v1/heartbeat" if version is not None and version < (0, 5, 16) else "/api/v2/heartbeat"
+
+
+def _dump(documents: list[dict[str, Any]], header: str) -> str:
+    body = yaml.safe_dump_all(documents, sort_keys=False, default_flow_style=False, width=1000)
+    return header + body
+
+
+def _escape_dollars(value: Any) -> Any:
+    """Compose interpolates `$` everywhere in its file: `$$` is a literal dollar."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, list):
+        return [_escape_dollars(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escape_dollars(v) for k, v in value.items()}
+    return value
+
+
+def _healthcheck(image: str) -> dict[str, Any]:
+    return {
+        "test": ["CMD", "bash", "-c", _HEALTH_SCRIPT.format(port=CONTAINER_PORT, path=heartbeat_path(image))],
+        "interval": "10s",
+        "timeout": "5s",
+        "retries": 5,
+        "start_period": "30s",
+    }
+
+
+def render_compose(project: Project, mounted_names: list[str], base_dir: str, gateway_dir: str) -> str:
+    """A Compose file; paths are relative to `base_dir`, the folder the file is used from.
+    With a gateway, Chroma publishes nothing and the gateway service fronts it."""
+    s = project.settings
+    relative = os.path.relpath(project.root, base_dir)
+
+    def path(name: str) -> str:
+        joined = os.path.normpath(os.path.join(relative, name))
+        return joined if joined.startswith(("/", "./", "../")) else "./" + joined
+
+    host = f"[{s.host}]" if ":" in s.host else s.host
+    published = [f"{host}:{s.port}:{CONTAINER_PORT}"]
+    labels = {LABEL_PROJECT: str(project.root), LABEL_NAME: s.name}
+    volumes = [f"{path(name)}:{MOUNT_DIR}/{name}:ro" for name in mounted_names]
+    volumes.append(f"data:{data_path(s.image)}")
+    chroma: dict[str, Any] = {
+        "image": s.image,
+        "env_file": [path(ENV_FILE)],
+        "volumes": volumes,
+        "restart": "unless-stopped",
+        "labels": labels,
+        "healthcheck": _healthcheck(s.image),
+    }
+    services: dict[str, Any] = {"chroma": chroma}
+    if s.uses_gateway:
+        # The gateway's nginx.conf names Chroma by its container name.
+        chroma["networks"] = {"default": {"aliases": [container_name(s)]}}
+        services["gateway"] = {
+            "image": s.gateway_image,
+            "command": list(gateway.COMMAND),
+            "volumes": [f"{path(gateway_dir)}:{gateway.MOUNT_DIR}:ro"],
+            "ports": published,
+            "depends_on": ["chroma"],
+            "restart": "unless-stopped",
+            "labels": labels,
+            "healthcheck": _healthcheck(s.image),
+        }
+    else:
+        chroma["ports"] = published
+    document = {
+        "version": "3.8",  # read by Compose v1 (Debian's docker-compose); Compose v2 ignores it
+        "services": services,
+        "volumes": {"data": {"name": volume_name(s)}},
+    }
+    header = (
+        f"# Compose file for chromactl project {s.name!r}, written by `chromactl export compose`.\n"
+        f"# Secrets stay in the files it mounts. Relative paths are from {os.path.abspath(base_dir)}.\n"
+        f"# The data volume is {volume_name(s)}, the one `chromactl up` uses: stop that container first\n"
+        f"# (`chromactl down`) so that one server at a time owns the data.\n"
+    )
+    return _dump([_escape_dollars(document)], header)
+
+
+def render_kubernetes(project: Project, environment: dict[str, str], files: dict[str, bytes],
+                      namespace: str | None = None, storage: str = "10Gi",
+                      gateway_files: dict[str, bytes] | None = None) -> str:
+    """A Secret (credential files and env settings), a StatefulSet and a Service.
+    Secrets live only in the Secret: the pod spec references them by key, so re-exporting
+    after `creds add` changes the Secret and nothing else.
+
+    With a gateway (its files rendered for a sidecar: listening on GATEWAY_POD_PORT, Chroma
+    on 127.0.0.1), the Service and a NetworkPolicy admit traffic to the gateway's port only."""
+    k8s = _Kubernetes(project, namespace)
+    gateway_keys = {name: f"gateway.{name}" for name in sorted(gateway_files or {})}
+    env_keys = {key: f"env.{key}" for key in environment}
+    secret_data = {key: content for key, content in sorted(files.items())}
+    secret_data.update({gateway_keys[name]: content for name, content in sorted((gateway_files or {}).items())})
+    secret_data.update({env_keys[key]: value.encode() for key, value in environment.items()})
+
+    pod_spec = k8s.pod_spec(k8s.chroma_container(environment, env_keys), files)
+    extra: list[dict[str, Any]] = []
+    if gateway_files:
+        k8s.add_gateway(pod_spec, gateway_keys)
+        extra.append(k8s.network_policy())
+    documents = [k8s.secret(secret_data), k8s.statefulset(pod_spec, storage), k8s.service(bool(gateway_files)), *extra]
+    header = (
+        f"# Kubernetes manifests for chromactl project {project.settings.name!r}, written by `chromactl export kubernetes`.\n"
+        "# The Secret holds the credential files and the server's settings; apply it only to a\n"
+        "# namespace you trust. Chroma reads credentials at start: after changing users, apply and then\n"
+        f"# `kubectl rollout restart statefulset/{k8s.name}`.\n"
+    )
+    return _dump(documents, header)
+
+
+class _Kubernetes:
+    """The objects of one project's manifests, each built by one method."""
+
+    def __init__(self, project: Project, namespace: str | None):
+        self.settings = project.settings
+        self.name = container_name(self.settings)
+        self.namespace = namespace
+        self.labels = {"app.kubernetes.io/name": "chroma", "app.kubernetes.io/instance": self.settings.name,
+                       "app.kubernetes.io/managed-by": "chromactl"}
+
+    def meta(self) -> dict[str, Any]:
+        m: dict[str, Any] = {"name": self.name, "labels": dict(self.labels)}
+        if self.namespace:
+            m["namespace"] = self.namespace
+        return m
+
+    def secret(self, data: dict[str, bytes]) -> dict[str, Any]:
+        encoded = {key: base64.b64encode(content).decode() for key, content in data.items()}
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": self.meta(), "type": "Opaque", "data": encoded}
+
+    def _probes(self, port: str) -> dict[str, Any]:
+        probe = {"httpGet": {"path": heartbeat_path(self.settings.image), "port": port}}
+        return {"readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+                "livenessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 6}}
+
+    def chroma_container(self, environment: dict[str, str], env_keys: dict[str, str]) -> dict[str, Any]:
+        return {
+            "name": "chroma",
+            "image": self.settings.image,
+            "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
+            "env": [{"name": key, "valueFrom": {"secretKeyRef": {"name": self.name, "key": env_keys[key]}}}
+                    for key in environment],
+            "volumeMounts": [{"name": "data", "mountPath": data_path(self.settings.image)}],
+            **self._probes("http"),
+            "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
+                                "capabilities": {"drop": ["ALL"]}},
+        }
+
+    def pod_spec(self, container: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+        pod_spec: dict[str, Any] = {
+            "automountServiceAccountToken": False,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [container],
+        }
+        if files:
+            container["volumeMounts"].append({"name": "credentials", "mountPath": MOUNT_DIR, "readOnly": True})
+            pod_spec["volumes"] = [{"name": "credentials", "secret": {
+                "secretName": self.name, "defaultMode": 0o400,
+                "items": [{"key": key, "path": key} for key in sorted(files)]}}]
+        return pod_spec
+
+    def add_gateway(self, pod_spec: dict[str, Any], gateway_keys: dict[str, str]) -> None:
+        """The gateway as a sidecar in Chroma's pod, its files from the Secret."""
+        pod_spec["securityContext"]["fsGroup"] = gateway.WORKER_GID  # nginx's workers read the password hashes
+        pod_spec.setdefault("volumes", []).append({"name": "gateway", "secret": {
+            "secretName": self.name, "defaultMode": 0o440,
+            "items": [{"key": key, "path": file} for file, key in gateway_keys.items()]}})
+        pod_spec["containers"].append({
+            "name": "gateway",
+            "image": self.settings.gateway_image,
+            "command": list(gateway.COMMAND),
+            "ports": [{"name": "gateway", "containerPort": GATEWAY_POD_PORT}],
+            "volumeMounts": [{"name": "gateway", "mountPath": gateway.MOUNT_DIR, "readOnly": True}],
+            **self._probes("gateway"),
+            "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
+                                "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "SETGID", "SETUID"]}},
+        })
+
+    def network_policy(self) -> dict[str, Any]:
+        """Chroma's own port stays inside the pod: only the gateway's is admitted."""
+        return {
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": self.meta(),
+            "spec": {"podSelector": {"matchLabels": dict(self.labels)}, "policyTypes": ["Ingress"],
+                     "ingress": [{"ports": [{"protocol": "TCP", "port": GATEWAY_POD_PORT}]}]},
+        }
+
+    def statefulset(self, pod_spec: dict[str, Any], storage: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": self.meta(),
+            "spec": {
+                "replicas": 1,
+                "serviceName": self.name,
+                "selector": {"matchLabels": dict(self.labels)},
+                "template": {"metadata": {"labels": dict(self.labels)}, "spec": pod_spec},
+                "volumeClaimTemplates": [{
+                    "metadata": {"name": "data", "labels": dict(self.labels)},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}},
+                }],
+            },
+        }
+
+    def service(self, via_gateway: bool) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1", "kind": "Service", "metadata": self.meta(),
+            "spec": {"selector": dict(self.labels), "ports": [{
+                "name": "http", "port": CONTAINER_PORT, "targetPort": "gateway" if via_gateway else "http"}]},
+        }
