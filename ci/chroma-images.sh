@@ -4,9 +4,22 @@
 #   chromactl-test/debian-base:bookworm   debootstrap'd Debian bookworm (minbase + python3,
 #                                         ca-certificates, curl), imported with `docker import`
 #   chromactl-test/chroma:0.6.3           chromadb==0.6.3 (Python/FastAPI server, enforces
-#                                         CHROMA_SERVER_AUTHN_*), WORKDIR /chroma, data in
-#                                         /chroma/chroma, port 8000, like upstream's image
-#   chromactl-test/chroma:1.5.9           chromadb==1.5.9 (Rust server, NO auth), data in /data
+#                                         CHROMA_SERVER_AUTHN_*), shaped like upstream's 0.6.3
+#                                         image: ENTRYPOINT ["/docker_entrypoint.sh"] (exports
+#                                         IS_PERSISTENT=1, then execs `uvicorn chromadb.app:app`
+#                                         with the CMD string after expanding its ${CHROMA_*}),
+#                                         CMD "--workers ${CHROMA_WORKERS} --host ${CHROMA_HOST_ADDR}
+#                                         --port ${CHROMA_HOST_PORT} --proxy-headers --log-config
+#                                         ${CHROMA_LOG_CONFIG} --timeout-keep-alive
+#                                         ${CHROMA_TIMEOUT_KEEP_ALIVE}" (defaults 0.0.0.0, 8000, 1,
+#                                         chromadb's log_config.yml, 30: set them with -e), WORKDIR
+#                                         /chroma, data in /chroma/chroma
+#   chromactl-test/chroma:1.5.9           chromadb==1.5.9 (Rust server, NO auth), shaped like
+#                                         upstream's rust/Dockerfile: Debian's dumb-init as PID 1,
+#                                         ENTRYPOINT ["dumb-init", "--", "chroma"], CMD ["run",
+#                                         "/config.yaml"], /config.yaml = persist_path "/data";
+#                                         CHROMA_LISTEN_ADDRESS / CHROMA_PORT override the config.
+#                                         WORKDIR and data in /data
 #   chromactl-test/chroma-untagged:probe  same image as chroma:1.5.9, under a tag that does not
 #                                         reveal the version
 #   chromactl-test/nginx:bookworm         Debian bookworm's nginx (nginx-light) on the base image,
@@ -15,7 +28,8 @@
 #                                         config /etc/nginx/nginx.conf, logs to stdout/stderr,
 #                                         STOPSIGNAL SIGQUIT; users `nginx` (uid/gid 101, as in the
 #                                         official image) and `www-data` both exist. Installed
-#                                         with apt-get from the base image's mirror at build time.
+#                                         with apt-get from the base image's mirror at build time
+#                                         (as dumb-init is for chroma:1.5.9).
 #
 # Idempotent: each image carries the label org.chromactl.recipe=<sha256 of its recipe inputs>
 # and is rebuilt only when that label differs from what this script would build (or the image
@@ -26,7 +40,8 @@
 #
 # Environment:
 #   CHROMACTL_CACHE          build/cache dir (default /var/cache/chromactl-ci)
-#   CHROMACTL_DEBIAN_MIRROR  Debian mirror for debootstrap (default: the one apt already uses)
+#   CHROMACTL_DEBIAN_MIRROR  Debian mirror for debootstrap (default: the bookworm mirror in this
+#                            machine's apt sources; the script fails if it finds none)
 #   CHROMACTL_PYTHON         python used for `pip install --target` (default python3.11)
 #
 # Usage: bash ci/chroma-images.sh        (as root; starts the Docker engine if needed)
@@ -39,7 +54,7 @@ export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$CACHE/pip}
 PYTHON=${CHROMACTL_PYTHON:-python3.11}
 LABEL=org.chromactl.recipe
 # Bump to force a rebuild of everything after changing how images are made.
-RECIPE_REV=1
+RECIPE_REV=2
 
 BASE_IMAGE=chromactl-test/debian-base:bookworm
 SUITE=bookworm
@@ -93,7 +108,8 @@ build_labelled() {
 image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
 image_size() { docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.0f MB", $1/1000000}'; }
 
-# The Debian mirror apt already uses (deb822 .sources or one-line .list), for `bookworm`.
+# The Debian mirror apt already uses (deb822 .sources or one-line .list), for `bookworm`;
+# prints nothing if there is none.
 detect_mirror() {
   local f uri=""
   for f in /etc/apt/sources.list.d/*.sources; do
@@ -113,11 +129,12 @@ detect_mirror() {
                            if ($(i+1)=="bookworm") { print $i; exit } }' "$f" || true)
     [ -n "$uri" ] && { echo "$uri"; return; }
   done
-  echo http://deb.debian.org/debian
+  return 0
 }
 
 # ---------------------------------------------------------------- base image
 MIRROR=${CHROMACTL_DEBIAN_MIRROR:-$(detect_mirror)}
+[ -n "$MIRROR" ] || die "no Debian mirror for $SUITE found in /etc/apt/sources.list*: set CHROMACTL_DEBIAN_MIRROR"
 ARCH=$(dpkg --print-architecture)
 # Image settings given to `docker import` (part of the recipe).
 BASE_CHANGES=('ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' 'CMD ["/bin/bash"]')
@@ -163,47 +180,88 @@ if __name__ == "__main__":
     sys.argv[0] = re.sub(r"(-script\.pyw|\.exe)?$", "", sys.argv[0])
     sys.exit(app())'
 
+# Stands in for upstream's bin/docker_entrypoint.sh at 0.6.3 (same contract, own text): the CMD
+# is one string of uvicorn options holding ${CHROMA_*} references, expanded here so that
+# `docker run -e CHROMA_HOST_PORT=...` changes them without touching the command. uvicorn is
+# run as `python3 -m uvicorn`: `pip install --target` leaves no console scripts in the image.
+ENTRYPOINT_063='#!/bin/bash
+set -eu
+export IS_PERSISTENT=1
+export CHROMA_SERVER_NOFILE=${CHROMA_SERVER_NOFILE:-65536}
+set -f
+args=$(eval "echo $*")
+set -- $args
+# A CMD that still starts with `uvicorn chromadb.app:app` (as older setups wrote it) works too.
+[ "${1:-}" != uvicorn ] || { shift; [ "${1:-}" != chromadb.app:app ] || shift; }
+echo "Starting '"'"'uvicorn chromadb.app:app'"'"' with args: $*"
+exec python3 -m uvicorn chromadb.app:app "$@"'
+
 dockerfile_063() {
   cat <<'EOF'
 FROM chromactl-test/debian-base:bookworm
 # chromadb 0.6.3 and its dependencies, installed with `pip install --target` (Python 3.11).
 COPY site/ /usr/local/lib/python3.11/dist-packages/
 COPY chroma /usr/local/bin/chroma
+COPY docker_entrypoint.sh /docker_entrypoint.sh
 WORKDIR /chroma
-# As upstream's docker_entrypoint.sh: persistent mode. Data lands in /chroma/chroma because
-# chromadb 0.6.3's persist_directory default is "./chroma", relative to this WORKDIR.
-ENV IS_PERSISTENT=1 \
-    ANONYMIZED_TELEMETRY=False \
-    CHROMA_SERVER_NOFILE=65535
+# Upstream 0.6.3's settings. Data lands in /chroma/chroma because chromadb 0.6.3's
+# persist_directory default is "./chroma", relative to this WORKDIR. The log config is the
+# one chromadb ships (upstream's relative chromadb/log_config.yml, from its source tree).
+ENV CHROMA_HOST_ADDR="0.0.0.0" \
+    CHROMA_HOST_PORT=8000 \
+    CHROMA_WORKERS=1 \
+    CHROMA_LOG_CONFIG=/usr/local/lib/python3.11/dist-packages/chromadb/log_config.yml \
+    CHROMA_TIMEOUT_KEEP_ALIVE=30 \
+    ANONYMIZED_TELEMETRY=False
+RUN test -f "$CHROMA_LOG_CONFIG"
 EXPOSE 8000
-CMD ["python3", "-m", "uvicorn", "chromadb.app:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "1", "--timeout-keep-alive", "30"]
+ENTRYPOINT ["/docker_entrypoint.sh"]
+CMD ["--workers ${CHROMA_WORKERS} --host ${CHROMA_HOST_ADDR} --port ${CHROMA_HOST_PORT} --proxy-headers --log-config ${CHROMA_LOG_CONFIG} --timeout-keep-alive ${CHROMA_TIMEOUT_KEEP_ALIVE}"]
 EOF
 }
+
+# Upstream's rust/frontend/sample_configs/docker_single_node.yaml. The server reads CHROMA_*
+# variables over it (CHROMA_LISTEN_ADDRESS, CHROMA_PORT, ...).
+CONFIG_159='persist_path: "/data"'
 
 dockerfile_159() {
   cat <<'EOF'
 FROM chromactl-test/debian-base:bookworm
+# As upstream's rust/Dockerfile: Debian's dumb-init as PID 1 (ca-certificates and curl are
+# already in the base image), from the base image's mirror.
+RUN set -eux; \
+    export DEBIAN_FRONTEND=noninteractive; \
+    apt-get update -qq; \
+    apt-get install -y -qq --no-install-recommends dumb-init; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
+           /var/log/apt /var/log/dpkg.log; \
+    dumb-init --version
 # chromadb 1.5.9 (Rust server behind the Python CLI), installed with `pip install --target`.
 COPY site/ /usr/local/lib/python3.11/dist-packages/
 COPY chroma /usr/local/bin/chroma
+COPY config.yaml /config.yaml
 WORKDIR /data
 ENV ANONYMIZED_TELEMETRY=False
 EXPOSE 8000
-CMD ["chroma", "run", "--host", "0.0.0.0", "--port", "8000", "--path", "/data"]
+ENTRYPOINT ["dumb-init", "--", "chroma"]
+CMD ["run", "/config.yaml"]
 EOF
 }
 
-build_chroma() {  # $1 version, $2 dockerfile function
+# $1 version, $2 dockerfile function, then pairs of (file name in the build context, its text)
+# for files the Dockerfile copies besides site/ and the chroma launcher.
+build_chroma() {
   local ver=$1 dfn=$2 image=chromactl-test/chroma:$1
+  shift 2
   local dir=$BUILD/chroma-$ver
-  local df site_recipe recipe t0
+  local df site_recipe recipe t0 extras=("$@") i
   df=$("$dfn")
   local constraints=$HERE/constraints/chromadb-$ver.txt
   [ -f "$constraints" ] || die "missing $constraints (pinned dependency versions for chromadb==$ver)"
   site_recipe=$( { printf 'rev=%s\nchromadb==%s\npython=%s\narch=%s\n' "$RECIPE_REV" "$ver" "$pyver" "$ARCH"
                    grep -v '^#' "$constraints"; } | sha)
-  recipe=$(printf 'site=%s\nbase=%s\n%s\n%s\n' "$site_recipe" "$BASE_ID" "$df" "$LAUNCHER" | sha)
-
+  recipe=$( { printf 'site=%s\nbase=%s\n%s\n%s\n' "$site_recipe" "$BASE_ID" "$df" "$LAUNCHER"
+              [ ${#extras[@]} -eq 0 ] || printf 'file %s\n%s\n' "${extras[@]}"; } | sha)
   if [ "$(image_label "$image")" = "$recipe" ]; then
     log "$image up to date ($(image_size "$image")): skipping"
     return 0
@@ -230,13 +288,18 @@ build_chroma() {  # $1 version, $2 dockerfile function
   printf '%s\n' "$LAUNCHER" >"$dir/chroma"
   chmod 0755 "$dir/chroma"
   printf '*\n!site/\n!chroma\n' >"$dir/.dockerignore"
+  for ((i = 0; i < ${#extras[@]}; i += 2)); do
+    printf '%s\n' "${extras[i+1]}" >"$dir/${extras[i]}"
+    case ${extras[i+1]} in '#!'*) chmod 0755 "$dir/${extras[i]}" ;; *) chmod 0644 "$dir/${extras[i]}" ;; esac
+    printf '!%s\n' "${extras[i]}" >>"$dir/.dockerignore"
+  done
   log "$image: docker build"
   build_labelled "$image" "$recipe" "$dir"
   log "built $image in $((SECONDS - t0))s ($(image_size "$image"))"
 }
 
-build_chroma 0.6.3 dockerfile_063
-build_chroma 1.5.9 dockerfile_159
+build_chroma 0.6.3 dockerfile_063 docker_entrypoint.sh "$ENTRYPOINT_063"
+build_chroma 1.5.9 dockerfile_159 config.yaml "$CONFIG_159"
 
 PROBE=chromactl-test/chroma-untagged:probe
 if [ "$(image_id "$PROBE")" = "$(image_id chromactl-test/chroma:1.5.9)" ]; then

@@ -185,3 +185,53 @@ def test_unwritable_folder(chromactl):
         assert list(chromactl.project.iterdir()) == []
     assert result.returncode == 1, result.stderr
     assert "cannot write" in result.stderr and "permission denied" in result.stderr
+
+
+def _cost(project, user="admin"):
+    line = next(l for l in (project / "server.htpasswd").read_text().splitlines() if l.startswith(user + ":"))
+    return int(line.split("$")[2])
+
+
+def test_bcrypt_rounds_apply_to_the_first_admin_and_probe(chromactl, tmp_path):
+    """--bcrypt-rounds (and CHROMACTL_BCRYPT_ROUNDS) reach init, and the init that `up` runs."""
+    ok(chromactl("init", "--auth", "basic", "--bcrypt-rounds", "10"))
+    assert _cost(chromactl.project) == 10 and _cost(chromactl.project, "chromactl-probe") == 10
+    assert yaml.safe_load((chromactl.project / "chromactl.yaml").read_text())["bcrypt_rounds"] == 10
+
+    from conftest import run_chromactl
+
+    by_env = tmp_path / "by-env"
+    by_env.mkdir()
+    ok(run_chromactl("init", "--auth", "basic", cwd=by_env, env={"CHROMACTL_BCRYPT_ROUNDS": "11"}))
+    assert _cost(by_env) == 11
+
+    # `up` in an empty folder creates the project first (then cannot reach an engine here).
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_chromactl("up", cwd=empty, env={"CHROMACTL_AUTH": "basic", "CHROMACTL_BCRYPT_ROUNDS": "10",
+                                                 "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode == 3, result.stderr
+    assert _cost(empty) == 10 and _cost(empty, "chromactl-probe") == 10
+    assert "Next: chromactl up" not in result.stdout  # it is what is running
+    assert "password of user 'admin'" in result.stdout
+
+
+def test_force_with_another_image_derives_its_gateway_again(chromactl):
+    ok(chromactl("init", "--image", "chromadb/chroma:0.6.3"))
+    settings = lambda: yaml.safe_load((chromactl.project / "chromactl.yaml").read_text())  # noqa: E731
+    assert settings()["gateway"] == "none"
+    ok(chromactl("init", "--force", "--image", "chromadb/chroma:latest"))
+    assert settings()["gateway"] == "nginx"  # derived for the new image, not kept from the old
+    ok(chromactl("init", "--force", "--image", "chromadb/chroma:0.6.3"))
+    assert settings()["gateway"] == "none"
+    # A choice the operator made is kept.
+    ok(chromactl("init", "--force", "--gateway", "nginx"))
+    ok(chromactl("init", "--force", "--image", "chromadb/chroma:0.6.2"))
+    assert settings()["gateway"] == "nginx"
+
+
+def test_force_to_auth_none_derives_rbac_and_address_again(chromactl):
+    ok(chromactl("init"))
+    ok(chromactl("init", "--force", "--auth", "none"))
+    settings = yaml.safe_load((chromactl.project / "chromactl.yaml").read_text())
+    assert settings["rbac"] is False and settings["host"] == "127.0.0.1"
