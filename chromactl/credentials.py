@@ -31,6 +31,7 @@ TOKEN_LENGTH = 40
 PASSWORD_LENGTH = 24
 MIN_TOKEN_LENGTH = 16
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (and bcrypt>=5 refuses) anything longer
+MIN_PASSWORD_LENGTH = 16  # for chosen passwords; generated ones have PASSWORD_LENGTH
 
 _ALPHANUMERIC = string.ascii_letters + string.digits
 # What Chroma's token provider accepts: ASCII letters, digits and punctuation.
@@ -85,18 +86,24 @@ def hash_password(password: str, rounds: int) -> str:
     return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds)).decode("ascii")
 
 
-def username_problem(name: str) -> str | None:
-    if not name:
-        return "the user name is empty"
+def name_problem(name: str, what: str = "name") -> str | None:
+    """What is wrong with a user or role name, or None. Names reach htpasswd lines, YAML
+    and nginx.conf, so they are held to a few safe characters."""
+    if not isinstance(name, str) or not name:
+        return f"the {what} is empty" if isinstance(name, str) else f"a {what} must be a string"
     if ":" in name:
-        return "a user name cannot contain ':'"
+        return f"a {what} cannot contain ':'"
     if any(c.isspace() for c in name):
-        return "a user name cannot contain whitespace"
+        return f"a {what} cannot contain whitespace"
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "a user name cannot contain control characters"
+        return f"a {what} cannot contain control characters"
     if not _USERNAME_RE.fullmatch(name):
-        return "a user name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
+        return f"a {what} is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
     return None
+
+
+def username_problem(name: str) -> str | None:
+    return name_problem(name, "user name")
 
 
 def check_username(name: str) -> None:
@@ -122,6 +129,9 @@ def password_problem(password: str) -> str | None:
         return "a password cannot contain control characters or line breaks"
     if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
         return f"bcrypt uses at most {MAX_PASSWORD_BYTES} bytes of a password; this one is longer"
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return (f"a password needs at least {MIN_PASSWORD_LENGTH} characters (or let chromactl generate one: "
+                "leave it empty)")
     return None
 
 
@@ -171,8 +181,9 @@ def _parse_roles(doc: Mapping) -> dict[str, tuple[str, ...]]:
     parsed: dict[str, tuple[str, ...]] = {}
     for role, body in mapping.items():
         line = mapping.line_of(role)
-        if not isinstance(role, str) or not role:
-            raise ProjectFileError(AUTHZ_FILE, "a role name must be a string", line)
+        problem = name_problem(role, "role name")
+        if problem:
+            raise ProjectFileError(AUTHZ_FILE, f"invalid role name {_printable(str(role))}: {problem}", line)
         body = require_mapping(body, AUTHZ_FILE, f"role {role!r}", line)
         extra = [k for k in body if k != "actions"]
         if extra:

@@ -16,7 +16,7 @@ import urllib3.exceptions
 
 from chromactl.errors import EXIT_DOCKER_UNAVAILABLE, ChromactlError
 from chromactl.images import pull_reference
-from chromactl.spec import CONTAINER_PORT, LABEL_PROJECT, ContainerSpec
+from chromactl.spec import LABEL_PROJECT, ContainerSpec
 
 START_HINT = ("is the Docker engine running? Start it with `sudo systemctl start docker` (or `sudo dockerd &`); "
               "on Debian install it with `apt-get install docker.io`")
@@ -38,6 +38,8 @@ class ContainerInfo:
     restart_count: int = 0
     volume: str | None = None
     published: tuple[str, int] | None = None  # (host address, port)
+    network_mode: str = ""
+    addresses: tuple[str, ...] = ()  # its IP addresses on the engine's networks
 
 
 def _explain(exc: docker.errors.APIError) -> str:
@@ -148,12 +150,12 @@ class Engine:
             if spec.volume and not self.volume_exists(spec.volume):
                 self._client.volumes.create(name=spec.volume, labels={LABEL_PROJECT: spec.labels[LABEL_PROJECT]})
             host_config = self._api.create_host_config(
-                mounts=mounts, port_bindings={CONTAINER_PORT: (spec.host, spec.port)} if spec.publish else None,
+                mounts=mounts, port_bindings={spec.container_port: (spec.host, spec.port)} if spec.publish else None,
                 restart_policy={"Name": spec.restart_policy}, network_mode=spec.network)
             created = self._api.create_container(
                 spec.image, name=spec.name, environment=spec.environment, labels=spec.labels,
-                ports=[CONTAINER_PORT] if spec.publish else None, host_config=host_config, detach=True,
-                command=list(spec.command) if spec.command else None)
+                ports=[spec.container_port] if spec.publish else None, host_config=host_config, detach=True,
+                command=list(spec.command) if spec.command else None, user=spec.user)
         try:
             self.start(spec.name, spec.host, spec.port)
         except ChromactlError:
@@ -174,6 +176,10 @@ class Engine:
             raise ChromactlError(f"cannot start {name}: {text}") from None
         except requests.exceptions.RequestException:
             raise EngineUnavailable("lost the Docker engine", hint=START_HINT) from None
+
+    def restart(self, name: str, timeout: int = 10) -> None:
+        with _translated(f"cannot restart {name}"):
+            self._api.restart(name, timeout=timeout)
 
     def stop(self, name: str, timeout: int = 10) -> None:
         with _translated(f"cannot stop {name}"):
@@ -264,11 +270,14 @@ def _info(attrs: dict) -> ContainerInfo:
     volume = next((m.get("Name") for m in attrs.get("Mounts", []) if m.get("Type") == "volume"), None)
     # What the engine really publishes: a Chroma behind a gateway must have nothing here.
     published = None
-    for binding in (attrs.get("HostConfig", {}).get("PortBindings") or {}).get(f"{CONTAINER_PORT}/tcp") or []:
-        published = (binding.get("HostIp") or "0.0.0.0", int(binding["HostPort"]))
+    for bindings in (attrs.get("HostConfig", {}).get("PortBindings") or {}).values():
+        for binding in bindings or []:
+            published = (binding.get("HostIp") or "0.0.0.0", int(binding["HostPort"]))
+    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
     return ContainerInfo(
         id=attrs["Id"], name=attrs["Name"].lstrip("/"), state=state.get("Status", "unknown"),
         image=config.get("Image", ""), labels=config.get("Labels") or {}, exit_code=state.get("ExitCode"),
         started_at=state.get("StartedAt"), restart_count=attrs.get("RestartCount", 0), volume=volume,
-        published=published,
+        published=published, network_mode=attrs.get("HostConfig", {}).get("NetworkMode") or "",
+        addresses=tuple(n["IPAddress"] for n in networks.values() if n.get("IPAddress")),
     )

@@ -19,6 +19,12 @@ MOUNT_DIR = "/etc/chromactl"
 BASIC_PROVIDER = "chromadb.auth.basic_authn.BasicAuthenticationServerProvider"
 TOKEN_PROVIDER = "chromadb.auth.token_authn.TokenAuthenticationServerProvider"
 RBAC_PROVIDER = "chromadb.auth.simple_rbac_authz.SimpleRBACAuthorizationProvider"
+# Where Chroma is told to listen behind a gateway.
+LOOPBACK_ENV = {
+    "CHROMA_LISTEN_ADDRESS": "127.0.0.1",  # 1.x started from a config file (the official image)
+    "CHROMA_HOST_ADDR": "127.0.0.1",  # 0.5/0.6 images, whose entrypoint passes it to uvicorn
+}
+
 BASIC_CLIENT = "chromadb.auth.basic_authn.BasicAuthClientProvider"
 TOKEN_CLIENT = "chromadb.auth.token_authn.TokenAuthClientProvider"
 
@@ -34,7 +40,10 @@ def server_environment(settings: Settings) -> dict[str, str]:
     # A locked-down server does not report usage to a third party.
     env = {"ANONYMIZED_TELEMETRY": "False"}
     if settings.uses_gateway:
-        return env  # the gateway enforces auth; the server behind it runs without
+        # The gateway enforces auth; the server behind it runs without, listening only on
+        # the loopback of the network namespace it shares with the gateway.
+        env.update(LOOPBACK_ENV)
+        return env
     if settings.auth == "token":
         env["CHROMA_SERVER_AUTHN_PROVIDER"] = TOKEN_PROVIDER
         env["CHROMA_SERVER_AUTHN_CREDENTIALS_FILE"] = container_path(AUTHZ_FILE)

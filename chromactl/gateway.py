@@ -1,27 +1,35 @@
 """The nginx auth gateway: chromactl's users, tokens and roles, written as nginx
 configuration so that no auth code of ours sits in the request path. Pure.
 
+The gateway's container owns the network namespace and publishes the port; Chroma joins
+that namespace and listens on its loopback only, so nothing but the gateway reaches it.
+
 Tokens are matched by case-sensitive, anchored regular expressions (nginx compares plain
-map strings ignoring case); every character that is not a letter or digit is written as
-a PCRE hex escape, so no token can break out of the configuration's syntax."""
+map strings ignoring case); every character of a token or name that is not a letter or
+digit is written as a PCRE hex escape, and map values are names checked when read
+(credentials.name_problem) and quoted, so nothing from the credential files can break out
+of the configuration's syntax."""
 
 from __future__ import annotations
 
 import re
 
-from chromactl.credentials import HTPASSWD_FILE, Credentials, render_htpasswd
+from chromactl.credentials import HTPASSWD_FILE, Credentials, name_problem, render_htpasswd
 from chromactl.routes import AUTHENTICATED, PUBLIC_ROUTES, ROUTES
 from chromactl.settings import Settings
-from chromactl.spec import CONTAINER_PORT, ContainerSpec, Mount, container_name, gateway_name, labelled, network_name
+from chromactl.spec import CONTAINER_PORT, ContainerSpec, Mount, gateway_name, labelled, network_name
 from chromactl.templates import render_template
 
 CONFIG_FILE = "nginx.conf"
 MOUNT_DIR = "/etc/chromactl-gateway"  # the gateway's folder, mounted whole (see gateway_spec)
-LISTEN_PORT = CONTAINER_PORT
-# The official nginx image's worker user and group (uid/gid 101).
-WORKER_USER = "nginx"
-WORKER_GID = 101
-COMMAND = ("nginx", "-c", f"{MOUNT_DIR}/{CONFIG_FILE}", "-g", "daemon off;")
+LISTEN_PORT = 8080  # inside the gateway's namespace; Chroma has 127.0.0.1:8000 there
+UPSTREAM = f"127.0.0.1:{CONTAINER_PORT}"
+COMMAND = ("nginx", "-e", "stderr", "-c", f"{MOUNT_DIR}/{CONFIG_FILE}", "-g", "daemon off;")
+# Connections one client address may hold open at once.
+CONNECTIONS_PER_CLIENT = 256
+# The unprivileged user the gateway runs as when chromactl runs as root; otherwise the
+# operator's own uid and gid. No image user is assumed.
+UNPRIVILEGED_ID = 10101
 
 FORBIDDEN = """'{"error":"AuthError","message":"Forbidden"}'"""
 
@@ -30,29 +38,39 @@ def _pcre_literal(text: str) -> str:
     return "".join(c if c.isascii() and c.isalnum() else f"\\x{ord(c):02x}" for c in text)
 
 
+def _quoted_name(name: str) -> str:
+    """A user or role name as an nginx string; names were checked when read, and are
+    checked again here, since this is where they would do harm."""
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"refusing to write name {name!r} into nginx.conf: {problem}")
+    return f'"{name}"'
+
+
 def path_pattern(template: str) -> str:
     """/api/v2/tenants/{tenant} -> /api/v2/tenants/[^/]+ (a regex for nginx's $uri)."""
     parts = re.split(r"(\{[^}]+\})", template)
     return "".join("[^/]+" if p.startswith("{") else re.escape(p).replace("\\/", "/") for p in parts)
 
 
-def _role_rules(role: str, actions: tuple[str, ...]) -> list[str]:
+def _anchored(text: str) -> str:
+    # \z, not $: PCRE's $ also matches before a final newline, which %0A puts in $uri.
+    return f'"~^{text}\\z"'
+
+
+def _role_rules(role: str, actions: tuple[str, ...], value: str) -> list[str]:
+    """Map lines sending each route the role may call to `value`."""
     lines = []
     for method, template, allowed_by in ROUTES:
         if AUTHENTICATED in allowed_by or set(allowed_by) & set(actions):
-            lines.append(f'        "~^{_pcre_literal(role)}:{method}:{path_pattern(template)}$" 1;')
+            lines.append(f"        {_anchored(_pcre_literal(role) + ':' + method + ':' + path_pattern(template))} {value};")
     return lines
 
 
-def default_upstream(settings: Settings) -> str:
-    return f"{container_name(settings)}:{CONTAINER_PORT}"
-
-
-def render_gateway(settings: Settings, credentials: Credentials, upstream: str,
-                   listen: int = LISTEN_PORT) -> dict[str, str]:
-    """The gateway's files: name in its folder -> content."""
+def _maps(settings: Settings, credentials: Credentials) -> list[str]:
+    """Who the caller is ($chromactl_user, or $remote_user under basic auth), which role
+    that is, and where the request goes ($chromactl_backend: Chroma, or the refusal)."""
     maps: list[str] = []
-    files: dict[str, str] = {}
     if settings.auth == "token":
         header = "$http_x_chroma_token" if settings.token_header == "X-Chroma-Token" else "$http_authorization"
         prefix = "" if settings.token_header == "X-Chroma-Token" else "Bearer "
@@ -60,46 +78,55 @@ def render_gateway(settings: Settings, credentials: Credentials, upstream: str,
         maps.append('        default "";')
         for user in credentials.users:
             for token in user.tokens:
-                maps.append(f'        "~^{_pcre_literal(prefix + token)}$" {user.name};')
+                maps.append(f"        {_anchored(_pcre_literal(prefix + token))} {_quoted_name(user.name)};")
         maps.append("    }")
         user_variable = "$chromactl_user"
     else:
-        user_variable = "$remote_user"  # checked against the htpasswd file by auth_basic
-        files[HTPASSWD_FILE] = render_htpasswd(credentials)
+        user_variable = "$remote_user"  # checked against the htpasswd file by auth_basic first
 
     if settings.rbac:
         maps.append(f"    map {user_variable} $chromactl_role {{")
         maps.append('        default "";')
         for user in credentials.users:
-            # Regex keys: nginx matches plain map strings ignoring case.
-            maps.append(f'        "~^{_pcre_literal(user.name)}$" {user.role};')
+            maps.append(f"        {_anchored(_pcre_literal(user.name))} {_quoted_name(user.role)};")
         maps.append("    }")
-        maps.append('    map "$chromactl_role:$request_method:$uri" $chromactl_allowed {')
-        maps.append("        default 0;")
+        maps.append('    map "$chromactl_role:$request_method:$uri" $chromactl_backend {')
+        maps.append("        default chromactl_refused;")
         for role, actions in (credentials.roles or {}).items():
-            maps.extend(_role_rules(role, actions))
+            _quoted_name(role)  # refuses a name that should never have got this far
+            maps.extend(_role_rules(role, actions, "chroma"))
         maps.append("    }")
+    elif settings.auth == "token":
+        maps.append("    map $chromactl_user $chromactl_backend {")
+        maps.append('        "" chromactl_refused;')
+        maps.append("        default chroma;")
+        maps.append("    }")
+    return maps
 
+
+def render_gateway(settings: Settings, credentials: Credentials, upstream: str = UPSTREAM,
+                   listen: int = LISTEN_PORT) -> dict[str, str]:
+    """The gateway's files: name in its folder -> content."""
+    files: dict[str, str] = {}
     directives = []
-    if settings.auth == "token":
-        directives.append('            if ($chromactl_user = "") { return 403 ' + FORBIDDEN + "; }")
-    if settings.rbac:
-        # The rewrite phase runs before auth_basic: an unknown or unauthorised user is
-        # refused here, a known one with a wrong password by auth_basic just after.
-        directives.append("            if ($chromactl_allowed = 0) { return 403 " + FORBIDDEN + "; }")
     if settings.auth == "basic":
+        files[HTPASSWD_FILE] = render_htpasswd(credentials)
         directives.append('            auth_basic "chroma";')
         directives.append(f"            auth_basic_user_file {MOUNT_DIR}/{HTPASSWD_FILE};")
+    # The decision is made where the request is proxied, in the content phase: after
+    # auth_basic has checked the password, so an unknown user and a wrong password get the
+    # same 401, and no role is revealed to anyone who has not authenticated.
+    backend = "$chromactl_backend" if settings.rbac or settings.auth == "token" else "chroma"
+    directives.append(f"            proxy_pass http://{backend};")
 
-    public = []
-    for method, template in PUBLIC_ROUTES:
-        public.append(f"        location = {template} {{ limit_except {method} {{ deny all; }} proxy_pass http://chroma; }}")
-
+    public = [f"        location = {template} {{ limit_except {method} {{ deny all; }} proxy_pass http://chroma; }}"
+              for method, template in PUBLIC_ROUTES]
     how = f"token in {settings.token_header}" if settings.auth == "token" else "basic"
     files[CONFIG_FILE] = render_template(
         "gateway-nginx.conf.tmpl", summary=how + (", RBAC" if settings.rbac else ""), upstream=upstream,
-        user=WORKER_USER, listen=str(listen),
-        maps="\n".join(maps), public_locations="\n".join(public), auth_directives="\n".join(directives))
+        listen=str(listen), forbidden=FORBIDDEN, conn_per_client=str(CONNECTIONS_PER_CLIENT),
+        maps="\n".join(_maps(settings, credentials)), public_locations="\n".join(public),
+        auth_directives="\n".join(directives))
     return files
 
 
@@ -110,13 +137,15 @@ def uncovered_actions(roles: dict[str, tuple[str, ...]]) -> list[str]:
     return sorted(granted - covered)
 
 
-def gateway_spec(project_root: str, settings: Settings, gateway_dir: str, image_id: str) -> ContainerSpec:
-    """The nginx gateway: the only published port. Its configuration folder is mounted
-    whole, so rewritten files are seen by a reload (SIGHUP) without a restart; their
-    content is therefore not part of its configuration hash."""
+def gateway_spec(project_root: str, settings: Settings, gateway_dir: str, image_id: str,
+                 user: tuple[int, int]) -> ContainerSpec:
+    """The nginx gateway: it owns the network namespace Chroma joins, and publishes the
+    only port. Its configuration folder is mounted whole, so rewritten files are seen by a
+    reload (SIGHUP) without a restart; their content is not part of its configuration hash."""
     spec = ContainerSpec(
         name=gateway_name(settings), image=settings.gateway_image, environment={},
         mounts=(Mount(gateway_dir, MOUNT_DIR),), volume=None, data_path=None,
         host=settings.host, port=settings.port, network=network_name(settings), command=COMMAND,
+        container_port=LISTEN_PORT, user=f"{user[0]}:{user[1]}",
     )
     return labelled(spec, project_root, settings, "gateway", image_id, {})

@@ -17,7 +17,7 @@ from chromactl.project import Project
 from chromactl.spec import CONTAINER_PORT, LABEL_NAME, LABEL_PROJECT, container_name, volume_name
 
 # In a pod, Chroma keeps 8000 and the gateway sidecar listens here.
-GATEWAY_POD_PORT = 8080
+GATEWAY_POD_PORT = gateway.LISTEN_PORT
 
 # A heartbeat check that needs only bash: Chroma 1.x images have neither curl nor Python.
 # HTTP/1.1: Chroma's server answers an HTTP/1.0 request with 400.
@@ -49,9 +49,9 @@ def _escape_dollars(value: Any) -> Any:
     return value
 
 
-def _healthcheck(image: str) -> dict[str, Any]:
+def _healthcheck(image: str, port: int = CONTAINER_PORT) -> dict[str, Any]:
     return {
-        "test": ["CMD", "bash", "-c", _HEALTH_SCRIPT.format(port=CONTAINER_PORT, path=heartbeat_path(image))],
+        "test": ["CMD", "bash", "-c", _HEALTH_SCRIPT.format(port=port, path=heartbeat_path(image))],
         "interval": "10s",
         "timeout": "5s",
         "retries": 5,
@@ -59,7 +59,8 @@ def _healthcheck(image: str) -> dict[str, Any]:
     }
 
 
-def render_compose(project: Project, mounted_names: list[str], base_dir: str, gateway_dir: str) -> str:
+def render_compose(project: Project, mounted_names: list[str], base_dir: str, gateway_dir: str,
+                   gateway_user: tuple[int, int] = (gateway.UNPRIVILEGED_ID, gateway.UNPRIVILEGED_ID)) -> str:
     """A Compose file; paths are relative to `base_dir`, the folder the file is used from.
     With a gateway, Chroma publishes nothing and the gateway service fronts it."""
     s = project.settings
@@ -70,7 +71,7 @@ def render_compose(project: Project, mounted_names: list[str], base_dir: str, ga
         return joined if joined.startswith(("/", "./", "../")) else "./" + joined
 
     host = f"[{s.host}]" if ":" in s.host else s.host
-    published = [f"{host}:{s.port}:{CONTAINER_PORT}"]
+    published = [f"{host}:{s.port}:{gateway.LISTEN_PORT if s.uses_gateway else CONTAINER_PORT}"]
     labels = {LABEL_PROJECT: str(project.root), LABEL_NAME: s.name}
     volumes = [f"{path(name)}:{MOUNT_DIR}/{name}:ro" for name in mounted_names]
     volumes.append(f"data:{data_path(s.image)}")
@@ -84,17 +85,19 @@ def render_compose(project: Project, mounted_names: list[str], base_dir: str, ga
     }
     services: dict[str, Any] = {"chroma": chroma}
     if s.uses_gateway:
-        # The gateway's nginx.conf names Chroma by its container name.
-        chroma["networks"] = {"default": {"aliases": [container_name(s)]}}
+        # Chroma joins the gateway's network namespace and listens on its loopback only
+        # (.chroma_env says so): nothing but the gateway can reach it.
+        chroma["network_mode"] = "service:gateway"
+        chroma["depends_on"] = ["gateway"]
         services["gateway"] = {
             "image": s.gateway_image,
             "command": list(gateway.COMMAND),
+            "user": "{}:{}".format(*gateway_user),
             "volumes": [f"{path(gateway_dir)}:{gateway.MOUNT_DIR}:ro"],
             "ports": published,
-            "depends_on": ["chroma"],
             "restart": "unless-stopped",
             "labels": labels,
-            "healthcheck": _healthcheck(s.image),
+            "healthcheck": _healthcheck(s.image, gateway.LISTEN_PORT),
         }
     else:
         chroma["ports"] = published
@@ -119,8 +122,8 @@ def render_kubernetes(project: Project, environment: dict[str, str], files: dict
     Secrets live only in the Secret: the pod spec references them by key, so re-exporting
     after `creds add` changes the Secret and nothing else.
 
-    With a gateway (its files rendered for a sidecar: listening on GATEWAY_POD_PORT, Chroma
-    on 127.0.0.1), the Service and a NetworkPolicy admit traffic to the gateway's port only."""
+    With a gateway (a sidecar listening on GATEWAY_POD_PORT; Chroma told by its environment
+    to listen on the pod's 127.0.0.1 only), the Service points at the gateway's port."""
     k8s = _Kubernetes(project, namespace)
     gateway_keys = {name: f"gateway.{name}" for name in sorted(gateway_files or {})}
     env_keys = {key: f"env.{key}" for key in environment}
@@ -128,7 +131,7 @@ def render_kubernetes(project: Project, environment: dict[str, str], files: dict
     secret_data.update({gateway_keys[name]: content for name, content in sorted((gateway_files or {}).items())})
     secret_data.update({env_keys[key]: value.encode() for key, value in environment.items()})
 
-    pod_spec = k8s.pod_spec(k8s.chroma_container(environment, env_keys), files)
+    pod_spec = k8s.pod_spec(k8s.chroma_container(environment, env_keys, bool(gateway_files)), files)
     extra: list[dict[str, Any]] = []
     if gateway_files:
         k8s.add_gateway(pod_spec, gateway_keys)
@@ -168,7 +171,15 @@ class _Kubernetes:
         return {"readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
                 "livenessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 6}}
 
-    def chroma_container(self, environment: dict[str, str], env_keys: dict[str, str]) -> dict[str, Any]:
+    def chroma_container(self, environment: dict[str, str], env_keys: dict[str, str],
+                         behind_gateway: bool) -> dict[str, Any]:
+        if behind_gateway:  # Chroma listens on the pod's loopback only: kubelet's HTTP probes cannot reach it
+            script = _HEALTH_SCRIPT.format(port=CONTAINER_PORT, path=heartbeat_path(self.settings.image))
+            probe = {"exec": {"command": ["bash", "-c", script]}}
+            probes = {"readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+                      "livenessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 6}}
+        else:
+            probes = self._probes("http")
         return {
             "name": "chroma",
             "image": self.settings.image,
@@ -176,7 +187,7 @@ class _Kubernetes:
             "env": [{"name": key, "valueFrom": {"secretKeyRef": {"name": self.name, "key": env_keys[key]}}}
                     for key in environment],
             "volumeMounts": [{"name": "data", "mountPath": data_path(self.settings.image)}],
-            **self._probes("http"),
+            **probes,
             "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
                                 "capabilities": {"drop": ["ALL"]}},
         }
@@ -196,7 +207,7 @@ class _Kubernetes:
 
     def add_gateway(self, pod_spec: dict[str, Any], gateway_keys: dict[str, str]) -> None:
         """The gateway as a sidecar in Chroma's pod, its files from the Secret."""
-        pod_spec["securityContext"]["fsGroup"] = gateway.WORKER_GID  # nginx's workers read the password hashes
+        pod_spec["securityContext"]["fsGroup"] = gateway.UNPRIVILEGED_ID  # the gateway's user reads its files
         pod_spec.setdefault("volumes", []).append({"name": "gateway", "secret": {
             "secretName": self.name, "defaultMode": 0o440,
             "items": [{"key": key, "path": file} for file, key in gateway_keys.items()]}})
@@ -208,11 +219,13 @@ class _Kubernetes:
             "volumeMounts": [{"name": "gateway", "mountPath": gateway.MOUNT_DIR, "readOnly": True}],
             **self._probes("gateway"),
             "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
-                                "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "SETGID", "SETUID"]}},
+                                "runAsNonRoot": True, "runAsUser": gateway.UNPRIVILEGED_ID,
+                                "runAsGroup": gateway.UNPRIVILEGED_ID, "capabilities": {"drop": ["ALL"]}},
         })
 
     def network_policy(self) -> dict[str, Any]:
-        """Chroma's own port stays inside the pod: only the gateway's is admitted."""
+        """Only the gateway's port is admitted: defence in depth, since Chroma listens on the
+        pod's loopback anyway and many clusters do not enforce policies."""
         return {
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": self.meta(),
             "spec": {"podSelector": {"matchLabels": dict(self.labels)}, "policyTypes": ["Ingress"],

@@ -276,6 +276,8 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
     if as_json:
         print_json([{**{key: getattr(i, key) for key in STATUS_KEYS},
                      "auth": {"mode": i.auth_mode, "enforced": i.auth_enforced}, "drift": i.drift,
+                     "pending": list(i.pending) if i.pending is not None else None,
+                     "problem": i.problem, "hint": i.hint,
                      **({"gateway": i.gateway} if i.gateway else {})}
                     for i in instances])
         return
@@ -283,7 +285,7 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
         stdout().print("No chromactl containers on this engine.", markup=False)
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("NAME", "STATE", "HEALTHY", "HEARTBEAT", "VERSION", "URL", "AUTH", "DRIFT", "IMAGE", "VOLUME"):
+    for column in ("NAME", "STATE", "HEALTHY", "HEARTBEAT", "VERSION", "URL", "AUTH", "PENDING", "IMAGE", "VOLUME"):
         table.add_column(column)
     for i in instances:
         auth = i.auth_mode or "?"
@@ -293,9 +295,15 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
             auth += " via gateway"
         table.add_row(i.name, i.state, "yes" if i.healthy else "NO",
                       f"{i.heartbeat_ms:.0f} ms" if i.heartbeat_ms is not None else "-", i.version or "-",
-                      i.url or "-", auth, {True: "recreate needed", False: "-", None: "?"}[i.drift],
+                      i.url or "-", auth, "?" if i.pending is None else "; ".join(i.pending) or "-",
                       i.image or "-", i.volume or "-")
     stdout().print(table)
+    for i in instances:
+        if i.problem:
+            warn(f"{i.name}: {i.problem}" + (f" ({i.hint})" if i.hint else ""))
+        elif i.pending:
+            stderr().print(f"{i.name}: changed since it started ({'; '.join(i.pending)}): run `chromactl up`",
+                           markup=False)
 
 
 def down_result(result: DownResult, as_json: bool) -> None:

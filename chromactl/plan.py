@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,18 +13,10 @@ from chromactl import fsio
 from chromactl.credentials import PROBE_USER, credential_file_names
 from chromactl.envfile import ENV_FILE, parse_env_file, server_environment
 from chromactl.errors import ChromactlError
-from chromactl.gateway import (
-    CONFIG_FILE,
-    LISTEN_PORT,
-    WORKER_GID,
-    default_upstream,
-    gateway_spec,
-    render_gateway,
-    uncovered_actions,
-)
+from chromactl.gateway import LISTEN_PORT, UNPRIVILEGED_ID, gateway_spec, render_gateway, uncovered_actions
 from chromactl.images import auth_verdict, data_path
 from chromactl.project import Project
-from chromactl.spec import LABEL_PROJECT, ContainerSpec, build_spec
+from chromactl.spec import LABEL_PROJECT, ContainerSpec, build_spec, loopback_command
 
 if TYPE_CHECKING:
     from chromactl.engine import ContainerInfo
@@ -84,9 +77,14 @@ def check_probe(project: Project) -> None:
                              hint=f"renew both with `chromactl creds rotate {PROBE_USER}`")
 
 
-def plan_container(project: Project, image_id: str, working_dir: str | None) -> ContainerSpec:
+def plan_container(project: Project, image_id: str, image_config: dict | None = None,
+                   namespace_of: str | None = None) -> ContainerSpec:
+    """Chroma's container; `image_config` is the image's Config (working dir, command), and
+    `namespace_of` the id of the gateway container whose network namespace it joins."""
+    config = image_config or {}
+    command = loopback_command(config.get("Cmd")) if project.settings.uses_gateway else None
     return build_spec(str(project.root), project.settings, read_environment(project), mounted_files(project),
-                      image_id, data_path(project.settings.image, working_dir))
+                      image_id, data_path(project.settings.image, config.get("WorkingDir")), command, namespace_of)
 
 
 def env_file_path(project: Project) -> Path:
@@ -105,26 +103,39 @@ class GatewayPlan:
 
     folder: Path
     files: dict[Path, tuple]
+    user: tuple[int, int]
     spec: ContainerSpec | None = None
 
     @property
     def changed(self) -> bool:
-        """Whether the files on disk differ from these."""
-        return any(fsio.read_text(path) != text for path, (text, *_) in self.files.items())
+        """Whether the files on disk differ from these (content, or owner)."""
+        for path, (text, *_) in self.files.items():
+            if fsio.read_text(path) != text or (path.stat().st_uid, path.stat().st_gid) != self.user:
+                return True
+        return False
 
     def write(self) -> bool:
         """Write the files when they changed; True if they did."""
         if not self.changed:
             return False
-        _ensure_gateway_dir(self.folder)
+        _ensure_gateway_dir(self.folder, self.user)
         fsio.write_files(self.files)
         return True
 
 
+def gateway_user() -> tuple[int, int]:
+    """The unprivileged uid and gid the gateway runs as: the operator's own, or a fixed
+    unprivileged one when chromactl runs as root. Its files are readable by it alone."""
+    if os.getuid() != 0:
+        return os.getuid(), os.getgid()
+    return UNPRIVILEGED_ID, UNPRIVILEGED_ID
+
+
 def plan_gateway(project: Project, image_id: str | None = None, *, folder: str = GATEWAY_DIR,
-                 upstream: str | None = None, listen: int = LISTEN_PORT) -> GatewayPlan:
-    """The gateway's configuration rendered from the project's credentials (0600: it holds
-    tokens or password hashes), and its container when `image_id` is given."""
+                 listen: int = LISTEN_PORT) -> GatewayPlan:
+    """The gateway's configuration rendered from the project's credentials (0600, owned
+    by the gateway's user: it holds tokens or password hashes), and its container when
+    `image_id` is given."""
     settings = project.settings
     if settings.rbac:
         missing = uncovered_actions(project.credentials.roles or {})
@@ -132,28 +143,23 @@ def plan_gateway(project: Project, image_id: str | None = None, *, folder: str =
             raise ChromactlError(f"the gateway's route table has no route for action {missing[0]!r}, "
                                  "which a role in authz.yaml grants",
                                  hint="remove the action from roles_mapping, or update chromactl")
-    rendered = render_gateway(settings, project.credentials, upstream or default_upstream(settings), listen)
+    rendered = render_gateway(settings, project.credentials, listen=listen)
+    user = gateway_user()
     target = project.root / folder
-    files: dict[Path, tuple] = {}
-    for name, text in rendered.items():
-        if name == CONFIG_FILE:
-            files[target / name] = (text, 0o600)  # read by nginx's master process, root
-        else:
-            # The password hashes are read by nginx's workers, user nginx: readable by its group only.
-            files[target / name] = (text, 0o640, -1, WORKER_GID)
-    spec = gateway_spec(str(project.root), settings, str(target), image_id) if image_id is not None else None
-    return GatewayPlan(target, files, spec)
+    files = {target / name: (text, 0o600, *user) for name, text in rendered.items()}
+    spec = gateway_spec(str(project.root), settings, str(target), image_id, user) if image_id is not None else None
+    return GatewayPlan(target, files, user, spec)
 
 
-def _ensure_gateway_dir(folder: Path) -> None:
-    """The folder mounted into the gateway: nginx's workers (group 101) must enter it."""
-    fsio.ensure_dir(folder, 0o750)
+def _ensure_gateway_dir(folder: Path, user: tuple[int, int]) -> None:
+    """The folder mounted into the gateway: its user's alone."""
+    fsio.ensure_dir(folder, 0o700)
     try:
-        os.chown(folder, -1, WORKER_GID)
-        os.chmod(folder, 0o750)
+        os.chown(folder, *user)
+        os.chmod(folder, 0o700)
     except OSError as exc:
-        raise ChromactlError(f"cannot give {folder} to group {WORKER_GID} (nginx's workers): "
-                             f"{os.strerror(exc.errno).lower()}", hint="run chromactl as root or a member of that group") from None
+        raise ChromactlError(f"cannot give {folder} to uid {user[0]} (the gateway's user): "
+                             f"{os.strerror(exc.errno).lower()}") from None
 
 
 # --- containers on the engine ------------------------------------------------------------
@@ -167,3 +173,13 @@ def owned_container(engine, root: Path, name: str) -> ContainerInfo | None:
         raise ChromactlError(f"a container named {name} already exists and belongs to {owner}",
                              hint="give this project another name: chromactl init --force --name NAME")
     return existing
+
+
+def started(info: ContainerInfo) -> datetime:
+    """When the container last started, from the engine's RFC 3339 timestamp."""
+    text = (info.started_at or "").rstrip("Z")
+    stamp, _, fraction = text.partition(".")
+    try:
+        return datetime.fromisoformat(f"{stamp}.{(fraction + '000000')[:6]}")
+    except ValueError:
+        return datetime.min

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -34,6 +35,23 @@ def _get(url: str, path: str, headers: dict[str, str] | None = None, timeout: fl
         return response.status, response.read()
     finally:
         connection.close()
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a TCP connection to host:port is accepted."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def http_status(url: str, path: str) -> int | None:
+    """The status a GET of the path gets, or None without an answer."""
+    try:
+        return _get(url, path)[0]
+    except (OSError, http.client.HTTPException):
+        return None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ SETTINGS_FILE = "chromactl.yaml"
 
 AUTH_MODES = ("token", "basic", "none")
 TOKEN_HEADERS = ("Authorization", "X-Chroma-Token")
-DEFAULT_IMAGE = "chromadb/chroma:0.6.3"
+# Current Chroma, behind chromactl's gateway: today's clients (1.x) cannot use a 0.6 server.
+DEFAULT_IMAGE = "chromadb/chroma:1.5.9"
 DEFAULT_PORT = 8000
 DEFAULT_BCRYPT_ROUNDS = 12
 GATEWAYS = ("nginx", "none")

@@ -58,9 +58,11 @@ class ContainerSpec:
     port: int
     labels: dict[str, str] = field(default_factory=dict)
     restart_policy: str = "unless-stopped"
-    publish: bool = True  # publish CONTAINER_PORT on host:port; Chroma behind a gateway is not
-    network: str | None = None
+    publish: bool = True  # publish container_port on host:port; Chroma behind a gateway is not
+    network: str | None = None  # a network's name, or "container:NAME" to join that container's namespace
     command: tuple[str, ...] | None = None
+    container_port: int = CONTAINER_PORT
+    user: str | None = None  # uid:gid; None: the image's user
 
     @property
     def config_hash(self) -> str:
@@ -89,17 +91,38 @@ def labelled(spec: ContainerSpec, project_root: str, settings: Settings, service
 
 
 def build_spec(project_root: str, settings: Settings, environment: dict[str, str],
-               mounted_files: dict[str, bytes], image_id: str, data_path: str) -> ContainerSpec:
+               mounted_files: dict[str, bytes], image_id: str, data_path: str,
+               command: tuple[str, ...] | None = None, namespace_of: str | None = None) -> ContainerSpec:
     """The Chroma container. `mounted_files` maps each credential file it mounts to its
     content: a change in any of them (a user added or rotated) changes the configuration
-    hash. Behind a gateway it mounts none, publishes nothing and joins the project's network."""
+    hash. Behind a gateway it mounts none, publishes nothing and joins the network
+    namespace of the gateway's container (`namespace_of`, its id: a new gateway means a
+    new Chroma container too)."""
     mounts = tuple(Mount(f"{project_root}/{name}", container_path(name)) for name in sorted(mounted_files))
+    behind = settings.uses_gateway
     spec = ContainerSpec(
         name=container_name(settings), image=settings.image, environment=dict(environment), mounts=mounts,
         volume=volume_name(settings), data_path=data_path, host=settings.host, port=settings.port,
-        publish=not settings.uses_gateway, network=network_name(settings) if settings.uses_gateway else None,
+        publish=not behind, network=f"container:{namespace_of or gateway_name(settings)}" if behind else None,
+        command=command,
     )
     return labelled(spec, project_root, settings, "chroma", image_id, mounted_files)
+
+
+def loopback_command(cmd: list[str] | None) -> tuple[str, ...] | None:
+    """The image's command with every `--host ADDR` made `--host 127.0.0.1` (images run
+    as `chroma run --host 0.0.0.0 ...` or `uvicorn ... --host 0.0.0.0`), or None when it
+    names no host and the environment above does the job. Read from the image, not assumed."""
+    cmd = list(cmd or [])
+    changed = False
+    for index, word in enumerate(cmd):
+        if word == "--host" and index + 1 < len(cmd) and not cmd[index + 1].startswith("$"):
+            changed |= cmd[index + 1] != "127.0.0.1"
+            cmd[index + 1] = "127.0.0.1"
+        elif word.startswith("--host=") and word != "--host=127.0.0.1":
+            cmd[index] = "--host=127.0.0.1"
+            changed = True
+    return tuple(cmd) if changed else None
 
 
 def probe_host(host: str) -> str:
@@ -125,12 +148,14 @@ def docker_run_command(spec: ContainerSpec, env_file: str | None) -> str:
         args += ["--env-file", env_file]
     if spec.network:
         args += ["--network", spec.network]
+    if spec.user:
+        args += ["--user", spec.user]
     for mount in spec.mounts:
         args += ["--volume", f"{mount.source}:{mount.target}" + (":ro" if mount.read_only else "")]
     if spec.volume:
         args += ["--volume", f"{spec.volume}:{spec.data_path}"]
     if spec.publish:
-        args += ["--publish", f"{host}:{spec.port}:{CONTAINER_PORT}"]
+        args += ["--publish", f"{host}:{spec.port}:{spec.container_port}"]
     args += ["--restart", spec.restart_policy]
     for key, value in spec.labels.items():
         args += ["--label", f"{key}={value}"]

@@ -8,6 +8,7 @@ import yaml
 from conftest import COLLECTIONS, http_status, ok
 
 ROUNDS = {"CHROMACTL_BCRYPT_ROUNDS": "10"}
+NATIVE = "chromadb/chroma:0.6.3"  # Chroma's own auth: the server these tests run
 ALL_OPS = ["connect", "list", "create", "add", "query", "count", "get"]
 
 
@@ -21,7 +22,7 @@ def add(chromactl, *args, stdin=None):
 
 @pytest.mark.chroma
 def test_token_rbac_roles(chromactl, chroma_server, chroma_client):
-    admin = json.loads(ok(chromactl("init", "--json")).stdout)["secret"]
+    admin = json.loads(ok(chromactl("init", "--image", NATIVE, "--json")).stdout)["secret"]
     writer = add(chromactl, "wanda", "--role", "writer")
     reader = add(chromactl, "rita")
     url = chroma_server(chromactl.project)
@@ -49,7 +50,7 @@ def test_token_rbac_roles(chromactl, chroma_server, chroma_client):
 
 @pytest.mark.chroma
 def test_x_chroma_token_header(chromactl, chroma_server, chroma_client):
-    admin = json.loads(ok(chromactl("init", "--token-header", "X-Chroma-Token", "--json")).stdout)["secret"]
+    admin = json.loads(ok(chromactl("init", "--image", NATIVE, "--token-header", "X-Chroma-Token", "--json")).stdout)["secret"]
     url = chroma_server(chromactl.project)
     assert http_status(url + COLLECTIONS, {"X-Chroma-Token": admin}) == 200
     assert http_status(url + COLLECTIONS, {"Authorization": "Bearer " + admin}) == 403
@@ -60,7 +61,7 @@ def test_x_chroma_token_header(chromactl, chroma_server, chroma_client):
 
 @pytest.mark.chroma
 def test_token_without_rbac_gives_every_user_full_access(chromactl, chroma_server, chroma_client):
-    ok(chromactl("init", "--no-rbac"))
+    ok(chromactl("init", "--image", NATIVE, "--no-rbac"))
     user = add(chromactl, "rita", "--role", "reader")
     url = chroma_server(chromactl.project)
     done = chroma_client(url, "token", user, ALL_OPS + ["delete_collection"])
@@ -70,25 +71,25 @@ def test_token_without_rbac_gives_every_user_full_access(chromactl, chroma_serve
 
 @pytest.mark.chroma
 def test_basic_auth_with_rbac(chromactl, chroma_server, chroma_client):
-    ok(chromactl("init", "--auth", "basic", "--password-stdin", input="admin-pass:1\n", env=ROUNDS))
+    ok(chromactl("init", "--image", NATIVE, "--auth", "basic", "--password-stdin", input="admin-pass:1-long-enough\n", env=ROUNDS))
     reader_password = add(chromactl, "rita", "--role", "reader")
-    add(chromactl, "wanda", "--role", "writer", "--password-stdin", stdin="w-pass")
+    add(chromactl, "wanda", "--role", "writer", "--password-stdin", stdin="w-pass-long-enough")
     url = chroma_server(chromactl.project)
 
     assert http_status(url + COLLECTIONS) == 403
-    done = chroma_client(url, "basic", "admin:admin-pass:1", ALL_OPS)
+    done = chroma_client(url, "basic", "admin:admin-pass:1-long-enough", ALL_OPS)
     assert all(done[op] == "ok" for op in ALL_OPS), done
     read = chroma_client(url, "basic", f"rita:{reader_password}", ["connect", "query", "add"])
     assert read["query"] == "ok" and read["add"] == "denied", read
-    write = chroma_client(url, "basic", "wanda:w-pass", ["connect", "add", "delete_collection"])
+    write = chroma_client(url, "basic", "wanda:w-pass-long-enough", ["connect", "add", "delete_collection"])
     assert write["add"] == "ok" and write["delete_collection"] == "denied", write
     assert chroma_client(url, "basic", "admin:wrong", ["connect"])["connect"] == "denied"
-    assert chroma_client(url, "basic", "nobody:admin-pass:1", ["connect"])["connect"] == "denied"
+    assert chroma_client(url, "basic", "nobody:admin-pass:1-long-enough", ["connect"])["connect"] == "denied"
 
 
 @pytest.mark.chroma
 def test_basic_auth_several_users_without_rbac(chromactl, chroma_server, chroma_client):
-    admin = json.loads(ok(chromactl("init", "--auth", "basic", "--no-rbac", "--json", env=ROUNDS)).stdout)["secret"]
+    admin = json.loads(ok(chromactl("init", "--image", NATIVE, "--auth", "basic", "--no-rbac", "--json", env=ROUNDS)).stdout)["secret"]
     other = add(chromactl, "bob")
     url = chroma_server(chromactl.project)
     for credentials in (f"admin:{admin}", f"bob:{other}"):
@@ -100,7 +101,7 @@ def test_basic_auth_several_users_without_rbac(chromactl, chroma_server, chroma_
 
 @pytest.mark.chroma
 def test_rotated_and_removed_credentials_stop_working(chromactl, chroma_server, chroma_client):
-    old = json.loads(ok(chromactl("init", "--json")).stdout)["secret"]
+    old = json.loads(ok(chromactl("init", "--image", NATIVE, "--json")).stdout)["secret"]
     gone = add(chromactl, "temp", "--role", "admin")
     new = json.loads(ok(chromactl("creds", "rotate", "admin", "--json")).stdout)["secret"]
     ok(chromactl("creds", "rm", "temp"))
@@ -112,7 +113,7 @@ def test_rotated_and_removed_credentials_stop_working(chromactl, chroma_server, 
 
 @pytest.mark.chroma
 def test_auth_none_is_open(chromactl, chroma_server, chroma_client):
-    ok(chromactl("init", "--auth", "none"))
+    ok(chromactl("init", "--image", NATIVE, "--auth", "none"))
     url = chroma_server(chromactl.project)
     assert http_status(url + COLLECTIONS) == 200
     assert chroma_client(url, "none", None, ["connect", "create"])["create"] == "ok"

@@ -75,11 +75,11 @@ def test_rm(token_project):
 
 def test_basic_add_with_password_stdin_verified_by_apache_htpasswd(basic_project):
     htpasswd = htpasswd_binary()
-    ok(basic_project("creds", "add", "alice", "--role", "writer", "--password-stdin", input="pa:ss wörd\n", env=ROUNDS))
+    ok(basic_project("creds", "add", "alice", "--role", "writer", "--password-stdin", input="pa:ss wörd, long enough\n", env=ROUNDS))
     doc = json.loads(ok(basic_project("creds", "add", "bob", "--json", env=ROUNDS)).stdout)
     assert doc["role"] == "reader"
     path = basic_project.project / "server.htpasswd"
-    for user, password, expected in (("alice", "pa:ss wörd", 0), ("bob", doc["secret"], 0), ("alice", "wrong", 3)):
+    for user, password, expected in (("alice", "pa:ss wörd, long enough", 0), ("bob", doc["secret"], 0), ("alice", "wrong", 3)):
         check = subprocess.run([htpasswd, "-v", "-i", str(path), user], input=password, capture_output=True, text=True)
         assert check.returncode == expected, check.stderr
     assert users(basic_project.project)["alice"] == {"id": "alice", "role": "writer"}
@@ -248,11 +248,11 @@ def test_password_prompt_on_a_terminal(basic_project):
         _, status = os.waitpid(pid, 0)
         return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
 
-    code, text = run_with_tty(["typed-pass", "typed-pass"])
+    code, text = run_with_tty(["typed-pass-long-enough", "typed-pass-long-enough"])
     assert code == 0, text
-    assert "typed-pass" not in text  # hidden input, and a typed password is not echoed back
+    assert "typed-pass-long-enough" not in text  # hidden input, and a typed password is not echoed back
     check = subprocess.run([htpasswd_binary(), "-v", "-i", str(basic_project.project / "server.htpasswd"), "carol"],
-                           input="typed-pass", capture_output=True, text=True)
+                           input="typed-pass-long-enough", capture_output=True, text=True)
     assert check.returncode == 0
 
 

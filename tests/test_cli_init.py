@@ -21,12 +21,15 @@ def test_init_defaults_write_every_file(chromactl):
 
     settings = yaml.safe_load((project / "chromactl.yaml").read_text())
     assert settings == {"name": "proj", "auth": "token", "rbac": True, "token_header": "Authorization",
-                        "image": "chromadb/chroma:0.6.3", "host": "0.0.0.0", "port": 8000, "bcrypt_rounds": 12,
-                        "gateway": "none", "gateway_image": "nginx:1.27.5"}
+                        "image": "chromadb/chroma:1.5.9", "host": "0.0.0.0", "port": 8000, "bcrypt_rounds": 12,
+                        "gateway": "nginx", "gateway_image": "nginx:1.27.5"}  # current Chroma, behind the gateway
     authz = yaml.safe_load((project / "authz.yaml").read_text())
     admin = next(u for u in authz["users"] if u["id"] == "admin")
     assert admin == {"id": "admin", "role": "admin", "tokens": [doc["secret"]]}
-    assert dotenv_values(project / ".chroma_env")["CHROMA_SERVER_AUTHN_CREDENTIALS_FILE"] == "/etc/chromactl/authz.yaml"
+    # Behind the gateway Chroma runs without auth of its own, listening on its loopback only.
+    assert dotenv_values(project / ".chroma_env") == {"ANONYMIZED_TELEMETRY": "False",
+                                                      "CHROMA_LISTEN_ADDRESS": "127.0.0.1",
+                                                      "CHROMA_HOST_ADDR": "127.0.0.1"}
     for secret_file in ("authz.yaml", ".chroma_env", ".chromactl/probe-secret"):
         assert mode(project / secret_file) == 0o600, secret_file
     assert not (project / "server.htpasswd").exists()
@@ -44,9 +47,9 @@ def test_human_output_shows_the_secret_once_and_nothing_on_stderr(chromactl):
 
 
 def test_basic_auth_with_password_from_stdin(chromactl):
-    result = ok(chromactl("init", "--auth", "basic", "--password-stdin", "--json", input="open sesame:42\n"))
+    result = ok(chromactl("init", "--auth", "basic", "--password-stdin", "--json", input="open sesame:42 and more\n"))
     doc = json.loads(result.stdout)
-    assert doc["secret"] == "open sesame:42"
+    assert doc["secret"] == "open sesame:42 and more"
     lines = (chromactl.project / "server.htpasswd").read_text().splitlines()
     assert [line.split(":")[0] for line in lines] == ["chromactl-probe", "admin"]
     assert all(line.split(":")[1].startswith("$2b$12$") for line in lines)
@@ -87,7 +90,7 @@ def test_existing_project_is_not_overwritten(chromactl):
 
 
 def test_force_keeps_users_and_their_secrets(chromactl):
-    first = json.loads(ok(chromactl("init", "--json")).stdout)
+    first = json.loads(ok(chromactl("init", "--image", "chromadb/chroma:0.6.3", "--json")).stdout)
     ok(chromactl("creds", "add", "alice", "--role", "writer"))
     before = yaml.safe_load((chromactl.project / "authz.yaml").read_text())
     result = json.loads(ok(chromactl("init", "--force", "--port", "9100", "--token-header", "X-Chroma-Token",

@@ -29,14 +29,15 @@ def test_docker_and_dotenv_read_the_same_values(given):
 
 
 def test_variables_by_mode():
-    token = server_environment(resolve_settings({"token_header": "X-Chroma-Token"}, None, folder_name="p"))
+    native = {"image": "chromadb/chroma:0.6.3"}  # Chroma's own auth; 1.x gets the gateway
+    token = server_environment(resolve_settings({**native, "token_header": "X-Chroma-Token"}, None, folder_name="p"))
     assert token["CHROMA_SERVER_AUTHN_PROVIDER"] == "chromadb.auth.token_authn.TokenAuthenticationServerProvider"
     assert token["CHROMA_SERVER_AUTHN_CREDENTIALS_FILE"] == token["CHROMA_SERVER_AUTHZ_CONFIG_FILE"] == "/etc/chromactl/authz.yaml"
     assert token["CHROMA_SERVER_AUTHZ_PROVIDER"] == "chromadb.auth.simple_rbac_authz.SimpleRBACAuthorizationProvider"
     assert token["CHROMA_AUTH_TOKEN_TRANSPORT_HEADER"] == "X-Chroma-Token"
     assert "CHROMA_SERVER_AUTHN_CREDENTIALS" not in token
 
-    basic = server_environment(resolve_settings({"auth": "basic"}, None, folder_name="p"))
+    basic = server_environment(resolve_settings({**native, "auth": "basic"}, None, folder_name="p"))
     assert basic["CHROMA_SERVER_AUTHN_PROVIDER"] == "chromadb.auth.basic_authn.BasicAuthenticationServerProvider"
     assert basic["CHROMA_SERVER_AUTHN_CREDENTIALS_FILE"] == "/etc/chromactl/server.htpasswd"
     assert basic["CHROMA_SERVER_AUTHZ_CONFIG_FILE"] == "/etc/chromactl/authz.yaml"

@@ -42,7 +42,9 @@ def test_token_roles_through_the_gateway(gateway_project, chroma_client_1x, dock
 
     chroma = docker_client.containers.get(p.container)
     assert not chroma.attrs["HostConfig"]["PortBindings"]  # reachable only through the gateway
-    assert chroma.attrs["HostConfig"]["NetworkMode"] == p.container
+    # Chroma shares the gateway's network namespace: no address of its own.
+    gateway = docker_client.containers.get(p.container + "-gateway")
+    assert chroma.attrs["HostConfig"]["NetworkMode"] == "container:" + gateway.id
 
     assert http_status(p.url + "/api/v2/heartbeat") == 200 and http_status(p.url + "/api/v2/version") == 200
     assert http_status(p.url + COLLECTIONS) == 403
@@ -82,15 +84,17 @@ def test_x_chroma_token_and_basic_auth(gateway_project, chroma_client_1x):
 
     basic = gateway_project("--auth", "basic")
     reader = add_user(basic, "rita", "reader")
-    add_user(basic, "adam", "admin", stdin="adam-pass", flag="--password-stdin")
+    add_user(basic, "adam", "admin", stdin="adam-pass-long-enough", flag="--password-stdin")
     ok(basic("up"))
-    assert oct((basic.folder / ".chromactl/gateway/server.htpasswd").stat().st_mode & 0o777) == "0o640"
-    done = chroma_client_1x(basic.url, "basic", "adam:adam-pass", ["connect", "create", "add", "count"])
+    hashes = (basic.folder / ".chromactl/gateway/server.htpasswd").stat()
+    # Readable by the gateway's own unprivileged user alone (chromactl runs as root here).
+    assert oct(hashes.st_mode & 0o777) == "0o600" and hashes.st_uid == 10101
+    done = chroma_client_1x(basic.url, "basic", "adam:adam-pass-long-enough", ["connect", "create", "add", "count"])
     assert done["count"] == "ok", done
     read = chroma_client_1x(basic.url, "basic", f"rita:{reader}", ["connect", "get", "add"])
     assert read["get"] == "ok" and read["add"] == "denied", read
     assert chroma_client_1x(basic.url, "basic", "adam:wrong", ["connect"])["connect"] == "denied"
-    assert chroma_client_1x(basic.url, "basic", "nobody:adam-pass", ["connect"])["connect"] == "denied"
+    assert chroma_client_1x(basic.url, "basic", "nobody:adam-pass-long-enough", ["connect"])["connect"] == "denied"
     assert http_status(basic.url + COLLECTIONS) in (401, 403)
 
 
@@ -164,8 +168,10 @@ def test_a_gateway_that_cannot_start_shows_its_log(projects, docker_client):
 def test_gateway_on_0x_and_dry_run(projects, chroma_client, docker_client):
     p = projects("--gateway", "nginx", "--gateway-image", GATEWAY_IMAGE, image=IMAGE_063)
     dry = ok(p("up", "--dry-run")).stdout
-    assert f"docker network create {p.container}" in dry and "--publish" in dry.splitlines()[2]
-    assert "--publish" not in dry.splitlines()[1] and admin_secret(p) not in dry
+    # The gateway first (it owns the network namespace Chroma joins), and only it publishes.
+    assert f"docker network create {p.container}" in dry and "--publish" in dry.splitlines()[1]
+    assert "--publish" not in dry.splitlines()[2] and admin_secret(p) not in dry
+    assert f"--network container:{p.container}-gateway" in dry.splitlines()[2]
     ok(p("up"))
     done = chroma_client(p.url, "token", admin_secret(p), ["connect", "create", "count"])
     assert done["count"] == "ok", done

@@ -49,9 +49,9 @@ def test_token_rbac_end_to_end_with_the_real_client(projects, chroma_client):
 def test_basic_auth_and_x_chroma_token(projects, chroma_client):
     basic = projects("--auth", "basic")
     reader = add_user(basic, "rita", "reader")
-    add_user(basic, "adam", "admin", stdin="adam-pass", flag="--password-stdin")
+    add_user(basic, "adam", "admin", stdin="adam-pass-long-enough", flag="--password-stdin")
     ok(basic("up"))
-    done = chroma_client(basic.url, "basic", "adam:adam-pass", ["connect", "create", "add", "count"])
+    done = chroma_client(basic.url, "basic", "adam:adam-pass-long-enough", ["connect", "create", "add", "count"])
     assert done["count"] == "ok", done
     read = chroma_client(basic.url, "basic", f"rita:{reader}", ["connect", "get", "add"])
     assert read["get"] == "ok" and read["add"] == "denied", read
@@ -216,7 +216,7 @@ def test_status_all_and_containers_changed_behind_chromactls_back(projects, dock
     assert set(mine) == {one.name, two.name}
     for instance in mine.values():
         assert set(instance) == {"name", "container", "state", "healthy", "heartbeat_ms", "version", "image", "url",
-                                 "volume", "auth", "drift"}
+                                 "volume", "auth", "drift", "pending", "problem", "hint"}
         assert instance["healthy"] and instance["auth"]["enforced"] is True and instance["state"] == "running"
     assert mine[two.name]["auth"]["mode"] == "basic"
 

@@ -14,7 +14,7 @@ STORED = {"name": "stored", "auth": "basic", "rbac": False, "token_header": "Aut
     ({"auth": "none"}, None, "host", "127.0.0.1"),
     ({"auth": "none"}, None, "rbac", False),
     ({}, None, "port", 8000),
-    ({}, None, "image", "chromadb/chroma:0.6.3"),
+    ({}, None, "image", "chromadb/chroma:1.5.9"),
     ({}, None, "bcrypt_rounds", 12),
     ({}, STORED, "port", 9000),  # file over default
     ({"port": 9100}, STORED, "port", 9100),  # flag (or env, folded in by the CLI) over file
@@ -92,7 +92,8 @@ def test_settings_are_frozen():
 
 
 @pytest.mark.parametrize("given, expected", [
-    ({}, "none"),
+    ({}, "nginx"),  # the default image is 1.x
+    ({"image": "chromadb/chroma:0.6.3"}, "none"),
     ({"image": "chromadb/chroma:1.5.9"}, "nginx"),
     ({"image": "chromadb/chroma:latest"}, "nginx"),
     ({"image": "chromadb/chroma"}, "nginx"),

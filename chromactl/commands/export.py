@@ -8,9 +8,8 @@ from chromactl import fsio
 from chromactl.credentials import credential_file_names
 from chromactl.errors import ChromactlError
 from chromactl.manifests import GATEWAY_POD_PORT, render_compose, render_kubernetes
-from chromactl.plan import check_image_enforces_auth, mounted_files, plan_gateway, read_environment
+from chromactl.plan import check_image_enforces_auth, gateway_user, mounted_files, plan_gateway, read_environment
 from chromactl.project import PUBLIC_MODE, SECRET_MODE, Project, load_project
-from chromactl.spec import CONTAINER_PORT
 
 # The Compose gateway's own copy of its configuration, apart from the one `up` reloads.
 COMPOSE_GATEWAY_DIR = ".chromactl/compose-gateway"
@@ -29,11 +28,12 @@ def export_compose(root: Path, output: Path | None) -> str:
     if output is not None:
         _check_output(output)
     mounted: list[str] = []
+    user = gateway_user()
     if project.settings.uses_gateway:
         plan_gateway(project, folder=COMPOSE_GATEWAY_DIR).write()
     else:
         mounted = list(credential_file_names(project.settings))
-    text = render_compose(project, mounted, str(base), COMPOSE_GATEWAY_DIR)
+    text = render_compose(project, mounted, str(base), COMPOSE_GATEWAY_DIR, user)
     _write(output, text, PUBLIC_MODE)
     return text
 
@@ -45,7 +45,7 @@ def export_kubernetes(root: Path, output: Path | None, namespace: str | None) ->
     sidecar = None
     if project.settings.uses_gateway:
         # In a pod the gateway reaches Chroma on localhost and listens on a port of its own.
-        plan = plan_gateway(project, upstream=f"127.0.0.1:{CONTAINER_PORT}", listen=GATEWAY_POD_PORT)
+        plan = plan_gateway(project, listen=GATEWAY_POD_PORT)
         sidecar = {path.name: text.encode() for path, (text, *_) in plan.files.items()}
     text = render_kubernetes(project, read_environment(project), mounted_files(project), namespace,
                              gateway_files=sidecar)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from chromactl.errors import ChromactlError
-from chromactl.plan import plan_container, plan_gateway
-from chromactl.probe import heartbeat, probe_auth, server_version
+from chromactl.plan import plan_container, plan_gateway, started
+from chromactl.probe import heartbeat, http_status, port_open, probe_auth, server_version
 from chromactl.project import Project, load_project
 from chromactl.spec import (
     LABEL_AUTH,
@@ -43,6 +44,9 @@ class InstanceStatus:
     drift: bool | None  # files changed since the containers were created; None: cannot tell
     project: str | None = None
     gateway: dict | None = None  # {"container", "state"} when a gateway stands in front
+    pending: tuple[str, ...] | None = None  # what `chromactl up` would do; None: cannot tell
+    problem: str | None = None  # why a running instance does not answer, and what to do
+    hint: str | None = None
 
 
 def status(root: Path, *, all_instances: bool = False) -> list[InstanceStatus]:
@@ -103,13 +107,14 @@ def _from_engine(engine, key: tuple[str, str], services: dict, project: Project 
         state = f"gateway {gateway.state}"
     if gateway is None and project is not None and project.settings.uses_gateway and state == "running":
         state = "gateway missing"
+    pending = _pending(engine, chroma, gateway, project)
     status = InstanceStatus(
         name=name, container=chroma.name if chroma else (gateway.name if gateway else name), state=state,
         healthy=False, heartbeat_ms=None, version=None, image=chroma.image if chroma else None,
         url=url_for(*front.published) if front and front.published else None,
         volume=chroma.volume if chroma else None, auth_mode=front.labels.get(LABEL_AUTH) if front else None,
-        auth_enforced=None, drift=_drift(engine, chroma, gateway, project), project=project_path or None,
-        gateway={"container": gateway.name, "state": gateway.state} if gateway else None)
+        auth_enforced=None, drift=None if pending is None else bool(pending), project=project_path or None,
+        gateway={"container": gateway.name, "state": gateway.state} if gateway else None, pending=pending)
     exposed = gateway is not None and chroma is not None and chroma.published is not None
     return _Seen(status, project, exposed)
 
@@ -121,7 +126,8 @@ def _probe(seen: _Seen) -> InstanceStatus:
         return status
     beat = heartbeat(status.url)
     if not beat.ok:
-        return replace(status, heartbeat_ms=None)
+        problem, hint = _why_silent(status)
+        return replace(status, heartbeat_ms=None, problem=problem, hint=hint)
     version = server_version(status.url, beat.api)
     enforced = None
     if status.auth_mode == "none":
@@ -137,22 +143,51 @@ def _probe(seen: _Seen) -> InstanceStatus:
     return replace(status, healthy=healthy, heartbeat_ms=beat.latency_ms, version=version, auth_enforced=enforced)
 
 
-def _drift(engine, chroma, gateway, project: Project | None) -> bool | None:
+def _why_silent(status: InstanceStatus) -> tuple[str, str]:
+    """Why running containers do not answer their heartbeat, told from what the port does."""
+    parts = urlsplit(status.url)
+    if not port_open(parts.hostname, parts.port):
+        return (f"port {parts.port} does not answer although the containers run (Docker's userland proxy for it "
+                "may have died)", "`chromactl up` restarts the gateway, which publishes the port again")
+    answer = http_status(status.url, "/api/v2/heartbeat")
+    if status.gateway and answer in (502, 503, 504):
+        restart = [a for a in status.pending or () if a.startswith(("restart needed", "recreate needed"))]
+        why = " (it joined a gateway that has restarted since)" if restart else ""
+        return (f"the gateway answers but Chroma behind it does not (HTTP {answer}){why}",
+                "see `chromactl logs`; `chromactl up` starts it again")
+    return (f"the heartbeat got {f'HTTP {answer}' if answer else 'no answer'}",
+            "see `chromactl logs` (and `chromactl logs --service gateway`)")
+
+
+def _pending(engine, chroma, gateway, project: Project | None) -> tuple[str, ...] | None:
+    """What `chromactl up` would do to bring the instance to its files: () for nothing,
+    None when it cannot tell."""
     if project is None or chroma is None:
         return None
     try:
         image = engine.image_attrs(project.settings.image)
         if image is None:
-            return True
-        spec = plan_container(project, image["Id"], (image.get("Config") or {}).get("WorkingDir"))
+            return (f"image needed: pull or build {project.settings.image}",)
+        if not project.settings.uses_gateway:
+            spec = plan_container(project, image["Id"], image.get("Config"))
+            actions = [f"recreate needed: {chroma.name}"] if spec.config_hash != chroma.labels.get(LABEL_CONFIG) else []
+            if gateway is not None:
+                actions.append(f"removal needed: {gateway.name}")  # a gateway the project no longer wants
+            return tuple(actions)
+        gateway_image = engine.image_attrs(project.settings.gateway_image)
+        if gateway is None or gateway_image is None:
+            return ("gateway needed: chromactl up creates it",)
+        plan = plan_gateway(project, gateway_image["Id"])
+        if plan.spec.config_hash != gateway.labels.get(LABEL_CONFIG):
+            return (f"recreate needed: {gateway.name}", f"recreate needed: {chroma.name}")
+        actions = []
+        spec = plan_container(project, image["Id"], image.get("Config"), namespace_of=gateway.id)
         if spec.config_hash != chroma.labels.get(LABEL_CONFIG):
-            return True
-        if project.settings.uses_gateway:
-            gateway_image = engine.image_attrs(project.settings.gateway_image)
-            if gateway is None or gateway_image is None:
-                return True
-            plan = plan_gateway(project, gateway_image["Id"])
-            return plan.spec.config_hash != gateway.labels.get(LABEL_CONFIG) or plan.changed
-        return gateway is not None  # a gateway the project no longer wants
+            actions.append(f"recreate needed: {chroma.name}")
+        elif chroma.state == "running" and started(chroma) < started(gateway):
+            actions.append(f"restart needed: {chroma.name} (its gateway restarted after it)")
+        if plan.changed:
+            actions.append(f"reload needed: {gateway.name} (credentials changed)")
+        return tuple(actions)
     except ChromactlError:
         return None

@@ -12,6 +12,7 @@ from chromactl.commands.init import InitResult, init_project
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
 from chromactl.plan import (
     GatewayPlan,
+    started,
     check_image_enforces_auth,
     check_probe,
     env_file_path,
@@ -19,15 +20,18 @@ from chromactl.plan import (
     plan_container,
     plan_gateway,
 )
-from chromactl.probe import AuthProbe, Heartbeat, probe_auth, server_version, wait_for_heartbeat
+from chromactl.probe import AuthProbe, Heartbeat, port_open, probe_auth, server_version, wait_for_heartbeat
 from chromactl.project import Project, is_project, load_project, no_project
 from chromactl.spec import (
     LABEL_CONFIG,
+    CONTAINER_PORT,
     LABEL_PROJECT,
     ContainerSpec,
+    container_name,
     docker_run_command,
     gateway_name,
     network_name,
+    probe_host,
     url_for,
 )
 
@@ -46,7 +50,7 @@ class Reporter(Protocol):
 @dataclass(frozen=True)
 class UpResult:
     project: Project
-    action: str  # created, recreated, started, unchanged, dry-run
+    action: str  # created, recreated, started, restarted, unchanged, dry-run
     spec: ContainerSpec
     url: str
     command: str | None = None  # the equivalent docker run, for --dry-run
@@ -56,7 +60,7 @@ class UpResult:
     auth: AuthProbe | None = None
     init: InitResult | None = None
     gateway: ContainerSpec | None = None
-    gateway_action: str | None = None  # created, recreated, started, reloaded, unchanged
+    gateway_action: str | None = None  # created, recreated, started, restarted, reloaded, unchanged
 
 
 def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | None = None,
@@ -79,64 +83,77 @@ def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | No
     from chromactl.engine import Engine  # only commands that talk to Docker import the SDK
 
     engine = Engine.connect()
-    spec, gateway = _plan(engine, project, pull, build, reporter)
-    action, gateway_action = _apply_plan(engine, project, spec, gateway, reporter)
+    image, gateway = _plan(engine, project, pull, build, reporter)
+    spec, action, gateway_action = _apply_plan(engine, project, image, gateway, reporter)
     return _verify(engine, project, spec, action, timeout, init_result, gateway.spec if gateway else None,
                    gateway_action)
 
 
 def _dry_run(project: Project, init_result: InitResult | None) -> UpResult:
     settings = project.settings
-    spec = plan_container(project, image_id="", working_dir=None)
+    spec = plan_container(project, image_id="")
     commands = [docker_run_command(spec, str(env_file_path(project)))]
     if settings.uses_gateway:
         gateway = plan_gateway(project, "")  # refuses a route table that does not cover the roles
         commands.insert(0, f"docker network create {network_name(settings)}")
-        commands.append(docker_run_command(gateway.spec, None))
+        commands.insert(1, docker_run_command(gateway.spec, None))
     return UpResult(project, "dry-run", spec, url_for(settings.host, settings.port),
                     command="\n".join(commands), init=init_result)
 
 
-def _plan(engine, project: Project, pull: str, build: str | None,
-          reporter: Reporter) -> tuple[ContainerSpec, GatewayPlan | None]:
-    """The images present, and the containers to run: Chroma's and, with one, the gateway's."""
+def _plan(engine, project: Project, pull: str, build: str | None, reporter: Reporter) -> tuple[dict, GatewayPlan | None]:
+    """The images, present now, and the gateway's plan when the project has one."""
     settings = project.settings
     image = _ensure_image(engine, settings.image, pull, build, reporter)
-    spec = plan_container(project, image["Id"], (image.get("Config") or {}).get("WorkingDir"))
     gateway = None
     if settings.uses_gateway:
         gateway_image = _ensure_image(engine, settings.gateway_image, pull, None, reporter)
         gateway = plan_gateway(project, gateway_image["Id"])
         owned_container(engine, project.root, gateway.spec.name)
-    owned_container(engine, project.root, spec.name)
-    return spec, gateway
+    owned_container(engine, project.root, container_name(settings))
+    return image, gateway
 
 
-def _apply_plan(engine, project: Project, spec: ContainerSpec, gateway: GatewayPlan | None,
-                reporter: Reporter) -> tuple[str, str | None]:
-    """Bring the containers to their specs; returns what was done to Chroma and to the gateway."""
+def _apply_plan(engine, project: Project, image: dict, gateway: GatewayPlan | None,
+                reporter: Reporter) -> tuple[ContainerSpec, str, str | None]:
+    """Bring the containers to their specs: Chroma's spec, and what was done to Chroma and
+    to the gateway. The gateway comes first: it owns the network namespace Chroma joins."""
     root, settings = project.root, project.settings
     if gateway is None:
+        spec = plan_container(project, image["Id"], image.get("Config"))
         _remove_stale_gateway(engine, root, settings, reporter)
         action = _apply(engine, spec, reporter)
         engine.remove_network(network_name(settings))  # left from a gateway, if any
-        return action, None
-    engine.ensure_network(spec.network, str(root))
-    action = _apply(engine, spec, reporter)
+        return spec, action, None
+
+    engine.ensure_network(network_name(settings), str(root))
     changed = gateway.write()
-    try:
-        gateway_action = _apply(engine, gateway.spec, reporter)
-    except ChromactlError as exc:
-        engine.stop(spec.name)  # no Chroma left running without the gateway in front
-        raise ChromactlError(f"the gateway failed to start: {exc.message}; {spec.name} is stopped",
-                             hint="see `chromactl logs --service gateway`", details=exc.details,
-                             exit_code=EXIT_NOT_HEALTHY) from None
-    if gateway_action == "unchanged" and (changed or action in ("created", "recreated")):
-        # New credentials, or a new Chroma container to resolve: reload, no restart.
-        reporter.step(f"reloading {gateway.spec.name}")
+    gateway_action = _apply(engine, gateway.spec, reporter)
+    front = engine.container(gateway.spec.name)
+    if gateway_action == "unchanged" and not _port_answers(gateway.spec):
+        # Both run but the published port is dead (Docker's userland proxy can die under
+        # a flood of connections): restarting the gateway publishes it again.
+        reporter.step(f"port {gateway.spec.port} does not answer: restarting {gateway.spec.name}")
+        engine.restart(gateway.spec.name)
+        front, gateway_action = engine.container(gateway.spec.name), "restarted"
+    spec = plan_container(project, image["Id"], image.get("Config"), namespace_of=front.id)
+    action = _apply(engine, spec, reporter)
+    chroma = engine.container(spec.name)
+    if action == "unchanged" and chroma is not None and started(chroma) < started(front):
+        # The gateway started again after Chroma joined it, so Chroma holds a namespace
+        # that is gone: start it again in the current one.
+        reporter.step(f"restarting {spec.name}: its gateway restarted after it")
+        engine.restart(spec.name)
+        action = "restarted"
+    if gateway_action == "unchanged" and changed:
+        reporter.step(f"reloading {gateway.spec.name}")  # new credentials: no restart
         engine.signal(gateway.spec.name, "SIGHUP")
         gateway_action = "reloaded"
-    return action, gateway_action
+    return spec, action, gateway_action
+
+
+def _port_answers(spec: ContainerSpec) -> bool:
+    return port_open(probe_host(spec.host), spec.port)
 
 
 def _remove_stale_gateway(engine, root: Path, settings, reporter: Reporter) -> None:
@@ -205,7 +222,7 @@ def _verify(engine, project: Project, spec: ContainerSpec, action: str, timeout:
     beat = _wait_until_up(engine, url, spec, watched, timeout)
     version = server_version(url, beat.api)
     if gateway is not None:
-        _check_not_published(engine, spec)
+        _check_behind_gateway(engine, spec, gateway)
     auth = _prove_auth(engine, project, url, beat.api, spec, watched, version)
     container = engine.container(spec.name)
     return UpResult(project, action, spec, url, container_id=container.id if container else None, version=version,
@@ -246,13 +263,21 @@ def _wait_until_up(engine, url: str, spec: ContainerSpec, watched: list[Containe
                          exit_code=EXIT_NOT_HEALTHY)
 
 
-def _check_not_published(engine, spec: ContainerSpec) -> None:
-    """Behind a gateway, Chroma must not be reachable any other way."""
-    behind = engine.container(spec.name)
-    if behind is not None and behind.published is not None:
+def _check_behind_gateway(engine, spec: ContainerSpec, gateway: ContainerSpec) -> None:
+    """Behind a gateway, Chroma must be reachable no other way: it publishes nothing, has
+    no address of its own, and its port does not answer on the gateway's addresses (it
+    listens on the shared namespace's loopback only). Found otherwise, it is removed."""
+    behind, front = engine.container(spec.name), engine.container(gateway.name)
+    problem = None
+    if behind is not None and (behind.published is not None or behind.addresses):
+        problem = "has a port or an address of its own"
+    elif front is not None and any(port_open(address, CONTAINER_PORT) for address in front.addresses):
+        problem = f"answers on port {CONTAINER_PORT} of the gateway's address, not only on its loopback"
+    if problem:
         engine.remove(spec.name)
-        raise ChromactlError(f"{spec.name} publishes port {behind.published[1]} on the host although a gateway "
-                             "stands in front of it; it was removed (volume kept)", exit_code=EXIT_NOT_HEALTHY)
+        raise ChromactlError(f"{spec.name} {problem}, so it could be reached around the gateway; it was removed "
+                             "(volume kept)", hint="the image must honour CHROMA_LISTEN_ADDRESS (1.x) or "
+                             "CHROMA_HOST_ADDR (0.x), or take --host in its command", exit_code=EXIT_NOT_HEALTHY)
 
 
 def _prove_auth(engine, project: Project, url: str, api: str, spec: ContainerSpec, watched: list[ContainerSpec],
