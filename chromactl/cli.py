@@ -195,6 +195,17 @@ def _init_settings_from_env() -> dict:
 # --- creds ------------------------------------------------------------------------
 
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Basic auth: read the password from stdin.")]
+NoApply = Annotated[bool, typer.Option("--no-apply", help="Only change the files; the running server gets it at the next `up`.")]
+
+
+def _applied(ctx: typer.Context, no_apply: bool, as_json: bool) -> str | None:
+    """Apply a credentials change to the running server, unless told not to."""
+    if no_apply:
+        return None
+    from chromactl import output
+    from chromactl.commands.creds import apply_change
+
+    return apply_change(_root(ctx), output.ProgressReporter(as_json))
 TokenStdin = Annotated[bool, typer.Option("--token-stdin", help="Token auth: read the token from stdin.")]
 
 
@@ -206,6 +217,7 @@ def creds_add(
     password_stdin: PasswordStdin = False,
     token_stdin: TokenStdin = False,
     bcrypt_rounds: RoundsOption = None,
+    no_apply: NoApply = False,
     as_json: JsonOption = False,
 ) -> None:
     """Add a user and print its new secret once.
@@ -218,9 +230,11 @@ def creds_add(
     from chromactl import output
     from chromactl.commands.creds import add_user
 
+    from dataclasses import replace
+
     result = add_user(_root(ctx), user, role, _secret_source(password_stdin, token_stdin),
                       {"bcrypt_rounds": bcrypt_rounds})
-    output.secret_result(result, as_json)
+    output.secret_result(replace(result, applied=_applied(ctx, no_apply, as_json)), as_json)
 
 
 @creds_app.command("rotate")
@@ -230,6 +244,7 @@ def creds_rotate(
     password_stdin: PasswordStdin = False,
     token_stdin: TokenStdin = False,
     bcrypt_rounds: RoundsOption = None,
+    no_apply: NoApply = False,
     as_json: JsonOption = False,
 ) -> None:
     """Give a user a new password or token; the old one stops working.
@@ -239,9 +254,11 @@ def creds_rotate(
     from chromactl import output
     from chromactl.commands.creds import rotate_user
 
+    from dataclasses import replace
+
     result = rotate_user(_root(ctx), user, _secret_source(password_stdin, token_stdin),
                          {"bcrypt_rounds": bcrypt_rounds})
-    output.secret_result(result, as_json, rotated=True)
+    output.secret_result(replace(result, applied=_applied(ctx, no_apply, as_json)), as_json, rotated=True)
 
 
 @creds_app.command("rm")
@@ -249,6 +266,7 @@ def creds_rm(
     ctx: typer.Context,
     user: Annotated[str, typer.Argument(help="User name.")],
     force: Annotated[bool, typer.Option("--force", help="Remove even the last admin.")] = False,
+    no_apply: NoApply = False,
     as_json: JsonOption = False,
 ) -> None:
     """Remove a user.
@@ -258,7 +276,10 @@ def creds_rm(
     from chromactl import output
     from chromactl.commands.creds import remove_user
 
-    output.remove_result(remove_user(_root(ctx), user, force=force), as_json)
+    from dataclasses import replace
+
+    result = remove_user(_root(ctx), user, force=force)
+    output.remove_result(replace(result, applied=_applied(ctx, no_apply, as_json)), as_json)
 
 
 @creds_app.command("list")

@@ -95,14 +95,15 @@ def secret_result(result: SecretResult, as_json: bool, *, rotated: bool = False)
     for message in result.warnings:
         warn(message)
     if as_json:
-        print_json({"user": result.user, "role": result.role, "secret": result.secret})
+        print_json({"user": result.user, "role": result.role, "secret": result.secret, "applied": result.applied})
         return
-    verb = "New" if rotated else "Added user"
+    applied = result.applied or "Apply with chromactl up."
     if rotated:
-        stdout().print(f"{verb} {result.kind} for {result.user!r} (role {result.role}). "
-                       "The old one stops working once the server is recreated (chromactl up).", markup=False)
+        stdout().print(f"New {result.kind} for {result.user!r} (role {result.role}); the old one stops working. "
+                       f"{applied[0].upper()}{applied[1:]}", markup=False)
     else:
-        stdout().print(f"{verb} {result.user!r} (role {result.role}). Apply with chromactl up.", markup=False)
+        stdout().print(f"Added user {result.user!r} (role {result.role}). {applied[0].upper()}{applied[1:]}",
+                       markup=False)
     if result.generated:
         _show_secret(f"generated {result.kind}", repr(result.user), result.secret)
 
@@ -126,9 +127,10 @@ def list_result(result: ListResult, as_json: bool) -> None:
 
 def remove_result(result: RemoveResult, as_json: bool) -> None:
     if as_json:
-        print_json({"user": result.user, "removed": True})
+        print_json({"user": result.user, "removed": True, "applied": result.applied})
         return
-    stdout().print(f"Removed user {result.user!r}. Apply with chromactl up.", markup=False)
+    applied = result.applied or "Apply with chromactl up."
+    stdout().print(f"Removed user {result.user!r}. {applied[0].upper()}{applied[1:]}", markup=False)
 
 
 # --- up, status, down ---------------------------------------------------------------

@@ -107,7 +107,9 @@ def test_creds_change_reloads_the_gateway_without_restarting_chroma(gateway_proj
     chroma_started = docker_client.containers.get(p.container).attrs["State"]["StartedAt"]
     gateway_started = docker_client.containers.get(p.container + "-gateway").attrs["State"]["StartedAt"]
 
-    new = json.loads(ok(p("creds", "rotate", "admin", "--json")).stdout)["secret"]
+    new = json.loads(ok(p("creds", "rotate", "admin", "--no-apply", "--json")).stdout)["secret"]
+    assert json.loads(ok(p("status", "--json")).stdout)[0]["pending"] == [
+        f"reload needed: {p.container}-gateway (credentials changed)"]
     assert json.loads(ok(p("status", "--json")).stdout)[0]["drift"] is True
     result, doc = up(p)
     assert doc["action"] == "unchanged" and doc["gateway"]["action"] == "reloaded", result.stderr
@@ -241,3 +243,48 @@ def test_exported_kubernetes_puts_the_gateway_in_the_pod(gateway_project, tmp_pa
     assert not [e for e in containers["chroma"]["env"] if e["name"].startswith("CHROMA_SERVER_AUTH")]
     assert service["spec"]["ports"][0]["targetPort"] == "gateway"
     assert policy["kind"] == "NetworkPolicy" and policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+
+
+def test_creds_changes_take_effect_at_once_through_the_gateway(gateway_project, chroma_client_1x, docker_client):
+    p = gateway_project()
+    reader = add_user(p, "rita", "reader")
+    ok(p("up"))
+    started = docker_client.containers.get(p.container).attrs["State"]["StartedAt"]
+    assert chroma_client_1x(p.url, "token", reader, ["connect"])["connect"] == "ok"
+    rotated = json.loads(ok(p("creds", "rotate", "rita", "--json")).stdout)
+    assert "reloaded" in rotated["applied"], rotated
+    assert chroma_client_1x(p.url, "token", reader, ["connect"])["connect"] == "denied"  # no `up` needed
+    assert chroma_client_1x(p.url, "token", rotated["secret"], ["connect"])["connect"] == "ok"
+    removed = json.loads(ok(p("creds", "rm", "rita", "--json")).stdout)
+    assert "reloaded" in removed["applied"]
+    assert chroma_client_1x(p.url, "token", rotated["secret"], ["connect"])["connect"] == "denied"
+    assert docker_client.containers.get(p.container).attrs["State"]["StartedAt"] == started  # Chroma kept running
+    assert json.loads(ok(p("status", "--json")).stdout)[0]["pending"] == []
+
+
+def test_status_says_why_and_up_heals_a_dead_port_and_a_stranded_chroma(gateway_project, docker_client):
+    """Docker's userland proxy can die under a connection flood while both containers run;
+    a gateway restarted by the engine leaves Chroma in a namespace that is gone."""
+    import subprocess
+
+    p = gateway_project()
+    ok(p("up"))
+    killed = subprocess.run(["pkill", "-f", f"docker-proxy .*-host-port {p.port} "], capture_output=True)
+    assert killed.returncode == 0, "no docker-proxy for the port (is the engine's userland proxy off?)"
+    result = p("status", "--json")
+    assert result.returncode == 4
+    status = json.loads(result.stdout)[0]
+    assert status["state"] == "running" and "does not answer" in status["problem"], status
+    assert "chromactl up" in status["hint"]
+    healed, doc = up(p)
+    assert healed.returncode == 0 and doc["gateway"]["action"] == "restarted", healed.stderr
+    assert doc["action"] == "restarted"  # Chroma followed the gateway into its new namespace
+    assert http_status(p.url + "/api/v2/heartbeat") == 200
+
+    docker_client.containers.get(p.container + "-gateway").restart()  # as the engine's restart policy would
+    result = p("status", "--json")
+    status = json.loads(result.stdout)[0]
+    assert result.returncode == 4 and "Chroma behind it does not" in status["problem"], status
+    assert status["pending"] == [f"restart needed: {p.container} (its gateway restarted after it)"]
+    _, doc = up(p)
+    assert doc["action"] == "restarted" and http_status(p.url + COLLECTIONS) == 403

@@ -80,7 +80,8 @@ def test_idempotent_recreate_on_change_and_data_survives(projects, chroma_client
 
     status = json.loads(p("status", "--json").stdout)
     assert status[0]["drift"] is False
-    new_token = json.loads(ok(p("creds", "rotate", "admin", "--json")).stdout)["secret"]
+    # --no-apply: only the files change; up applies them (below).
+    new_token = json.loads(ok(p("creds", "rotate", "admin", "--no-apply", "--json")).stdout)["secret"]
     status = json.loads(p("status", "--json").stdout)
     assert status[0]["drift"] is True
     assert "recreate needed" in p("status").stdout
@@ -334,3 +335,16 @@ def test_engine_restart(projects, chroma_client):
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)[0]["auth"]["enforced"] is True
     assert chroma_client(p.url, "token", token, ["connect", "get"])["get_ids"] == ["a", "b"]
+
+
+def test_creds_changes_apply_at_once_natively(projects, chroma_client):
+    """0.6.3 reads its credentials at start: a rotation recreates it, and says so."""
+    p = projects()
+    ok(p("up"))
+    old = admin_secret(p)
+    chroma_client(p.url, "token", old, ["connect", "create", "add"])
+    rotated = json.loads(ok(p("creds", "rotate", "admin", "--json")).stdout)
+    assert "recreated" in rotated["applied"], rotated["applied"]
+    assert chroma_client(p.url, "token", old, ["connect"])["connect"] == "denied"
+    assert chroma_client(p.url, "token", rotated["secret"], ["connect", "get"])["get_ids"] == ["a", "b"]
+    assert json.loads(ok(p("status", "--json")).stdout)[0]["pending"] == []

@@ -35,6 +35,7 @@ class SecretResult:
     kind: str  # "password" or "token"
     generated: bool
     warnings: tuple[str, ...] = ()
+    applied: str | None = None  # how the change reached the running server; None: not tried
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,33 @@ class ListResult:
 @dataclass(frozen=True)
 class RemoveResult:
     user: str
+    applied: str | None = None
+
+
+def apply_change(root: Path, reporter) -> str:
+    """Make a credentials change take effect on the running instance at once: the gateway
+    reloads (no restart), or, natively, Chroma is recreated (it reads credentials at start).
+    Returns what happened, in words."""
+    from chromactl.commands.up import up
+    from chromactl.engine import Engine, EngineUnavailable
+    from chromactl.plan import owned_container
+    from chromactl.spec import container_name
+
+    root = root.absolute()
+    settings = load_project(root).settings
+    try:
+        engine = Engine.connect()
+    except EngineUnavailable:
+        return "not applied: no Docker engine answers; it takes effect at the next `chromactl up`"
+    chroma = owned_container(engine, root, container_name(settings))
+    if chroma is None or chroma.state != "running":
+        return "the server is not running; it takes effect at the next `chromactl up`"
+    result = up(root, reporter, pull="never")
+    if result.gateway_action == "reloaded":
+        return f"in effect now: {result.gateway.name} reloaded its credentials (Chroma kept running)"
+    if result.action == "recreated":
+        return f"in effect now: {result.spec.name} was recreated to read them (a few seconds without service)"
+    return f"in effect now (Chroma {result.action}, gateway {result.gateway_action or '-'})"
 
 
 def _load(root: Path, given: Mapping[str, Any] | None = None) -> Project:
