@@ -39,7 +39,8 @@ def test_commands_without_docker_do_not_import_the_docker_sdk(tmp_path):
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('DOCKER' if 'docker' in sys.modules else 'NO-DOCKER', file=sys.stderr)\n"
     )
-    for args in (["--help"], ["init", "--json"], ["creds", "add", "alice", "--json"], ["creds", "list"]):
+    # (creds add|rotate|rm apply the change to a running server through the engine, unless --no-apply.)
+    for args in (["--help"], ["init", "--json"], ["creds", "add", "alice", "--no-apply", "--json"], ["creds", "list"]):
         result = subprocess.run([sys.executable, "-c", code, str(tmp_path), *args], capture_output=True, text=True,
                                 stdin=subprocess.DEVNULL)
         assert result.stderr.strip().endswith("NO-DOCKER"), (args, result.stderr)
