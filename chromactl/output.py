@@ -78,6 +78,7 @@ def init_result(result: InitResult, as_json: bool, *, next_step: bool = True) ->
     out.print(f"{verb} chromactl project {s.name!r} in {result.project}", markup=False)
     out.print(f"  auth: {describe_auth(s)}", markup=False)
     out.print(f"  image: {s.image}   address: {s.host}:{s.port}", markup=False)
+    out.print(f"  clients: {fitting_clients(s.image)}", markup=False)
     if result.kept_users:
         out.print(f"  kept users: {', '.join(result.kept_users)}", markup=False)
     for backup in result.backups:
@@ -89,6 +90,17 @@ def init_result(result: InitResult, as_json: bool, *, next_step: bool = True) ->
         _show_secret(kind, f"user {result.user!r} (role {result.role})", result.secret)
     if next_step:
         out.print("Next: chromactl up", markup=False)
+
+
+def fitting_clients(image: str) -> str:
+    """Which Chroma clients can talk to this server: 1.x clients cannot use a 0.x server."""
+    from chromactl.images import tag_version
+
+    version = tag_version(image)
+    if version is not None and version < (1, 0, 0):
+        return ("Chroma 0.x clients only (Python: pip install 'chromadb<0.7'; JavaScript: chromadb@1.x); "
+                "today's Python 1.x client cannot use this server")
+    return "current clients (Python: pip install chromadb, 1.x; JavaScript: npm install chromadb)"
 
 
 def secret_result(result: SecretResult, as_json: bool, *, rotated: bool = False) -> None:
@@ -262,7 +274,8 @@ def up_result(result: UpResult, as_json: bool) -> None:
               f"{result.spec.name}, data in volume {result.spec.volume})", markup=False)
     if result.gateway is not None:
         out.print(f"Gateway {result.gateway.name} ({result.gateway_action}) enforces auth in front of it; "
-                  f"Chroma publishes no port of its own.", markup=False)
+                  "Chroma shares its network namespace and listens on its loopback only.", markup=False)
+    out.print(f"Clients: {fitting_clients(s.image)}.", markup=False)
     if result.auth:
         out.print(f"Auth verified: a request without credentials got HTTP {result.auth.anonymous_status}; "
                   f"chromactl's probe user got HTTP {result.auth.credential_status}. ({describe_auth(s)})", markup=False)

@@ -66,7 +66,9 @@ start_dockerd() {  # $1: storage driver or empty
   mkdir -p "$(dirname "$DOCKERD_LOG")"
   printf '\n==== %s chromactl: dockerd %s ====\n' "$(date -u +%FT%TZ)" "${args[*]:-}" >>"$DOCKERD_LOG"
   # setsid: own session, so it survives the script and its terminal; stdin from /dev/null.
-  setsid nohup dockerd "${args[@]}" </dev/null >>"$DOCKERD_LOG" 2>&1 &
+  # The descriptor limit systemd's docker.service gives dockerd (and so its userland proxies).
+  ( ulimit -n 1048576 2>/dev/null || true
+    exec setsid nohup dockerd "${args[@]}" </dev/null >>"$DOCKERD_LOG" 2>&1 ) &
   DOCKERD_PID=$!
 }
 

@@ -348,3 +348,35 @@ def test_creds_changes_apply_at_once_natively(projects, chroma_client):
     assert chroma_client(p.url, "token", old, ["connect"])["connect"] == "denied"
     assert chroma_client(p.url, "token", rotated["secret"], ["connect", "get"])["get_ids"] == ["a", "b"]
     assert json.loads(ok(p("status", "--json")).stdout)[0]["pending"] == []
+
+
+def test_status_asks_the_engine_from_one_thread(projects, monkeypatch):
+    """The Docker SDK's client is not promised to be thread safe: status may probe several
+    instances in parallel over HTTP, but every engine call comes from the calling thread."""
+    import threading
+
+    from chromactl import engine as engine_module
+    from chromactl.commands.status import status
+
+    started = [projects() for _ in range(3)]
+    for p in started:
+        ok(p("up"))
+    threads = set()
+    real_connect = engine_module.Engine.connect
+
+    def recording_connect():
+        engine = real_connect()
+        for name in ("container", "containers", "image_attrs"):
+            method = getattr(engine, name)
+
+            def recorded(*args, _method=method, **kwargs):
+                threads.add(threading.get_ident())
+                return _method(*args, **kwargs)
+
+            setattr(engine, name, recorded)
+        return engine
+
+    monkeypatch.setattr(engine_module.Engine, "connect", staticmethod(recording_connect))
+    instances = {i.name: i for i in status(started[0].folder, all_instances=True)}
+    assert all(instances[p.name].healthy for p in started), instances
+    assert threads == {threading.get_ident()}
