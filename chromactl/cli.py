@@ -56,7 +56,7 @@ class State:
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 RoundsOption = Annotated[Optional[int], typer.Option(
-    "--bcrypt-rounds", envvar="CHROMACTL_BCRYPT_ROUNDS", help="bcrypt cost for basic auth (10 at least). [default: 12]")]
+    "--bcrypt-rounds", envvar="CHROMACTL_BCRYPT_ROUNDS", help="bcrypt cost of chosen passwords, 4-14; generated ones always use 4. [default: 6]")]
 
 
 def _version(value: bool) -> None:

@@ -139,16 +139,31 @@ def ensure_dir(path: Path, mode: int = 0o755) -> None:
         raise _os_error(exc, path) from None
 
 
+_held: set[str] = set()  # locks this process holds: taking one again is a no-op, not a deadlock
+
+
 @contextmanager
-def locked(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive lock so concurrent chromactl runs change a project one at a time."""
-    ensure_dir(lock_path.parent, 0o700)
+def locked(lock_path: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold the project's lock: exclusive to change a project, one run at a time; shared to
+    read its files, so a reader never sees one file of a pair renamed and the other not yet.
+    A shared lock that cannot be had (a read-only project) reads without it."""
+    key = str(lock_path)
+    if key in _held:
+        yield
+        return
     try:
+        if not shared:
+            ensure_dir(lock_path.parent, 0o700)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise _os_error(exc, lock_path) from None
+    except (OSError, ChromactlError) as exc:
+        if shared:
+            yield
+            return
+        raise exc if isinstance(exc, ChromactlError) else _os_error(exc, lock_path) from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        _held.add(key)
         yield
     finally:
+        _held.discard(key)
         os.close(fd)

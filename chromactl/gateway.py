@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from chromactl.credentials import HTPASSWD_FILE, Credentials, name_problem, render_htpasswd
+from chromactl.credentials import CHEAP_ROUNDS, HTPASSWD_FILE, Credentials, hash_cost, name_problem, render_htpasswd
 from chromactl.routes import AUTHENTICATED, PUBLIC_ROUTES, ROUTES
 from chromactl.settings import Settings
 from chromactl.spec import CONTAINER_PORT, ContainerSpec, Mount, gateway_name, labelled, network_name
@@ -27,6 +27,17 @@ UPSTREAM = f"127.0.0.1:{CONTAINER_PORT}"
 COMMAND = ("nginx", "-e", "stderr", "-c", f"{MOUNT_DIR}/{CONFIG_FILE}", "-g", "daemon off;")
 # Connections one client address may hold open at once.
 CONNECTIONS_PER_CLIENT = 256
+# One address may spend about this much of the gateway's CPU per second on bcrypt for users
+# whose hash is costly (above CHEAP_ROUNDS), right password or wrong: each request costs
+# the hash before any answer. Their request rate is limited to fit; a burst passes at once.
+COSTLY_CPU_MS_PER_SECOND = 100
+COSTLY_BURST = 20
+
+
+def costly_rate_per_minute(cost: int) -> int:
+    """Requests per minute that spend COSTLY_CPU_MS_PER_SECOND on a hash of this cost (bcrypt
+    doubles per step; cost 4 takes ~0.9 ms here): cost 8 -> 416, 10 -> 104, 12 -> 26."""
+    return max(6, int(60 * COSTLY_CPU_MS_PER_SECOND / (0.9 * 2 ** (cost - 4))))
 # The unprivileged user the gateway runs as when chromactl runs as root; otherwise the
 # operator's own uid and gid. No image user is assumed.
 UNPRIVILEGED_ID = 10101
@@ -84,6 +95,15 @@ def _maps(settings: Settings, credentials: Credentials) -> list[str]:
     else:
         user_variable = "$remote_user"  # checked against the htpasswd file by auth_basic first
 
+    for cost, users in _costly_users(settings, credentials).items():
+        maps.append(f"    map $remote_user $chromactl_cost{cost} {{")
+        maps.append('        default "";')
+        for name in users:
+            maps.append(f"        {_anchored(_pcre_literal(name))} $binary_remote_addr;")
+        maps.append("    }")
+        maps.append(f"    limit_req_zone $chromactl_cost{cost} zone=chromactl_cost{cost}:1m "
+                    f"rate={costly_rate_per_minute(cost)}r/m;")
+
     if settings.rbac:
         maps.append(f"    map {user_variable} $chromactl_role {{")
         maps.append('        default "";')
@@ -104,6 +124,17 @@ def _maps(settings: Settings, credentials: Credentials) -> list[str]:
     return maps
 
 
+def _costly_users(settings: Settings, credentials: Credentials) -> dict[int, list[str]]:
+    """Basic-auth users whose hash costs more than CHEAP_ROUNDS, by cost."""
+    by_cost: dict[int, list[str]] = {}
+    if settings.auth == "basic":
+        for user in credentials.users:
+            cost = hash_cost(user.password_hash) or 0
+            if cost > CHEAP_ROUNDS:
+                by_cost.setdefault(cost, []).append(user.name)
+    return dict(sorted(by_cost.items()))
+
+
 def render_gateway(settings: Settings, credentials: Credentials, upstream: str = UPSTREAM,
                    listen: int = LISTEN_PORT) -> dict[str, str]:
     """The gateway's files: name in its folder -> content."""
@@ -111,6 +142,11 @@ def render_gateway(settings: Settings, credentials: Credentials, upstream: str =
     directives = []
     if settings.auth == "basic":
         files[HTPASSWD_FILE] = render_htpasswd(credentials)
+        # Before auth_basic: an address trying a costly user too often gets 429, not a bcrypt.
+        for cost in _costly_users(settings, credentials):
+            directives.append(f"            limit_req zone=chromactl_cost{cost} burst={COSTLY_BURST} nodelay;")
+        if _costly_users(settings, credentials):
+            directives.append("            limit_req_status 429;")
         directives.append('            auth_basic "chroma";')
         directives.append(f"            auth_basic_user_file {MOUNT_DIR}/{HTPASSWD_FILE};")
     # The decision is made where the request is proxied, in the content phase: after

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from chromactl.commands.creds import ListResult, RemoveResult, SecretResult
 from chromactl.commands.init import InitResult
+from chromactl.credentials import CHEAP_ROUNDS
 from chromactl.envfile import BASIC_CLIENT, TOKEN_CLIENT, describe_auth
 from chromactl.errors import ChromactlError
 
@@ -292,7 +293,7 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
         print_json([{**{key: getattr(i, key) for key in STATUS_KEYS},
                      "auth": {"mode": i.auth_mode, "enforced": i.auth_enforced}, "drift": i.drift,
                      "pending": list(i.pending) if i.pending is not None else None,
-                     "problem": i.problem, "hint": i.hint,
+                     "problem": i.problem, "hint": i.hint, "costly_users": list(i.costly_users),
                      **({"gateway": i.gateway} if i.gateway else {})}
                     for i in instances])
         return
@@ -314,6 +315,10 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
                       i.image or "-", i.volume or "-")
     stdout().print(table)
     for i in instances:
+        if i.costly_users:
+            warn(f"{i.name}: every request by {', '.join(i.costly_users)} costs the server a slow bcrypt hash "
+                 f"(cost above {CHEAP_ROUNDS}); `chromactl creds rotate USER` re-hashes it (a generated password "
+                 "is always cheap)")
         if i.problem:
             warn(f"{i.name}: {i.problem}" + (f" ({i.hint})" if i.hint else ""))
         elif i.pending:

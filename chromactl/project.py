@@ -54,11 +54,13 @@ def load_settings(root: Path, given: Mapping[str, Any] | None = None) -> Setting
 
 
 def load_project(root: Path, given: Mapping[str, Any] | None = None) -> Project:
-    """Load and check every project file; `given` holds flag/env overrides."""
+    """Load and check every project file; `given` holds flag/env overrides. The files are
+    read under a shared lock: a concurrent `creds` run replaces them together."""
     settings = load_settings(root, given)
-    texts = {name: fsio.read_text(root / name) for name in credential_file_names(settings)}
+    with fsio.locked(root / LOCK_FILE, shared=True):
+        texts = {name: fsio.read_text(root / name) for name in credential_file_names(settings)}
+        secret = fsio.read_text(root / PROBE_SECRET_FILE)
     credentials = load_credentials(settings, texts)
-    secret = fsio.read_text(root / PROBE_SECRET_FILE)
     return Project(root, settings, credentials, secret.strip() if secret else None)
 
 

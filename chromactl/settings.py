@@ -24,11 +24,11 @@ TOKEN_HEADERS = ("Authorization", "X-Chroma-Token")
 # Current Chroma, behind chromactl's gateway: today's clients (1.x) cannot use a 0.6 server.
 DEFAULT_IMAGE = "chromadb/chroma:1.5.9"
 DEFAULT_PORT = 8000
-DEFAULT_BCRYPT_ROUNDS = 12
+DEFAULT_BCRYPT_ROUNDS = 6  # for chosen passwords; generated ones: credentials.GENERATED_ROUNDS
 GATEWAYS = ("nginx", "none")
 DEFAULT_GATEWAY_IMAGE = "nginx:1.27.5"  # the official image, pinned
-MIN_BCRYPT_ROUNDS = 10
-MAX_BCRYPT_ROUNDS = 31
+MIN_BCRYPT_ROUNDS = 4
+MAX_BCRYPT_ROUNDS = 14
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")

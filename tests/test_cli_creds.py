@@ -85,18 +85,24 @@ def test_basic_add_with_password_stdin_verified_by_apache_htpasswd(basic_project
     assert users(basic_project.project)["alice"] == {"id": "alice", "role": "writer"}
 
 
-def test_default_bcrypt_cost_is_12_and_apache_accepts_it(chromactl):
+def test_bcrypt_costs_generated_4_chosen_6_and_apache_accepts_them(chromactl):
+    """A generated password is strong by its randomness: the cheapest cost, since basic auth
+    pays the hash on every request. A chosen one gets the project's cost, 6 by default."""
     htpasswd = htpasswd_binary()
     doc = json.loads(ok(chromactl("init", "--auth", "basic", "--json")).stdout)
-    line = next(l for l in (chromactl.project / "server.htpasswd").read_text().splitlines() if l.startswith("admin:"))
-    assert line.split(":")[1].startswith("$2b$12$")
-    check = subprocess.run([htpasswd, "-v", "-i", str(chromactl.project / "server.htpasswd"), "admin"],
-                           input=doc["secret"], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
+    ok(chromactl("creds", "add", "carol", "--password-stdin", "--no-apply", input="carol chose this one\n"))
+    lines = dict(l.split(":", 1) for l in (chromactl.project / "server.htpasswd").read_text().splitlines())
+    assert lines["admin"].startswith("$2b$04$") and lines["chromactl-probe"].startswith("$2b$04$")
+    assert lines["carol"].startswith("$2b$06$")
+    for user, password in (("admin", doc["secret"]), ("carol", "carol chose this one")):
+        check = subprocess.run([htpasswd, "-v", "-i", str(chromactl.project / "server.htpasswd"), user],
+                               input=password, capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
 
 
 def test_bcrypt_rounds_flag_over_env(basic_project):
-    ok(basic_project("creds", "add", "alice", "--bcrypt-rounds", "11", env=ROUNDS))
+    ok(basic_project("creds", "add", "alice", "--bcrypt-rounds", "11", "--password-stdin", env=ROUNDS,
+                     input="alice chose this one"))
     line = next(l for l in (basic_project.project / "server.htpasswd").read_text().splitlines() if l.startswith("alice:"))
     assert line.split(":")[1].startswith("$2b$11$")
 
@@ -209,7 +215,7 @@ def test_concurrent_basic_adds_all_land(basic_project):
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
     text = (basic_project.project / "server.htpasswd").read_text()
-    assert all(f"{name}:$2b$10$" in text for name in names)
+    assert all(f"{name}:$2b$04$" in text for name in names)  # generated: the cheap cost
     assert set(names) <= set(users(basic_project.project))
 
 

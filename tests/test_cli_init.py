@@ -21,7 +21,7 @@ def test_init_defaults_write_every_file(chromactl):
 
     settings = yaml.safe_load((project / "chromactl.yaml").read_text())
     assert settings == {"name": "proj", "auth": "token", "rbac": True, "token_header": "Authorization",
-                        "image": "chromadb/chroma:1.5.9", "host": "0.0.0.0", "port": 8000, "bcrypt_rounds": 12,
+                        "image": "chromadb/chroma:1.5.9", "host": "0.0.0.0", "port": 8000, "bcrypt_rounds": 6,
                         "gateway": "nginx", "gateway_image": "nginx:1.27.5"}  # current Chroma, behind the gateway
     authz = yaml.safe_load((project / "authz.yaml").read_text())
     admin = next(u for u in authz["users"] if u["id"] == "admin")
@@ -52,7 +52,8 @@ def test_basic_auth_with_password_from_stdin(chromactl):
     assert doc["secret"] == "open sesame:42 and more"
     lines = (chromactl.project / "server.htpasswd").read_text().splitlines()
     assert [line.split(":")[0] for line in lines] == ["chromactl-probe", "admin"]
-    assert all(line.split(":")[1].startswith("$2b$12$") for line in lines)
+    costs = [line.split(":")[1][:7] for line in lines]
+    assert costs == ["$2b$04$", "$2b$06$"]  # the probe's generated password; the admin's chosen one
     assert mode(chromactl.project / "server.htpasswd") == 0o600
     authz = yaml.safe_load((chromactl.project / "authz.yaml").read_text())
     assert {u["id"]: u["role"] for u in authz["users"]} == {"chromactl-probe": "chromactl-probe", "admin": "admin"}
@@ -196,16 +197,19 @@ def _cost(project, user="admin"):
 
 
 def test_bcrypt_rounds_apply_to_the_first_admin_and_probe(chromactl, tmp_path):
-    """--bcrypt-rounds (and CHROMACTL_BCRYPT_ROUNDS) reach init, and the init that `up` runs."""
-    ok(chromactl("init", "--auth", "basic", "--bcrypt-rounds", "10"))
-    assert _cost(chromactl.project) == 10 and _cost(chromactl.project, "chromactl-probe") == 10
+    """--bcrypt-rounds (and CHROMACTL_BCRYPT_ROUNDS) reach init, and the init that `up` runs.
+    They set the cost of chosen passwords; generated ones always use 4."""
+    ok(chromactl("init", "--auth", "basic", "--bcrypt-rounds", "10", "--password-stdin",
+                 input="the admin chose this\n"))
+    assert _cost(chromactl.project) == 10 and _cost(chromactl.project, "chromactl-probe") == 4
     assert yaml.safe_load((chromactl.project / "chromactl.yaml").read_text())["bcrypt_rounds"] == 10
 
     from conftest import run_chromactl
 
     by_env = tmp_path / "by-env"
     by_env.mkdir()
-    ok(run_chromactl("init", "--auth", "basic", cwd=by_env, env={"CHROMACTL_BCRYPT_ROUNDS": "11"}))
+    ok(run_chromactl("init", "--auth", "basic", "--password-stdin", cwd=by_env, env={"CHROMACTL_BCRYPT_ROUNDS": "11"},
+                     input="the admin chose this\n"))
     assert _cost(by_env) == 11
 
     # `up` in an empty folder creates the project first (then cannot reach an engine here).
@@ -214,7 +218,8 @@ def test_bcrypt_rounds_apply_to_the_first_admin_and_probe(chromactl, tmp_path):
     result = run_chromactl("up", cwd=empty, env={"CHROMACTL_AUTH": "basic", "CHROMACTL_BCRYPT_ROUNDS": "10",
                                                  "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert result.returncode == 3, result.stderr
-    assert _cost(empty) == 10 and _cost(empty, "chromactl-probe") == 10
+    assert yaml.safe_load((empty / "chromactl.yaml").read_text())["bcrypt_rounds"] == 10
+    assert _cost(empty) == 4 and _cost(empty, "chromactl-probe") == 4  # generated
     assert "Next: chromactl up" not in result.stdout  # it is what is running
     assert "password of user 'admin'" in result.stdout
 

@@ -288,3 +288,47 @@ def test_status_says_why_and_up_heals_a_dead_port_and_a_stranded_chroma(gateway_
     assert status["pending"] == [f"restart needed: {p.container} (its gateway restarted after it)"]
     _, doc = up(p)
     assert doc["action"] == "restarted" and http_status(p.url + COLLECTIONS) == 403
+
+
+def test_costly_hashes_are_flagged_limited_and_rehashed_by_rotate(gateway_project):
+    """A user whose bcrypt hash is slow (chosen at cost 12, the old default) costs every
+    request that hash: status flags the user, the gateway answers an address that tries it
+    too often with 429 before running bcrypt, and `creds rotate` re-hashes under the policy."""
+    import base64
+    import http.client
+
+    p = gateway_project("--auth", "basic")
+    ok(p("creds", "add", "lee", "--role", "reader", "--bcrypt-rounds", "12", "--password-stdin",
+         input="lee chose this long one"))
+    ok(p("up"))
+    status = json.loads(ok(p("status", "--json")).stdout)[0]
+    assert status["costly_users"] == ["lee"]
+    assert "lee" in p("status").stderr and "creds rotate" in p("status").stderr
+
+    def attempts(password, count=25):
+        connection = http.client.HTTPConnection("127.0.0.1", p.port, timeout=30)
+        credential = base64.b64encode(f"lee:{password}".encode()).decode()
+        seen = []
+        for _ in range(count):
+            connection.request("GET", COLLECTIONS, headers={"Authorization": "Basic " + credential})
+            response = connection.getresponse()
+            response.read()
+            seen.append(response.status)
+        connection.close()
+        return seen
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert attempts("lee chose this long one", 1) == [200]  # a hash made at another cost still verifies
+    with ThreadPoolExecutor(4) as pool:  # a guesser on four connections
+        wrong = sum(pool.map(lambda _: attempts("wrong password guess", 10), range(4)), [])
+    # A burst of 20 passes (one was spent above), then 26 a minute at cost 12.
+    assert set(wrong) == {401, 429} and wrong.count(401) <= 22, wrong
+
+    new = json.loads(ok(p("creds", "rotate", "lee", "--json")).stdout)
+    assert "reloaded" in new["applied"]
+    assert json.loads(ok(p("status", "--json")).stdout)[0]["costly_users"] == []
+    with ThreadPoolExecutor(4) as pool:
+        wrong = sum(pool.map(lambda _: attempts("wrong password guess", 10), range(4)), [])
+    assert set(wrong) == {401}  # cheap now: no limit needed
+    assert attempts(new["secret"], 1) == [200]

@@ -15,7 +15,7 @@ STORED = {"name": "stored", "auth": "basic", "rbac": False, "token_header": "Aut
     ({"auth": "none"}, None, "rbac", False),
     ({}, None, "port", 8000),
     ({}, None, "image", "chromadb/chroma:1.5.9"),
-    ({}, None, "bcrypt_rounds", 12),
+    ({}, None, "bcrypt_rounds", 6),
     ({}, STORED, "port", 9000),  # file over default
     ({"port": 9100}, STORED, "port", 9100),  # flag (or env, folded in by the CLI) over file
     ({"port": None}, STORED, "port", 9000),  # None means not given
@@ -34,7 +34,8 @@ def test_precedence(given, stored, field, expected):
     ({"auth": "none", "rbac": True}, "RBAC needs authentication"),
     ({"name": "bad name"}, "invalid name"),
     ({"image": "has space"}, "invalid image"),
-    ({"bcrypt_rounds": 9}, "bcrypt rounds"),
+    ({"bcrypt_rounds": 3}, "bcrypt rounds"),
+    ({"bcrypt_rounds": 15}, "bcrypt rounds"),
     ({"token_header": "X-Token"}, "unknown token header"),
 ])
 def test_invalid_values(given, message):

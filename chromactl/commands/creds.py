@@ -13,6 +13,7 @@ from chromactl.credentials import (
     PROBE_USER,
     User,
     check_username,
+    GENERATED_ROUNDS,
     generate_password,
     generate_token,
     hash_password,
@@ -114,11 +115,12 @@ def _check_token_unused(project: Project, name: str, secret: str) -> None:
         raise ChromactlError("that token is already in use by another user")
 
 
-def _with_secret(project: Project, user: User, secret: str) -> User:
+def _with_secret(project: Project, user: User, secret: str, generated: bool) -> User:
     if project.settings.auth == "token":
         _check_token_unused(project, user.name, secret)
         return replace(user, tokens=(secret,))
-    return replace(user, password_hash=hash_password(secret, project.settings.bcrypt_rounds))
+    rounds = GENERATED_ROUNDS if generated else project.settings.bcrypt_rounds
+    return replace(user, password_hash=hash_password(secret, rounds))
 
 
 def _reload_locked(root: Path, before: Project, given: Mapping[str, Any] | None) -> Project:
@@ -153,7 +155,7 @@ def add_user(root: Path, name: str, role: str | None, source: SecretSource,
         role = None
 
     secret, generated = _take_secret(project, source)
-    user = _with_secret(project, User(name=name, role=role), secret)  # bcrypt runs before taking the lock
+    user = _with_secret(project, User(name=name, role=role), secret, generated)  # bcrypt runs before taking the lock
     with project_lock(project.root):
         current = _reload_locked(root, project, given)
         if current.credentials.get(name) is not None:
@@ -170,7 +172,7 @@ def rotate_user(root: Path, name: str, source: SecretSource, given: Mapping[str,
     if existing is None:
         raise ChromactlError(f"no user {name!r} in this project", hint="see `chromactl creds list`")
     secret, generated = _take_secret(project, source)
-    user = _with_secret(project, existing, secret)
+    user = _with_secret(project, existing, secret, generated)
     with project_lock(project.root):
         current = _reload_locked(root, project, given)
         if current.credentials.get(name) is None:

@@ -14,6 +14,7 @@ from chromactl.credentials import (
     Credentials,
     User,
     credential_file_names,
+    GENERATED_ROUNDS,
     generate_password,
     generate_token,
     hash_password,
@@ -57,8 +58,10 @@ def new_secret_user(settings: Settings, name: str, role: str | None, password: s
     if settings.auth == "token":
         secret = generate_token()
         return User(name=name, role=role, tokens=(secret,)), secret
-    secret = password if password is not None else generate_password()
-    return User(name=name, role=role, password_hash=hash_password(secret, settings.bcrypt_rounds)), secret
+    if password is None:
+        secret = generate_password()
+        return User(name=name, role=role, password_hash=hash_password(secret, GENERATED_ROUNDS)), secret
+    return User(name=name, role=role, password_hash=hash_password(password, settings.bcrypt_rounds)), password
 
 
 def init_project(root: Path, given: Mapping[str, Any], *, force: bool = False,

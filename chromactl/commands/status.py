@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from chromactl.credentials import CHEAP_ROUNDS, hash_cost
 from chromactl.errors import ChromactlError
 from chromactl.plan import plan_container, plan_gateway, started
 from chromactl.probe import heartbeat, http_status, port_open, probe_auth, server_version
@@ -47,6 +48,7 @@ class InstanceStatus:
     pending: tuple[str, ...] | None = None  # what `chromactl up` would do; None: cannot tell
     problem: str | None = None  # why a running instance does not answer, and what to do
     hint: str | None = None
+    costly_users: tuple[str, ...] = ()  # basic auth users whose hash costs each request > a few ms
 
 
 def status(root: Path, *, all_instances: bool = False) -> list[InstanceStatus]:
@@ -114,7 +116,8 @@ def _from_engine(engine, key: tuple[str, str], services: dict, project: Project 
         url=url_for(*front.published) if front and front.published else None,
         volume=chroma.volume if chroma else None, auth_mode=front.labels.get(LABEL_AUTH) if front else None,
         auth_enforced=None, drift=None if pending is None else bool(pending), project=project_path or None,
-        gateway={"container": gateway.name, "state": gateway.state} if gateway else None, pending=pending)
+        gateway={"container": gateway.name, "state": gateway.state} if gateway else None, pending=pending,
+        costly_users=costly_users(project))
     exposed = gateway is not None and chroma is not None and chroma.published is not None
     return _Seen(status, project, exposed)
 
@@ -141,6 +144,14 @@ def _probe(seen: _Seen) -> InstanceStatus:
     if seen.exposed_around_gateway:
         healthy = False  # Chroma reachable around its gateway
     return replace(status, healthy=healthy, heartbeat_ms=beat.latency_ms, version=version, auth_enforced=enforced)
+
+
+def costly_users(project: Project | None) -> tuple[str, ...]:
+    """Users whose password hash makes each of their requests cost more than a few ms of CPU
+    (bcrypt above CHEAP_ROUNDS, e.g. made at the old default of 12)."""
+    if project is None or project.settings.auth != "basic":
+        return ()
+    return tuple(u.name for u in project.credentials.users if (hash_cost(u.password_hash) or 0) > CHEAP_ROUNDS)
 
 
 def _why_silent(status: InstanceStatus) -> tuple[str, str]:
