@@ -10,9 +10,10 @@ import base64
 import http.client
 import json
 import socket
+import ssl
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Union
 from urllib.parse import urlsplit
 
 from chromactl.credentials import PROBE_USER
@@ -26,9 +27,49 @@ PROTECTED = {
 }
 
 
-def _get(url: str, path: str, headers: dict[str, str] | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
-    parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a server answers, and for https how to trust it: the project's CA, and the name
+    its certificate must carry when that is not the URL's host."""
+
+    url: str
+    cafile: str | None = None
+    server_name: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("https://")
+
+
+Target = Union[Endpoint, str]
+
+
+class _VerifiedHTTPS(http.client.HTTPSConnection):
+    """HTTPS that checks the certificate against one CA and an expected name, which may
+    differ from the address connected to (a server on 0.0.0.0 reached on 127.0.0.1)."""
+
+    def __init__(self, host: str, port: int, endpoint: Endpoint, timeout: float):
+        context = ssl.create_default_context(cafile=endpoint.cafile)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._server_name = endpoint.server_name or host
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_name)
+
+
+def _endpoint(target: Target) -> Endpoint:
+    return target if isinstance(target, Endpoint) else Endpoint(target)
+
+
+def _get(target: Target, path: str, headers: dict[str, str] | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
+    endpoint = _endpoint(target)
+    parts = urlsplit(endpoint.url)
+    if endpoint.tls:
+        connection: http.client.HTTPConnection = _VerifiedHTTPS(parts.hostname, parts.port, endpoint, timeout)
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         connection.request("GET", path, headers=headers or {})
         response = connection.getresponse()
@@ -46,7 +87,7 @@ def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def http_status(url: str, path: str) -> int | None:
+def http_status(url: Target, path: str) -> int | None:
     """The status a GET of the path gets, or None without an answer."""
     try:
         return _get(url, path)[0]
@@ -58,14 +99,17 @@ def http_status(url: str, path: str) -> int | None:
 class Heartbeat:
     ok: bool
     latency_ms: float | None = None
+    tls_error: str | None = None  # the server answered TLS with a certificate that does not verify
     api: str | None = None  # "/api/v2" or "/api/v1"
 
 
-def heartbeat(url: str, timeout: float = 3.0) -> Heartbeat:
+def heartbeat(url: Target, timeout: float = 3.0) -> Heartbeat:
     for api, path in ((V2, V2 + "/heartbeat"), (V1, V1 + "/heartbeat")):
         started = time.perf_counter()
         try:
             status, _ = _get(url, path, timeout=timeout)
+        except ssl.SSLCertVerificationError as exc:
+            return Heartbeat(False, tls_error=exc.verify_message or str(exc))
         except (OSError, http.client.HTTPException):
             return Heartbeat(False)
         if status == 200:
@@ -75,7 +119,7 @@ def heartbeat(url: str, timeout: float = 3.0) -> Heartbeat:
     return Heartbeat(False)
 
 
-def server_version(url: str, api: str) -> str | None:
+def server_version(url: Target, api: str) -> str | None:
     try:
         status, body = _get(url, api + "/version")
         return str(json.loads(body)) if status == 200 else None
@@ -105,7 +149,7 @@ class AuthProbe:
         return self.credential_status == 200
 
 
-def probe_auth(url: str, api: str, settings: Settings | None, probe_secret: str | None) -> AuthProbe:
+def probe_auth(url: Target, api: str, settings: Settings | None, probe_secret: str | None) -> AuthProbe:
     path = PROTECTED[api]
 
     def status_of(headers: dict[str, str]) -> int | None:
@@ -121,7 +165,7 @@ def probe_auth(url: str, api: str, settings: Settings | None, probe_secret: str 
     return AuthProbe(anonymous, with_credential)
 
 
-def wait_for_heartbeat(url: str, timeout: float, still_running: Callable[[], bool]) -> Heartbeat | None:
+def wait_for_heartbeat(url: Target, timeout: float, still_running: Callable[[], bool]) -> Heartbeat | None:
     """Poll with a short backoff until the heartbeat answers (its Heartbeat), the
     container stops (None), or the time runs out (a failed Heartbeat)."""
     deadline = time.monotonic() + timeout
@@ -131,7 +175,7 @@ def wait_for_heartbeat(url: str, timeout: float, still_running: Callable[[], boo
     checks = 0
     while True:
         beat = heartbeat(url, timeout=2.0)
-        if beat.ok:
+        if beat.ok or beat.tls_error:
             return beat
         checks += 1
         if checks % 10 == 0 and not still_running():

@@ -27,11 +27,13 @@ DEFAULT_PORT = 8000
 DEFAULT_BCRYPT_ROUNDS = 6  # for chosen passwords; generated ones: credentials.GENERATED_ROUNDS
 GATEWAYS = ("nginx", "none")
 DEFAULT_GATEWAY_IMAGE = "nginx:1.27.5"  # the official image, pinned
+TLS_MODES = ("auto", "files", "off")
 MIN_BCRYPT_ROUNDS = 4
 MAX_BCRYPT_ROUNDS = 14
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
+_DNS_NAME_RE = re.compile(r"(?=.{1,253}$)(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class Settings:
     bcrypt_rounds: int = DEFAULT_BCRYPT_ROUNDS
     gateway: str = "none"
     gateway_image: str = DEFAULT_GATEWAY_IMAGE
+    tls: str = "off"  # auto: chromactl's own CA; files: the operator's; off
+    tls_san: tuple[str, ...] = ()  # more names for the auto certificate
+    tls_cert: str | None = None  # files: paths to the certificate (with its chain), key and CA
+    tls_key: str | None = None
+    tls_ca: str | None = None
 
     @property
     def uses_gateway(self) -> bool:
@@ -55,8 +62,12 @@ class Settings:
     def auth_enabled(self) -> bool:
         return self.auth != "none"
 
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls != "off"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "tls_san": list(self.tls_san)}
 
 
 FIELDS = tuple(Settings.__dataclass_fields__)
@@ -89,17 +100,24 @@ def resolve_settings(
     settings = Settings(
         name=pick("name", default_name(folder_name)),
         auth=auth,
-        rbac=pick("rbac", derived_default("rbac", auth, image)),
+        rbac=pick("rbac", derived_default("rbac", auth, image, "")),
         token_header=pick("token_header", "Authorization"),
         image=image,
-        host=pick("host", derived_default("host", auth, image)),
+        host=pick("host", derived_default("host", auth, image, "")),
         port=pick("port", DEFAULT_PORT),
         bcrypt_rounds=pick("bcrypt_rounds", DEFAULT_BCRYPT_ROUNDS),
         gateway=pick("gateway", None),
         gateway_image=pick("gateway_image", DEFAULT_GATEWAY_IMAGE),
+        tls=pick("tls", None),
+        tls_san=tuple(pick("tls_san", ()) or ()),
+        tls_cert=pick("tls_cert", None),
+        tls_key=pick("tls_key", None),
+        tls_ca=pick("tls_ca", None),
     )
     if settings.gateway is None:
         settings = replace(settings, gateway=default_gateway(settings.auth, settings.image))
+    if settings.tls is None:
+        settings = replace(settings, tls=derived_default("tls", auth, image, settings.host))
     problem = validate_settings(settings)
     if problem:
         key, message = problem
@@ -109,18 +127,27 @@ def resolve_settings(
 
 
 # Settings whose default follows from others: auth decides RBAC and the address, the
-# image decides the gateway.
-DERIVED = ("rbac", "host", "gateway")
+# image decides the gateway, the address decides TLS.
+DERIVED = ("rbac", "host", "gateway", "tls")
 
 
-def derived_default(key: str, auth: str, image: str) -> Any:
+def derived_default(key: str, auth: str, image: str, host: str) -> Any:
     if key == "rbac":
         return auth != "none"
     if key == "host":
         return "0.0.0.0" if auth != "none" else "127.0.0.1"
     if key == "gateway":
         return default_gateway(auth, image)
+    if key == "tls":  # no secret crosses a network in cleartext; loopback never leaves the machine
+        return "off" if is_loopback(host) else "auto"
     raise KeyError(key)
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def without_derived_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,8 +156,9 @@ def without_derived_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
     gets its gateway) while a value the operator chose is kept."""
     auth = stored.get("auth", "token")
     image = stored.get("image", DEFAULT_IMAGE)
+    host = stored.get("host", derived_default("host", auth, image, ""))
     return {key: value for key, value in stored.items()
-            if key not in DERIVED or value != derived_default(key, auth, image)}
+            if key not in DERIVED or value != derived_default(key, auth, image, host)}
 
 
 def default_gateway(auth: str, image: str) -> str:
@@ -166,10 +194,27 @@ def validate_settings(s: Settings) -> tuple[str, str] | None:
         return "gateway", "a gateway enforces auth: with auth none there is nothing for it to do"
     if not isinstance(s.gateway_image, str) or not _IMAGE_RE.fullmatch(s.gateway_image):
         return "gateway_image", f"invalid image reference {s.gateway_image!r}"
+    if s.tls not in TLS_MODES:
+        return "tls", f"unknown tls mode {s.tls!r}: use {', '.join(TLS_MODES)}"
+    for name in s.tls_san:
+        if not isinstance(name, str) or not (_DNS_NAME_RE.fullmatch(name) or _is_ip(name)):
+            return "tls_san", f"invalid name {name!r} for the certificate: give a DNS name or an IP address"
+    if s.tls == "files":
+        for key in ("tls_cert", "tls_key", "tls_ca"):
+            if not getattr(s, key):
+                return key, f"tls files needs {key.replace('_', '-')} (a path to a PEM file)"
     rounds = s.bcrypt_rounds
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not MIN_BCRYPT_ROUNDS <= rounds <= MAX_BCRYPT_ROUNDS:
         return "bcrypt_rounds", f"bcrypt rounds must be a number from {MIN_BCRYPT_ROUNDS} to {MAX_BCRYPT_ROUNDS}, not {rounds!r}"
     return None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def parse_settings_file(text: str) -> dict[str, Any]:
@@ -182,13 +227,18 @@ def parse_settings_file(text: str) -> dict[str, Any]:
         if key not in FIELDS:
             raise ProjectFileError(SETTINGS_FILE, f"unknown setting {key!r}", data.line_of(key),
                                    hint=f"known settings: {', '.join(FIELDS)}")
-    optional = ("bcrypt_rounds", "gateway", "gateway_image")
+    optional = ("bcrypt_rounds", "gateway", "gateway_image", "tls", "tls_san", "tls_cert", "tls_key", "tls_ca")
     missing = [key for key in FIELDS if key not in data and key not in optional]
     if missing:
         raise ProjectFileError(SETTINGS_FILE, f"missing setting {missing[0]!r}")
-    settings = Settings(**{key: data[key] for key in FIELDS if key in data})
+    values = {key: data[key] for key in FIELDS if key in data}
+    if isinstance(values.get("tls_san"), list):
+        values["tls_san"] = tuple(values["tls_san"])
+    settings = Settings(**values)
     if "gateway" not in data:
         settings = replace(settings, gateway=default_gateway(settings.auth, settings.image))
+    if "tls" not in data:
+        settings = replace(settings, tls=derived_default("tls", settings.auth, settings.image, settings.host))
     problem = validate_settings(settings)
     if problem:
         key, message = problem

@@ -22,7 +22,9 @@ def test_init_defaults_write_every_file(chromactl):
     settings = yaml.safe_load((project / "chromactl.yaml").read_text())
     assert settings == {"name": "proj", "auth": "token", "rbac": True, "token_header": "Authorization",
                         "image": "chromadb/chroma:1.5.9", "host": "0.0.0.0", "port": 8000, "bcrypt_rounds": 6,
-                        "gateway": "nginx", "gateway_image": "nginx:1.27.5"}  # current Chroma, behind the gateway
+                        "gateway": "nginx", "gateway_image": "nginx:1.27.5",  # current Chroma, behind the gateway
+                        # published beyond loopback: TLS with a CA of the project's own
+                        "tls": "auto", "tls_san": [], "tls_cert": None, "tls_key": None, "tls_ca": None}
     authz = yaml.safe_load((project / "authz.yaml").read_text())
     admin = next(u for u in authz["users"] if u["id"] == "admin")
     assert admin == {"id": "admin", "role": "admin", "tokens": [doc["secret"]]}
