@@ -222,6 +222,15 @@ class Engine:
                     return name
         return None
 
+    def exec(self, name: str, command: list[str]) -> str | None:
+        """Run a command in a running container: None when it succeeds, else its last output line."""
+        with _translated(f"cannot run {command[0]} in {name}"):
+            created = self._api.exec_create(name, command, stdout=True, stderr=True)
+            output = self._api.exec_start(created["Id"]).decode(errors="replace").strip()
+            if self._api.exec_inspect(created["Id"]).get("ExitCode") == 0:
+                return None
+            return output.splitlines()[-1] if output else f"{command[0]} failed"
+
     def signal(self, name: str, signal: str) -> None:
         with _translated(f"cannot signal {name}"):
             self._api.kill(name, signal=signal)

@@ -17,6 +17,7 @@ from rich.table import Table
 from chromactl.commands.creds import ListResult, RemoveResult, SecretResult
 from chromactl.commands.init import InitResult
 from chromactl.credentials import CHEAP_ROUNDS
+from chromactl.tls import WARN_DAYS as TLS_WARN_DAYS
 from chromactl.envfile import BASIC_CLIENT, TOKEN_CLIENT, describe_auth
 from chromactl.errors import ChromactlError
 
@@ -217,19 +218,30 @@ class ProgressReporter:
         self._err.out(text, end="", highlight=False)
 
 
+def _tls_document(tls, mode: str) -> dict | None:
+    if tls is None:
+        return None
+    return {"mode": mode, "ca": str(tls.ca_path), "fingerprint": tls.info.fingerprint,
+            "days_left": tls.info.days_left, "names": list(tls.info.names)}
+
+
 def _connect_snippets(result: UpResult) -> str:
     s = result.project.settings
     host, port = result.url.rsplit("//", 1)[1].rsplit(":", 1)
     host = host.strip("[]")
+    ssl, js_env, verify = "", "", ""
+    if result.tls is not None:
+        # Clients must trust the project's CA; Node's built-in fetch takes it from the environment only.
+        ssl = ", ssl=True"
+        js_env = f" (run node with NODE_EXTRA_CA_CERTS={result.tls.ca_path})"
+        verify = f"chroma_server_ssl_verify=\"{result.tls.ca_path}\""
     if not s.auth_enabled:
-        return (f"Python:      chromadb.HttpClient(host={host!r}, port={port})\n"
-                f"JavaScript:  new ChromaClient({{ path: \"{result.url}\" }})")
+        settings = f", settings=Settings({verify})" if verify else ""
+        return (f"Python:      chromadb.HttpClient(host={host!r}, port={port}{ssl}{settings})\n"
+                f"JavaScript{js_env}:  new ChromaClient({{ path: \"{result.url}\" }})")
     var = "CHROMA_CLIENT_AUTH_CREDENTIALS"
     what = "a token" if s.auth == "token" else "USER:PASSWORD"
-    if s.auth == "token":
-        py_provider, js_provider = TOKEN_CLIENT, "token"
-    else:
-        py_provider, js_provider = BASIC_CLIENT, "basic"
+    py_provider, js_provider = (TOKEN_CLIENT, "token") if s.auth == "token" else (BASIC_CLIENT, "basic")
     py_extra = js_extra = ""
     if s.auth == "token" and s.token_header == "X-Chroma-Token":
         py_extra = ',\n        chroma_auth_token_transport_header="X-Chroma-Token"'
@@ -239,10 +251,11 @@ def _connect_snippets(result: UpResult) -> str:
         "Python:\n"
         "    import os, chromadb\n"
         "    from chromadb.config import Settings\n"
-        f"    client = chromadb.HttpClient(host={host!r}, port={port}, settings=Settings(\n"
-        f"        chroma_client_auth_provider=\"{py_provider}\",\n"
+        f"    client = chromadb.HttpClient(host={host!r}, port={port}{ssl}, settings=Settings(\n"
+        + (f"        {verify},\n" if verify else "")
+        + f"        chroma_client_auth_provider=\"{py_provider}\",\n"
         f"        chroma_client_auth_credentials=os.environ[\"{var}\"]{py_extra}))\n"
-        "JavaScript:\n"
+        f"JavaScript{js_env}:\n"
         f"    const client = new ChromaClient({{ path: \"{result.url}\",\n"
         f"      auth: {{ provider: \"{js_provider}\", credentials: process.env.{var}{js_extra} }} }});"
     )
@@ -265,6 +278,7 @@ def up_result(result: UpResult, as_json: bool) -> None:
         }
         if result.gateway is not None:
             document["gateway"] = {"container": result.gateway.name, "action": result.gateway_action}
+        document["tls"] = _tls_document(result.tls, s.tls)
         if result.init is not None:
             document["init"] = {"project": str(result.init.project), "user": result.init.user,
                                 "role": result.init.role, "secret": result.init.secret}
@@ -293,7 +307,7 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
         print_json([{**{key: getattr(i, key) for key in STATUS_KEYS},
                      "auth": {"mode": i.auth_mode, "enforced": i.auth_enforced}, "drift": i.drift,
                      "pending": list(i.pending) if i.pending is not None else None,
-                     "problem": i.problem, "hint": i.hint, "costly_users": list(i.costly_users),
+                     "problem": i.problem, "hint": i.hint, "costly_users": list(i.costly_users), "tls": i.tls,
                      **({"gateway": i.gateway} if i.gateway else {})}
                     for i in instances])
         return
@@ -309,12 +323,16 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
             auth += {True: " (enforced)", False: " (NOT ENFORCED)", None: ""}[i.auth_enforced]
         if i.gateway:
             auth += " via gateway"
+        if i.tls:
+            auth += f", TLS ({i.tls['days_left']} days left)"
         table.add_row(i.name, i.state, "yes" if i.healthy else "NO",
                       f"{i.heartbeat_ms:.0f} ms" if i.heartbeat_ms is not None else "-", i.version or "-",
                       i.url or "-", auth, "?" if i.pending is None else "; ".join(i.pending) or "-",
                       i.image or "-", i.volume or "-")
     stdout().print(table)
     for i in instances:
+        if i.tls and i.tls["days_left"] < TLS_WARN_DAYS:
+            warn(f"{i.name}: its certificate expires in {i.tls['days_left']} days: `chromactl tls renew`")
         if i.costly_users:
             warn(f"{i.name}: every request by {', '.join(i.costly_users)} costs the server a slow bcrypt hash "
                  f"(cost above {CHEAP_ROUNDS}); `chromactl creds rotate USER` re-hashes it (a generated password "

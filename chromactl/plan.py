@@ -15,8 +15,10 @@ from chromactl.envfile import ENV_FILE, parse_env_file, server_environment
 from chromactl.errors import ChromactlError
 from chromactl.gateway import LISTEN_PORT, UNPRIVILEGED_ID, gateway_spec, render_gateway, uncovered_actions
 from chromactl.images import auth_verdict, data_path
-from chromactl.project import Project
-from chromactl.spec import LABEL_PROJECT, ContainerSpec, build_spec, loopback_command
+from chromactl.probe import Endpoint
+from chromactl.project import Project, project_lock
+from chromactl.tls import CertInfo, Issued, cert_info, check_server_files, issue_server, new_ca, server_names
+from chromactl.spec import LABEL_PROJECT, ContainerSpec, build_spec, loopback_command, tls_command, url_for
 
 if TYPE_CHECKING:
     from chromactl.engine import ContainerInfo
@@ -78,13 +80,20 @@ def check_probe(project: Project) -> None:
 
 
 def plan_container(project: Project, image_id: str, image_config: dict | None = None,
-                   namespace_of: str | None = None) -> ContainerSpec:
-    """Chroma's container; `image_config` is the image's Config (working dir, command), and
-    `namespace_of` the id of the gateway container whose network namespace it joins."""
+                   namespace_of: str | None = None, tls: TlsMaterial | None = None) -> ContainerSpec:
+    """Chroma's container; `image_config` is the image's Config (working dir, command),
+    `namespace_of` the id of the gateway container whose network namespace it joins, and
+    `tls` the certificate it serves itself when no gateway terminates TLS for it."""
     config = image_config or {}
-    command = loopback_command(config.get("Cmd")) if project.settings.uses_gateway else None
-    return build_spec(str(project.root), project.settings, read_environment(project), mounted_files(project),
-                      image_id, data_path(project.settings.image, config.get("WorkingDir")), command, namespace_of)
+    settings = project.settings
+    command = tls_dir = tls_files = None
+    if settings.uses_gateway:
+        command = loopback_command(config.get("Cmd"))
+    elif tls is not None:
+        command = tls_command(config.get("Cmd"), f"{CONTAINER_TLS_DIR}/server.key", f"{CONTAINER_TLS_DIR}/server.pem")
+        tls_dir, tls_files = (str(project.root / SERVER_TLS_DIR), CONTAINER_TLS_DIR), tls.files()
+    return build_spec(str(project.root), settings, read_environment(project), mounted_files(project), image_id,
+                      data_path(settings.image, config.get("WorkingDir")), command, namespace_of, tls_dir, tls_files)
 
 
 def env_file_path(project: Project) -> Path:
@@ -132,7 +141,7 @@ def gateway_user() -> tuple[int, int]:
 
 
 def plan_gateway(project: Project, image_id: str | None = None, *, folder: str = GATEWAY_DIR,
-                 listen: int = LISTEN_PORT) -> GatewayPlan:
+                 listen: int = LISTEN_PORT, tls: TlsMaterial | None = None) -> GatewayPlan:
     """The gateway's configuration rendered from the project's credentials (0600, owned
     by the gateway's user: it holds tokens or password hashes), and its container when
     `image_id` is given."""
@@ -143,7 +152,8 @@ def plan_gateway(project: Project, image_id: str | None = None, *, folder: str =
             raise ChromactlError(f"the gateway's route table has no route for action {missing[0]!r}, "
                                  "which a role in authz.yaml grants",
                                  hint="remove the action from roles_mapping, or update chromactl")
-    rendered = render_gateway(settings, project.credentials, listen=listen)
+    rendered = render_gateway(settings, project.credentials, listen=listen,
+                              tls=(tls.cert, tls.key) if tls is not None else None)
     user = gateway_user()
     target = project.root / folder
     files = {target / name: (text, 0o600, *user) for name, text in rendered.items()}
@@ -183,3 +193,98 @@ def started(info: ContainerInfo) -> datetime:
         return datetime.fromisoformat(f"{stamp}.{(fraction + '000000')[:6]}")
     except ValueError:
         return datetime.min
+
+
+# --- TLS --------------------------------------------------------------------------------------
+
+TLS_DIR = ".chromactl/tls"  # the project's CA (ca.key never leaves this folder)
+SERVER_TLS_DIR = ".chromactl/tls/server"  # what a server is given: server.pem (with its chain), server.key
+CONTAINER_TLS_DIR = "/etc/chromactl/tls"  # where Chroma 0.x finds that folder, natively
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    cert: str  # PEM: the server's certificate, then its chain
+    key: str  # PEM, private
+    ca_path: Path  # the CA clients trust, absolute
+    info: CertInfo
+    server_name: str | None  # the name to check when chromactl probes over loopback
+
+    def files(self) -> dict[str, bytes]:
+        return {"tls/server.pem": self.cert.encode(), "tls/server.key": self.key.encode()}
+
+
+def ensure_tls(project: Project, *, renew: bool = False) -> TlsMaterial | None:
+    """The server's certificate and key for a project with TLS (None without): the
+    operator's own files, checked, or chromactl's CA and a certificate it issues -- made
+    when missing, and issued anew when renewing or when its names no longer cover the
+    address and --tls-san names."""
+    settings = project.settings
+    if not settings.uses_tls:
+        return None
+    root = project.root
+    if settings.tls == "files":
+        if renew:
+            raise ChromactlError("tls is files: renew the certificate where it was issued; `chromactl up` then "
+                                 "serves the new one")
+        texts = {}
+        for key in ("tls_cert", "tls_key", "tls_ca"):
+            path = root / getattr(settings, key)
+            texts[key] = fsio.read_text(path)
+            if texts[key] is None:
+                raise ChromactlError(f"{key.replace('_', '-')} {path}: no such file")
+        info = check_server_files(texts["tls_cert"], texts["tls_key"], texts["tls_ca"], settings.host,
+                                  where="tls files")
+        material = TlsMaterial(texts["tls_cert"], texts["tls_key"], (root / settings.tls_ca).absolute(), info,
+                               None if "127.0.0.1" in info.names else info.names[0])
+        _write_server_tls(root, material)
+        return material
+    with project_lock(root):
+        ca_key, ca_pem = fsio.read_text(root / TLS_DIR / "ca.key"), fsio.read_text(root / TLS_DIR / "ca.pem")
+        if ca_key is None or ca_pem is None:
+            ca = new_ca(settings.name)
+            fsio.ensure_dir(root / TLS_DIR, 0o700)
+            fsio.write_files({root / TLS_DIR / "ca.key": (ca.key, 0o600), root / TLS_DIR / "ca.pem": (ca.cert, 0o644)})
+            ca_key, ca_pem = ca.key, ca.cert
+        names = server_names(settings.host, settings.tls_san)
+        cert = fsio.read_text(root / SERVER_TLS_DIR / "server.pem")
+        key = fsio.read_text(root / SERVER_TLS_DIR / "server.key")
+        info = cert_info(cert) if cert else None
+        if renew or cert is None or key is None or not set(names) <= set(info.names) or info.days_left < 1:
+            leaf = issue_server(Issued(ca_key, ca_pem), names)
+            cert, key, info = leaf.cert + ca_pem, leaf.key, cert_info(leaf.cert)
+        material = TlsMaterial(cert, key, (root / TLS_DIR / "ca.pem").absolute(), info, None)
+        _write_server_tls(root, material)
+    return material
+
+
+def read_tls(project: Project) -> TlsMaterial | None:
+    """The certificate the project's server was given, as on disk, changing nothing (None
+    without TLS or before the first `up`)."""
+    settings, root = project.settings, project.root
+    if not settings.uses_tls:
+        return None
+    cert = fsio.read_text(root / SERVER_TLS_DIR / "server.pem")
+    key = fsio.read_text(root / SERVER_TLS_DIR / "server.key")
+    if cert is None or key is None:
+        return None
+    info = cert_info(cert)
+    if settings.tls == "files":
+        return TlsMaterial(cert, key, (root / settings.tls_ca).absolute(), info,
+                           None if "127.0.0.1" in info.names else info.names[0])
+    return TlsMaterial(cert, key, (root / TLS_DIR / "ca.pem").absolute(), info, None)
+
+
+def _write_server_tls(root: Path, material: TlsMaterial) -> None:
+    folder = root / SERVER_TLS_DIR
+    files = {folder / "server.pem": (material.cert, 0o644), folder / "server.key": (material.key, 0o600)}
+    if any(fsio.read_text(path) != text for path, (text, _) in files.items()):
+        fsio.ensure_dir(folder, 0o700)
+        fsio.write_files(files)
+
+
+def endpoint(project: Project, host: str, port: int, tls: TlsMaterial | None) -> Endpoint:
+    """How chromactl reaches and trusts the project's server from this machine."""
+    if tls is None:
+        return Endpoint(url_for(host, port))
+    return Endpoint(url_for(host, port, "https"), str(tls.ca_path), tls.server_name)

@@ -92,13 +92,18 @@ def labelled(spec: ContainerSpec, project_root: str, settings: Settings, service
 
 def build_spec(project_root: str, settings: Settings, environment: dict[str, str],
                mounted_files: dict[str, bytes], image_id: str, data_path: str,
-               command: tuple[str, ...] | None = None, namespace_of: str | None = None) -> ContainerSpec:
+               command: tuple[str, ...] | None = None, namespace_of: str | None = None,
+               tls_dir: tuple[str, str] | None = None, tls_files: dict[str, bytes] | None = None) -> ContainerSpec:
     """The Chroma container. `mounted_files` maps each credential file it mounts to its
     content: a change in any of them (a user added or rotated) changes the configuration
     hash. Behind a gateway it mounts none, publishes nothing and joins the network
     namespace of the gateway's container (`namespace_of`, its id: a new gateway means a
-    new Chroma container too)."""
+    new Chroma container too). Serving TLS itself, it mounts `tls_dir` (host folder,
+    container folder), whose files' content is part of the hash: a new certificate means
+    a new container (uvicorn reads it only at start)."""
     mounts = tuple(Mount(f"{project_root}/{name}", container_path(name)) for name in sorted(mounted_files))
+    if tls_dir:
+        mounts += (Mount(*tls_dir),)
     behind = settings.uses_gateway
     spec = ContainerSpec(
         name=container_name(settings), image=settings.image, environment=dict(environment), mounts=mounts,
@@ -106,7 +111,23 @@ def build_spec(project_root: str, settings: Settings, environment: dict[str, str
         publish=not behind, network=f"container:{namespace_of or gateway_name(settings)}" if behind else None,
         command=command,
     )
-    return labelled(spec, project_root, settings, "chroma", image_id, mounted_files)
+    return labelled(spec, project_root, settings, "chroma", image_id, {**mounted_files, **(tls_files or {})})
+
+
+# Chroma 0.5/0.6's upstream image: an entrypoint that expands these variables and hands the
+# words to uvicorn (used when the image's own command cannot be read, e.g. for --dry-run).
+UPSTREAM_0X_CMD = ("--workers ${CHROMA_WORKERS} --host ${CHROMA_HOST_ADDR} --port ${CHROMA_HOST_PORT} "
+                   "--proxy-headers --log-config ${CHROMA_LOG_CONFIG} --timeout-keep-alive ${CHROMA_TIMEOUT_KEEP_ALIVE}")
+
+
+def tls_command(cmd: list[str] | None, key_path: str, cert_path: str) -> tuple[str, ...]:
+    """Chroma 0.x's command with uvicorn's TLS options added: appended to the one string of
+    the upstream shape (its entrypoint splits it into words), or as words of their own."""
+    words = list(cmd) if cmd else [UPSTREAM_0X_CMD]
+    extra = ["--ssl-keyfile", key_path, "--ssl-certfile", cert_path]
+    if len(words) == 1 and " " in words[0]:
+        return (words[0] + " " + " ".join(extra),)
+    return tuple(words + extra)
 
 
 def loopback_command(cmd: list[str] | None) -> tuple[str, ...] | None:
@@ -134,9 +155,9 @@ def probe_host(host: str) -> str:
     return host
 
 
-def url_for(host: str, port: int) -> str:
+def url_for(host: str, port: int, scheme: str = "http") -> str:
     address = probe_host(host)
-    return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
+    return f"{scheme}://[{address}]:{port}" if ":" in address else f"{scheme}://{address}:{port}"
 
 
 def docker_run_command(spec: ContainerSpec, env_file: str | None) -> str:

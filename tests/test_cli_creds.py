@@ -22,7 +22,8 @@ def token_project(chromactl):
 
 @pytest.fixture
 def basic_project(chromactl):
-    ok(chromactl("init", "--auth", "basic", env=ROUNDS))
+    # Native (Chroma 0.6 checks bcrypt): Apache's htpasswd can check every line.
+    ok(chromactl("init", "--auth", "basic", "--image", "chromadb/chroma:0.6.3", env=ROUNDS))
     return chromactl
 
 
@@ -87,9 +88,10 @@ def test_basic_add_with_password_stdin_verified_by_apache_htpasswd(basic_project
 
 def test_bcrypt_costs_generated_4_chosen_6_and_apache_accepts_them(chromactl):
     """A generated password is strong by its randomness: the cheapest cost, since basic auth
-    pays the hash on every request. A chosen one gets the project's cost, 6 by default."""
+    pays the hash on every request. A chosen one gets the project's cost, 6 by default.
+    (Natively: Chroma 0.6 checks bcrypt only. Behind the gateway see the next test.)"""
     htpasswd = htpasswd_binary()
-    doc = json.loads(ok(chromactl("init", "--auth", "basic", "--json")).stdout)
+    doc = json.loads(ok(chromactl("init", "--auth", "basic", "--image", "chromadb/chroma:0.6.3", "--json")).stdout)
     ok(chromactl("creds", "add", "carol", "--password-stdin", "--no-apply", input="carol chose this one\n"))
     lines = dict(l.split(":", 1) for l in (chromactl.project / "server.htpasswd").read_text().splitlines())
     assert lines["admin"].startswith("$2b$04$") and lines["chromactl-probe"].startswith("$2b$04$")
@@ -98,6 +100,18 @@ def test_bcrypt_costs_generated_4_chosen_6_and_apache_accepts_them(chromactl):
         check = subprocess.run([htpasswd, "-v", "-i", str(chromactl.project / "server.htpasswd"), user],
                                input=password, capture_output=True, text=True)
         assert check.returncode == 0, check.stderr
+
+
+def test_generated_passwords_behind_the_gateway_use_salted_sha1_and_natively_are_refused(chromactl):
+    """nginx also checks {SSHA}: microseconds per request where bcrypt's cheapest costs ~1 ms.
+    Chroma 0.6 cannot check it, so a project turned native must re-hash such users."""
+    ok(chromactl("init", "--auth", "basic", "--image", "chromadb/chroma:1.5.9"))
+    ok(chromactl("creds", "add", "carol", "--password-stdin", "--no-apply", input="carol chose this one\n"))
+    lines = dict(l.split(":", 1) for l in (chromactl.project / "server.htpasswd").read_text().splitlines())
+    assert lines["admin"].startswith("{SSHA}") and lines["chromactl-probe"].startswith("{SSHA}")
+    assert lines["carol"].startswith("$2b$06$")  # chosen: bcrypt
+    result = chromactl("init", "--force", "--image", "chromadb/chroma:0.6.3")
+    assert result.returncode == 1 and "server.htpasswd" in result.stderr and "creds rotate" in result.stderr
 
 
 def test_bcrypt_rounds_flag_over_env(basic_project):
@@ -215,7 +229,7 @@ def test_concurrent_basic_adds_all_land(basic_project):
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err
     text = (basic_project.project / "server.htpasswd").read_text()
-    assert all(f"{name}:$2b$04$" in text for name in names)  # generated: the cheap cost
+    assert all(f"\n{name}:" in text for name in names)
     assert set(names) <= set(users(basic_project.project))
 
 

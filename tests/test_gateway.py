@@ -109,7 +109,7 @@ def test_creds_change_reloads_the_gateway_without_restarting_chroma(gateway_proj
 
     new = json.loads(ok(p("creds", "rotate", "admin", "--no-apply", "--json")).stdout)["secret"]
     assert json.loads(ok(p("status", "--json")).stdout)[0]["pending"] == [
-        f"reload needed: {p.container}-gateway (credentials changed)"]
+        f"reload needed: {p.container}-gateway (credentials or certificate changed)"]
     assert json.loads(ok(p("status", "--json")).stdout)[0]["drift"] is True
     result, doc = up(p)
     assert doc["action"] == "unchanged" and doc["gateway"]["action"] == "reloaded", result.stderr

@@ -13,8 +13,8 @@ from chromactl.credentials import (
     PROBE_USER,
     User,
     check_username,
-    GENERATED_ROUNDS,
     generate_password,
+    hash_generated,
     generate_token,
     hash_password,
     password_problem,
@@ -119,8 +119,9 @@ def _with_secret(project: Project, user: User, secret: str, generated: bool) -> 
     if project.settings.auth == "token":
         _check_token_unused(project, user.name, secret)
         return replace(user, tokens=(secret,))
-    rounds = GENERATED_ROUNDS if generated else project.settings.bcrypt_rounds
-    return replace(user, password_hash=hash_password(secret, rounds))
+    if generated:
+        return replace(user, password_hash=hash_generated(secret, project.settings))
+    return replace(user, password_hash=hash_password(secret, project.settings.bcrypt_rounds))
 
 
 def _reload_locked(root: Path, before: Project, given: Mapping[str, Any] | None) -> Project:

@@ -14,8 +14,8 @@ from chromactl.credentials import (
     Credentials,
     User,
     credential_file_names,
-    GENERATED_ROUNDS,
     generate_password,
+    hash_generated,
     generate_token,
     hash_password,
     load_credentials,
@@ -24,6 +24,7 @@ from chromactl.credentials import (
 )
 from chromactl.errors import ChromactlError
 from chromactl.project import (
+    load_project,
     PROBE_SECRET_FILE,
     SECRET_MODE,
     STATE_DIR,
@@ -60,7 +61,7 @@ def new_secret_user(settings: Settings, name: str, role: str | None, password: s
         return User(name=name, role=role, tokens=(secret,)), secret
     if password is None:
         secret = generate_password()
-        return User(name=name, role=role, password_hash=hash_password(secret, GENERATED_ROUNDS)), secret
+        return User(name=name, role=role, password_hash=hash_generated(secret, settings)), secret
     return User(name=name, role=role, password_hash=hash_password(password, settings.bcrypt_rounds)), password
 
 
@@ -88,7 +89,12 @@ def init_project(root: Path, given: Mapping[str, Any], *, force: bool = False,
         stored = read_stored_settings(root)
         if stored is not None and not force:
             raise ChromactlError(f"{root} is already a chromactl project", hint="use --force")
-        return _write_project(root, settings, stored, admin_password)
+        result = _write_project(root, settings, stored, admin_password)
+    if settings.tls == "auto":  # the project's CA exists from the start: clients can be given it now
+        from chromactl.plan import ensure_tls
+
+        ensure_tls(load_project(root))
+    return result
 
 
 def _write_project(root: Path, settings: Settings, stored: Mapping[str, Any] | None,

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from chromactl.credentials import CHEAP_ROUNDS, hash_cost
 from chromactl.errors import ChromactlError
-from chromactl.plan import plan_container, plan_gateway, started
-from chromactl.probe import heartbeat, http_status, port_open, probe_auth, server_version
+from chromactl.plan import endpoint, plan_container, plan_gateway, read_tls, started
+from chromactl.probe import Target, heartbeat, http_status, port_open, probe_auth, server_version
 from chromactl.project import Project, load_project
 from chromactl.spec import (
     LABEL_AUTH,
@@ -49,6 +49,7 @@ class InstanceStatus:
     problem: str | None = None  # why a running instance does not answer, and what to do
     hint: str | None = None
     costly_users: tuple[str, ...] = ()  # basic auth users whose hash costs each request > a few ms
+    tls: dict | None = None  # {"mode", "days_left", "not_after", "fingerprint", "ca"} when served over TLS
 
 
 def status(root: Path, *, all_instances: bool = False) -> list[InstanceStatus]:
@@ -96,6 +97,7 @@ class _Seen:
     status: InstanceStatus
     project: Project | None
     exposed_around_gateway: bool
+    target: Target | None = None  # the URL, and for https how to trust it
 
 
 def _from_engine(engine, key: tuple[str, str], services: dict, project: Project | None) -> _Seen:
@@ -109,35 +111,42 @@ def _from_engine(engine, key: tuple[str, str], services: dict, project: Project 
         state = f"gateway {gateway.state}"
     if gateway is None and project is not None and project.settings.uses_gateway and state == "running":
         state = "gateway missing"
-    pending = _pending(engine, chroma, gateway, project)
+    tls = read_tls(project) if project is not None else None
+    pending = _pending(engine, chroma, gateway, project, tls)
+    target = endpoint(project, *front.published, tls) if project and front and front.published else None
     status = InstanceStatus(
         name=name, container=chroma.name if chroma else (gateway.name if gateway else name), state=state,
         healthy=False, heartbeat_ms=None, version=None, image=chroma.image if chroma else None,
-        url=url_for(*front.published) if front and front.published else None,
+        url=target.url if target else (url_for(*front.published) if front and front.published else None),
         volume=chroma.volume if chroma else None, auth_mode=front.labels.get(LABEL_AUTH) if front else None,
         auth_enforced=None, drift=None if pending is None else bool(pending), project=project_path or None,
         gateway={"container": gateway.name, "state": gateway.state} if gateway else None, pending=pending,
-        costly_users=costly_users(project))
+        costly_users=costly_users(project),
+        tls={"mode": project.settings.tls, "days_left": tls.info.days_left, "not_after": tls.info.not_after.isoformat(),
+             "fingerprint": tls.info.fingerprint, "ca": str(tls.ca_path)} if tls else None)
     exposed = gateway is not None and chroma is not None and chroma.published is not None
-    return _Seen(status, project, exposed)
+    return _Seen(status, project, exposed, target or status.url)
 
 
 def _probe(seen: _Seen) -> InstanceStatus:
     """Heartbeat, version and auth over HTTP: no engine calls here (this runs in threads)."""
-    status, project = seen.status, seen.project
+    status, project, target = seen.status, seen.project, seen.target
     if not status.url or status.state != "running":
         return status
-    beat = heartbeat(status.url)
+    beat = heartbeat(target)
+    if beat.tls_error:
+        return replace(status, problem=f"its certificate does not verify with the project's CA: {beat.tls_error}",
+                       hint="`chromactl tls renew`, or check tls_cert and tls_ca")
     if not beat.ok:
-        problem, hint = _why_silent(status)
+        problem, hint = _why_silent(status, target)
         return replace(status, heartbeat_ms=None, problem=problem, hint=hint)
-    version = server_version(status.url, beat.api)
+    version = server_version(target, beat.api)
     enforced = None
     if status.auth_mode == "none":
         healthy = True
     else:
         settings = project.settings if project else None
-        probe = probe_auth(status.url, beat.api, settings, project.probe_secret if project else None)
+        probe = probe_auth(target, beat.api, settings, project.probe_secret if project else None)
         enforced = probe.enforced
         # Healthy: strangers refused, and (where chromactl holds the probe secret) users accepted.
         healthy = probe.enforced and (probe.credential_status is None or probe.accepted)
@@ -154,13 +163,13 @@ def costly_users(project: Project | None) -> tuple[str, ...]:
     return tuple(u.name for u in project.credentials.users if (hash_cost(u.password_hash) or 0) > CHEAP_ROUNDS)
 
 
-def _why_silent(status: InstanceStatus) -> tuple[str, str]:
+def _why_silent(status: InstanceStatus, target: Target) -> tuple[str, str]:
     """Why running containers do not answer their heartbeat, told from what the port does."""
     parts = urlsplit(status.url)
     if not port_open(parts.hostname, parts.port):
         return (f"port {parts.port} does not answer although the containers run (Docker's userland proxy for it "
                 "may have died)", "`chromactl up` restarts the gateway, which publishes the port again")
-    answer = http_status(status.url, "/api/v2/heartbeat")
+    answer = http_status(target, "/api/v2/heartbeat")
     if status.gateway and answer in (502, 503, 504):
         restart = [a for a in status.pending or () if a.startswith(("restart needed", "recreate needed"))]
         why = " (it joined a gateway that has restarted since)" if restart else ""
@@ -170,7 +179,7 @@ def _why_silent(status: InstanceStatus) -> tuple[str, str]:
             "see `chromactl logs` (and `chromactl logs --service gateway`)")
 
 
-def _pending(engine, chroma, gateway, project: Project | None) -> tuple[str, ...] | None:
+def _pending(engine, chroma, gateway, project: Project | None, tls) -> tuple[str, ...] | None:
     """What `chromactl up` would do to bring the instance to its files: () for nothing,
     None when it cannot tell."""
     if project is None or chroma is None:
@@ -180,7 +189,7 @@ def _pending(engine, chroma, gateway, project: Project | None) -> tuple[str, ...
         if image is None:
             return (f"image needed: pull or build {project.settings.image}",)
         if not project.settings.uses_gateway:
-            spec = plan_container(project, image["Id"], image.get("Config"))
+            spec = plan_container(project, image["Id"], image.get("Config"), tls=tls)
             actions = [f"recreate needed: {chroma.name}"] if spec.config_hash != chroma.labels.get(LABEL_CONFIG) else []
             if gateway is not None:
                 actions.append(f"removal needed: {gateway.name}")  # a gateway the project no longer wants
@@ -188,7 +197,7 @@ def _pending(engine, chroma, gateway, project: Project | None) -> tuple[str, ...
         gateway_image = engine.image_attrs(project.settings.gateway_image)
         if gateway is None or gateway_image is None:
             return ("gateway needed: chromactl up creates it",)
-        plan = plan_gateway(project, gateway_image["Id"])
+        plan = plan_gateway(project, gateway_image["Id"], tls=tls)
         if plan.spec.config_hash != gateway.labels.get(LABEL_CONFIG):
             return (f"recreate needed: {gateway.name}", f"recreate needed: {chroma.name}")
         actions = []
@@ -198,7 +207,7 @@ def _pending(engine, chroma, gateway, project: Project | None) -> tuple[str, ...
         elif chroma.state == "running" and started(chroma) < started(gateway):
             actions.append(f"restart needed: {chroma.name} (its gateway restarted after it)")
         if plan.changed:
-            actions.append(f"reload needed: {gateway.name} (credentials changed)")
+            actions.append(f"reload needed: {gateway.name} (credentials or certificate changed)")
         return tuple(actions)
     except ChromactlError:
         return None

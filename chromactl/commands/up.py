@@ -10,8 +10,13 @@ from typing import Protocol
 
 from chromactl.commands.init import InitResult, init_project
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
+from chromactl.gateway import MOUNT_DIR as GATEWAY_DIR_IN_CONTAINER
+from chromactl.gateway import CONFIG_FILE as GATEWAY_CONFIG_FILE
 from chromactl.plan import (
     GatewayPlan,
+    TlsMaterial,
+    endpoint,
+    ensure_tls,
     started,
     check_image_enforces_auth,
     check_probe,
@@ -20,7 +25,7 @@ from chromactl.plan import (
     plan_container,
     plan_gateway,
 )
-from chromactl.probe import AuthProbe, Heartbeat, port_open, probe_auth, server_version, wait_for_heartbeat
+from chromactl.probe import AuthProbe, Endpoint, Heartbeat, port_open, probe_auth, server_version, wait_for_heartbeat
 from chromactl.project import Project, is_project, load_project, no_project
 from chromactl.spec import (
     LABEL_CONFIG,
@@ -36,6 +41,7 @@ from chromactl.spec import (
 )
 
 PULL_POLICIES = ("missing", "always", "never")
+GATEWAY_CONFIG = f"{GATEWAY_DIR_IN_CONTAINER}/{GATEWAY_CONFIG_FILE}"
 LOG_LINES_ON_FAILURE = 20
 
 
@@ -61,6 +67,7 @@ class UpResult:
     init: InitResult | None = None
     gateway: ContainerSpec | None = None
     gateway_action: str | None = None  # created, recreated, started, restarted, reloaded, unchanged
+    tls: TlsMaterial | None = None  # what the server presents; None: plain HTTP
 
 
 def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | None = None,
@@ -83,44 +90,47 @@ def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | No
     from chromactl.engine import Engine  # only commands that talk to Docker import the SDK
 
     engine = Engine.connect()
-    image, gateway = _plan(engine, project, pull, build, reporter)
-    spec, action, gateway_action = _apply_plan(engine, project, image, gateway, reporter)
+    tls = ensure_tls(project)
+    image, gateway = _plan(engine, project, pull, build, reporter, tls)
+    spec, action, gateway_action = _apply_plan(engine, project, image, gateway, reporter, tls)
     return _verify(engine, project, spec, action, timeout, init_result, gateway.spec if gateway else None,
-                   gateway_action)
+                   gateway_action, tls)
 
 
 def _dry_run(project: Project, init_result: InitResult | None) -> UpResult:
     settings = project.settings
-    spec = plan_container(project, image_id="")
+    tls = ensure_tls(project)
+    spec = plan_container(project, image_id="", tls=tls)
     commands = [docker_run_command(spec, str(env_file_path(project)))]
     if settings.uses_gateway:
-        gateway = plan_gateway(project, "")  # refuses a route table that does not cover the roles
+        gateway = plan_gateway(project, "", tls=tls)  # refuses a route table that does not cover the roles
         commands.insert(0, f"docker network create {network_name(settings)}")
         commands.insert(1, docker_run_command(gateway.spec, None))
     return UpResult(project, "dry-run", spec, url_for(settings.host, settings.port),
                     command="\n".join(commands), init=init_result)
 
 
-def _plan(engine, project: Project, pull: str, build: str | None, reporter: Reporter) -> tuple[dict, GatewayPlan | None]:
+def _plan(engine, project: Project, pull: str, build: str | None, reporter: Reporter,
+          tls: TlsMaterial | None) -> tuple[dict, GatewayPlan | None]:
     """The images, present now, and the gateway's plan when the project has one."""
     settings = project.settings
     image = _ensure_image(engine, settings.image, pull, build, reporter)
     gateway = None
     if settings.uses_gateway:
         gateway_image = _ensure_image(engine, settings.gateway_image, pull, None, reporter)
-        gateway = plan_gateway(project, gateway_image["Id"])
+        gateway = plan_gateway(project, gateway_image["Id"], tls=tls)
         owned_container(engine, project.root, gateway.spec.name)
     owned_container(engine, project.root, container_name(settings))
     return image, gateway
 
 
-def _apply_plan(engine, project: Project, image: dict, gateway: GatewayPlan | None,
-                reporter: Reporter) -> tuple[ContainerSpec, str, str | None]:
+def _apply_plan(engine, project: Project, image: dict, gateway: GatewayPlan | None, reporter: Reporter,
+                tls: TlsMaterial | None) -> tuple[ContainerSpec, str, str | None]:
     """Bring the containers to their specs: Chroma's spec, and what was done to Chroma and
     to the gateway. The gateway comes first: it owns the network namespace Chroma joins."""
     root, settings = project.root, project.settings
     if gateway is None:
-        spec = plan_container(project, image["Id"], image.get("Config"))
+        spec = plan_container(project, image["Id"], image.get("Config"), tls=tls)
         _remove_stale_gateway(engine, root, settings, reporter)
         action = _apply(engine, spec, reporter)
         engine.remove_network(network_name(settings))  # left from a gateway, if any
@@ -146,7 +156,13 @@ def _apply_plan(engine, project: Project, image: dict, gateway: GatewayPlan | No
         engine.restart(spec.name)
         action = "restarted"
     if gateway_action == "unchanged" and changed:
-        reporter.step(f"reloading {gateway.spec.name}")  # new credentials: no restart
+        # New credentials or certificate: no restart. nginx keeps its old configuration when
+        # a new one is bad (a key that does not match, say) and says nothing: check it first.
+        problem = engine.exec(gateway.spec.name, ["nginx", "-t", "-q", "-e", "stderr", "-c", GATEWAY_CONFIG])
+        if problem is not None:
+            raise ChromactlError(f"{gateway.spec.name} refuses its new configuration, so it keeps serving the old: "
+                                 f"{problem}", hint="see `chromactl logs --service gateway`")
+        reporter.step(f"reloading {gateway.spec.name}")
         engine.signal(gateway.spec.name, "SIGHUP")
         gateway_action = "reloaded"
     return spec, action, gateway_action
@@ -215,9 +231,10 @@ def _last_logs(engine, name: str) -> str:
 
 def _verify(engine, project: Project, spec: ContainerSpec, action: str, timeout: float,
             init_result: InitResult | None, gateway: ContainerSpec | None = None,
-            gateway_action: str | None = None) -> UpResult:
-    """Prove the server works: it answers, and (with auth) refuses strangers and accepts users."""
-    url = url_for(spec.host, spec.port)
+            gateway_action: str | None = None, tls: TlsMaterial | None = None) -> UpResult:
+    """Prove the server works: it answers (over TLS, trusted through the project's CA), and
+    with auth refuses strangers and accepts users."""
+    url = endpoint(project, spec.host, spec.port, tls)
     watched = [spec] + ([gateway] if gateway else [])
     beat = _wait_until_up(engine, url, spec, watched, timeout)
     version = server_version(url, beat.api)
@@ -225,12 +242,13 @@ def _verify(engine, project: Project, spec: ContainerSpec, action: str, timeout:
         _check_behind_gateway(engine, spec, gateway)
     auth = _prove_auth(engine, project, url, beat.api, spec, watched, version)
     container = engine.container(spec.name)
-    return UpResult(project, action, spec, url, container_id=container.id if container else None, version=version,
-                    heartbeat_ms=beat.latency_ms, auth=auth, init=init_result, gateway=gateway,
-                    gateway_action=gateway_action)
+    return UpResult(project, action, spec, url.url, container_id=container.id if container else None,
+                    version=version, heartbeat_ms=beat.latency_ms, auth=auth, init=init_result, gateway=gateway,
+                    gateway_action=gateway_action, tls=tls)
 
 
-def _wait_until_up(engine, url: str, spec: ContainerSpec, watched: list[ContainerSpec], timeout: float) -> Heartbeat:
+def _wait_until_up(engine, url: Endpoint, spec: ContainerSpec, watched: list[ContainerSpec],
+                   timeout: float) -> Heartbeat:
     """The first heartbeat; if a container stops or restarts first, or time runs out, every
     watched container is stopped (no crash loop, nothing half-started left serving)."""
     restarts = {}
@@ -248,6 +266,12 @@ def _wait_until_up(engine, url: str, spec: ContainerSpec, watched: list[Containe
     beat = wait_for_heartbeat(url, timeout, lambda: stopped_container() is None)
     if beat is not None and beat.ok:
         return beat
+    if beat is not None and beat.tls_error:
+        for watched_spec in watched:
+            engine.stop(watched_spec.name)
+        raise ChromactlError(f"{url.url} presents a certificate that does not verify with {url.cafile}: "
+                             f"{beat.tls_error}; the containers are stopped", exit_code=EXIT_NOT_HEALTHY,
+                             hint="check tls_cert and tls_ca (tls files), or `chromactl tls renew`")
     failed = stopped_container() or spec
     info = engine.container(failed.name)
     logs = _last_logs(engine, failed.name)
@@ -258,7 +282,7 @@ def _wait_until_up(engine, url: str, spec: ContainerSpec, watched: list[Containe
         code = f" (exit code {info.exit_code})" if info is not None and info.exit_code else ""
         raise ChromactlError(f"{failed.name} exited while starting{code}; it is stopped, the data volume kept",
                              hint=f"see `chromactl logs{service}`", details=logs, exit_code=EXIT_NOT_HEALTHY)
-    raise ChromactlError(f"no heartbeat from {url} within {timeout:g} s; {spec.name} is stopped, its volume kept",
+    raise ChromactlError(f"no heartbeat from {url.url} within {timeout:g} s; {spec.name} is stopped, its volume kept",
                          hint="see `chromactl logs`, or allow more time with --timeout", details=logs,
                          exit_code=EXIT_NOT_HEALTHY)
 
@@ -280,7 +304,7 @@ def _check_behind_gateway(engine, spec: ContainerSpec, gateway: ContainerSpec) -
                              "CHROMA_HOST_ADDR (0.x), or take --host in its command", exit_code=EXIT_NOT_HEALTHY)
 
 
-def _prove_auth(engine, project: Project, url: str, api: str, spec: ContainerSpec, watched: list[ContainerSpec],
+def _prove_auth(engine, project: Project, url: Endpoint, api: str, spec: ContainerSpec, watched: list[ContainerSpec],
                 version: str | None) -> AuthProbe | None:
     """Strangers refused, the probe user accepted; a server found open is removed at once."""
     settings = project.settings
@@ -292,11 +316,11 @@ def _prove_auth(engine, project: Project, url: str, api: str, spec: ContainerSpe
             engine.remove(watched_spec.name)
         seen = f"HTTP {auth.anonymous_status}" if auth.anonymous_status else "no answer"
         raise ChromactlError(
-            f"{url} did not refuse a request without credentials ({seen}): auth is NOT enforced, so "
+            f"{url.url} did not refuse a request without credentials ({seen}): auth is NOT enforced, so "
             f"{spec.name} was removed (volume {spec.volume} kept). Chroma {version or '1.x'} ignores auth settings",
             hint="use chromadb/chroma:0.6.3, the last Chroma that enforces them", exit_code=EXIT_NOT_HEALTHY)
     if not auth.accepted:
         raise ChromactlError(
-            f"{url} refused chromactl's probe credential (HTTP {auth.credential_status}): the server does not "
+            f"{url.url} refused chromactl's probe credential (HTTP {auth.credential_status}): the server does not "
             "accept the project's credential files", hint="see `chromactl logs`", exit_code=EXIT_NOT_HEALTHY)
     return auth
