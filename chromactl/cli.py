@@ -31,6 +31,8 @@ creds_app = typer.Typer(help="Manage the users, passwords and tokens of a projec
 app.add_typer(creds_app, name="creds")
 export_app = typer.Typer(help="Export the project for an orchestrator: compose or kubernetes.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
+tls_app = typer.Typer(help="The project's TLS certificate: show it, renew it.", no_args_is_help=True)
+app.add_typer(tls_app, name="tls")
 
 
 class AuthMode(str, Enum):
@@ -42,6 +44,12 @@ class AuthMode(str, Enum):
 class Gateway(str, Enum):
     nginx = "nginx"
     none = "none"
+
+
+class TlsMode(str, Enum):
+    auto = "auto"
+    files = "files"
+    off = "off"
 
 
 class TokenHeader(str, Enum):
@@ -141,6 +149,14 @@ def init(
     gateway_image: Annotated[Optional[str], typer.Option(envvar="CHROMACTL_GATEWAY_IMAGE",
                                                          help="Gateway image. [default: nginx:1.27.5]")] = None,
     bcrypt_rounds: RoundsOption = None,
+    tls: Annotated[Optional[TlsMode], typer.Option(
+        envvar="CHROMACTL_TLS",
+        help="TLS: auto (a CA of the project's own), files (yours), or off. [default: auto beyond loopback]")] = None,
+    tls_san: Annotated[Optional[list[str]], typer.Option(
+        "--tls-san", metavar="NAME", help="Another name (DNS or IP) for the auto certificate; repeatable.")] = None,
+    tls_cert: Annotated[Optional[str], typer.Option(metavar="PATH", help="tls files: the certificate, with its chain.")] = None,
+    tls_key: Annotated[Optional[str], typer.Option(metavar="PATH", help="tls files: its private key.")] = None,
+    tls_ca: Annotated[Optional[str], typer.Option(metavar="PATH", help="tls files: the CA clients are to trust.")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Basic auth: read the admin password from stdin.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rewrite an existing project's settings (credentials are kept).")] = False,
     as_json: JsonOption = False,
@@ -159,7 +175,8 @@ def init(
              "token_header": token_header.value if token_header else None,
              "image": image, "port": port, "host": host,
              "gateway": gateway.value if gateway else None, "gateway_image": gateway_image,
-             "bcrypt_rounds": bcrypt_rounds}
+             "bcrypt_rounds": bcrypt_rounds, "tls": tls.value if tls else None,
+             "tls_san": tuple(tls_san) if tls_san else None, "tls_cert": tls_cert, "tls_key": tls_key, "tls_ca": tls_ca}
     if token_header is not None and (auth or AuthMode.token) != AuthMode.token:
         raise ChromactlError("--token-header applies to token auth only")
     read_password = (lambda: _read_stdin_secret("--password-stdin")) if password_stdin else None
@@ -175,7 +192,8 @@ def _init_settings_from_env() -> dict:
     def value(key: str):
         return os.environ.get(f"CHROMACTL_{key.upper()}") or None
 
-    given = {key: value(key) for key in ("name", "auth", "token_header", "image", "host", "gateway", "gateway_image")}
+    given = {key: value(key) for key in ("name", "auth", "token_header", "image", "host", "gateway", "gateway_image",
+                                         "tls")}
     for key in ("port", "bcrypt_rounds"):
         number = value(key)
         if number is not None:
@@ -439,6 +457,35 @@ def export_kubernetes(
     from chromactl.commands.export import export_kubernetes as run
 
     _emit(run(_root(ctx), output, namespace), output)
+
+
+# --- tls ------------------------------------------------------------------------------------
+
+
+@tls_app.command("show")
+def tls_show(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show the CA clients must trust (its path and SHA-256 fingerprint, to pin it) and the
+    server certificate's names and expiry.
+
+    Example: chromactl tls show
+    """
+    from chromactl import output
+    from chromactl.commands.tls import show
+
+    output.tls_result(show(_root(ctx)), as_json)
+
+
+@tls_app.command("renew")
+def tls_renew(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Issue a new server certificate from the project's CA and put it in service: the gateway
+    reloads; Chroma serving TLS itself (0.x) is recreated, which the output says.
+
+    Example: chromactl tls renew
+    """
+    from chromactl import output
+    from chromactl.commands.tls import renew
+
+    output.tls_result(renew(_root(ctx), output.ProgressReporter(as_json)), as_json, renewed=True)
 
 
 def main() -> None:

@@ -24,19 +24,20 @@ from chromactl.errors import ChromactlError
 if TYPE_CHECKING:  # only for the annotations: importing them would pull in more than output needs
     from chromactl.commands.down import DownResult
     from chromactl.commands.status import InstanceStatus
+    from chromactl.commands.tls import TlsResult
     from chromactl.commands.up import UpResult
 
 
 def stdout() -> Console:
     # Piped output is not cut to 80 columns: tables keep every value whole.
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, emoji=False)
     if not console.is_terminal:
-        console = Console(highlight=False, soft_wrap=True, width=240)
+        console = Console(highlight=False, soft_wrap=True, width=240, emoji=False)
     return console
 
 
 def stderr() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def print_json(document: Any) -> None:
@@ -342,6 +343,27 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
         elif i.pending:
             stderr().print(f"{i.name}: changed since it started ({'; '.join(i.pending)}): run `chromactl up`",
                            markup=False)
+
+
+def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> None:
+    info = result.material.info
+    if as_json:
+        print_json({"mode": result.mode, "ca": str(result.material.ca_path), "ca_fingerprint": result.ca_fingerprint,
+                    "names": list(info.names), "not_after": info.not_after.isoformat(), "days_left": info.days_left,
+                    "fingerprint": info.fingerprint, "applied": result.applied})
+        return
+    out = stdout()
+    if renewed:
+        applied = result.applied or ""
+        out.print(f"Issued a new server certificate. {applied[:1].upper()}{applied[1:]}".rstrip(), markup=False)
+    out.print(f"CA (clients trust this): {result.material.ca_path}", markup=False)
+    out.print(f"CA SHA-256 fingerprint:  {result.ca_fingerprint}", markup=False)
+    out.print(f"Server certificate:      {', '.join(info.names)}; expires {info.not_after:%Y-%m-%d} "
+              f"({info.days_left} days)", markup=False)
+    out.print(f"Python: ssl=True, Settings(chroma_server_ssl_verify=\"{result.material.ca_path}\")   "
+              f"Node: NODE_EXTRA_CA_CERTS={result.material.ca_path}", markup=False)
+    if info.days_left < TLS_WARN_DAYS:
+        warn(f"the certificate expires in {info.days_left} days: `chromactl tls renew`")
 
 
 def down_result(result: DownResult, as_json: bool) -> None:

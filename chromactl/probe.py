@@ -95,12 +95,24 @@ def http_status(url: Target, path: str) -> int | None:
         return None
 
 
+def served_certificate(host: str, port: int, timeout: float = 3.0) -> str | None:
+    """The PEM certificate a TLS server presents (looked at, not verified), or None."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                return ssl.DER_cert_to_PEM_cert(tls.getpeercert(binary_form=True))
+    except (OSError, ssl.SSLError):
+        return None
+
+
 @dataclass(frozen=True)
 class Heartbeat:
     ok: bool
     latency_ms: float | None = None
-    tls_error: str | None = None  # the server answered TLS with a certificate that does not verify
     api: str | None = None  # "/api/v2" or "/api/v1"
+    tls_error: str | None = None  # the server answered TLS with a certificate that does not verify
 
 
 def heartbeat(url: Target, timeout: float = 3.0) -> Heartbeat:

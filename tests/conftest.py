@@ -151,9 +151,9 @@ def chroma_server(chroma_python, tmp_path):
 
 def _client_runner(python: str):
     def run(url: str, auth: str, credentials: str | None, ops: list[str], header: str = "Authorization",
-            collection: str = "docs") -> dict:
+            collection: str = "docs", ca: str | None = None) -> dict:
         request = {"url": url, "auth": auth, "credentials": credentials, "header": header,
-                   "collection": collection, "ops": ops}
+                   "collection": collection, "ops": ops, "ca": ca}
         result = subprocess.run([python, str(HELPERS / "chroma_client.py")], input=json.dumps(request),
                                 capture_output=True, text=True, timeout=300, env={"PATH": os.environ["PATH"]})
         assert result.returncode == 0, result.stderr[-3000:]

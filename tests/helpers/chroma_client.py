@@ -3,6 +3,7 @@
 Reads one JSON request on stdin (so secrets stay off argv):
   {"url": "http://127.0.0.1:PORT", "auth": "token"|"basic"|"none",
    "header": "Authorization"|"X-Chroma-Token", "credentials": "TOKEN" or "USER:PASSWORD",
+   "ca": "/abs/ca.pem" (https URLs: the CA to trust),
    "collection": "name", "ops": ["connect", "list", "create", "add", "query", "count",
                                   "get", "delete_collection"]}
 and prints one JSON object: {op: "ok" | "denied" | "error: ...", "query_ids": [...]}.
@@ -33,6 +34,9 @@ def main() -> None:
     request = json.load(sys.stdin)
     url = urlparse(request["url"])
     settings = {"anonymized_telemetry": False}
+    tls = url.scheme == "https"
+    if tls:
+        settings["chroma_server_ssl_verify"] = request.get("ca") or True
     if request["auth"] != "none":
         settings["chroma_client_auth_provider"] = PROVIDERS[request["auth"]]
         settings["chroma_client_auth_credentials"] = request["credentials"]
@@ -44,7 +48,7 @@ def main() -> None:
     for op in request["ops"]:
         try:
             if op == "connect":
-                client = chromadb.HttpClient(host=url.hostname, port=url.port, settings=Settings(**settings))
+                client = chromadb.HttpClient(host=url.hostname, port=url.port, ssl=tls, settings=Settings(**settings))
             elif op == "list":
                 client.list_collections()
             elif op == "create":
