@@ -14,7 +14,9 @@ from chromactl import gateway
 from chromactl.envfile import ENV_FILE, MOUNT_DIR
 from chromactl.images import data_path, tag_version
 from chromactl.project import Project
-from chromactl.spec import CONTAINER_PORT, LABEL_NAME, LABEL_PROJECT, container_name, volume_name
+from chromactl.spec import CONTAINER_PORT, LABEL_NAME, LABEL_PROJECT, container_name, tls_command, volume_name
+
+TLS_IN_CONTAINER = "/etc/chromactl/tls"  # where a 0.x Chroma serving TLS itself finds server.pem and server.key
 
 # In a pod, Chroma keeps 8000 and the gateway sidecar listens here.
 GATEWAY_POD_PORT = gateway.LISTEN_PORT
@@ -49,9 +51,13 @@ def _escape_dollars(value: Any) -> Any:
     return value
 
 
-def _healthcheck(image: str, port: int = CONTAINER_PORT) -> dict[str, Any]:
+def _healthcheck(image: str, port: int = CONTAINER_PORT, tls: bool = False) -> dict[str, Any]:
+    if tls:  # inside the container, over TLS: curl is in the nginx and the 0.x images
+        test = ["CMD", "curl", "-fsk", "-o", "/dev/null", f"https://127.0.0.1:{port}{heartbeat_path(image)}"]
+    else:
+        test = ["CMD", "bash", "-c", _HEALTH_SCRIPT.format(port=port, path=heartbeat_path(image))]
     return {
-        "test": ["CMD", "bash", "-c", _HEALTH_SCRIPT.format(port=port, path=heartbeat_path(image))],
+        "test": test,
         "interval": "10s",
         "timeout": "5s",
         "retries": 5,
@@ -60,9 +66,12 @@ def _healthcheck(image: str, port: int = CONTAINER_PORT) -> dict[str, Any]:
 
 
 def render_compose(project: Project, mounted_names: list[str], base_dir: str, gateway_dir: str,
-                   gateway_user: tuple[int, int] = (gateway.UNPRIVILEGED_ID, gateway.UNPRIVILEGED_ID)) -> str:
+                   gateway_user: tuple[int, int] = (gateway.UNPRIVILEGED_ID, gateway.UNPRIVILEGED_ID),
+                   tls_dir: str | None = None) -> str:
     """A Compose file; paths are relative to `base_dir`, the folder the file is used from.
-    With a gateway, Chroma publishes nothing and the gateway service fronts it."""
+    With a gateway, Chroma publishes nothing and the gateway service fronts it. With TLS
+    (`tls_dir`: the folder holding server.pem and server.key), the gateway or, natively,
+    Chroma 0.x's uvicorn serves it."""
     s = project.settings
     relative = os.path.relpath(project.root, base_dir)
 
@@ -81,8 +90,11 @@ def render_compose(project: Project, mounted_names: list[str], base_dir: str, ga
         "volumes": volumes,
         "restart": "unless-stopped",
         "labels": labels,
-        "healthcheck": _healthcheck(s.image),
+        "healthcheck": _healthcheck(s.image, tls=bool(tls_dir) and not s.uses_gateway),
     }
+    if tls_dir and not s.uses_gateway:
+        volumes.append(f"{path(tls_dir)}:{TLS_IN_CONTAINER}:ro")
+        chroma["command"] = list(tls_command(None, f"{TLS_IN_CONTAINER}/server.key", f"{TLS_IN_CONTAINER}/server.pem"))
     services: dict[str, Any] = {"chroma": chroma}
     if s.uses_gateway:
         # Chroma joins the gateway's network namespace and listens on its loopback only
@@ -97,7 +109,7 @@ def render_compose(project: Project, mounted_names: list[str], base_dir: str, ga
             "ports": published,
             "restart": "unless-stopped",
             "labels": labels,
-            "healthcheck": _healthcheck(s.image, gateway.LISTEN_PORT),
+            "healthcheck": _healthcheck(s.image, gateway.LISTEN_PORT, tls=bool(tls_dir)),
         }
     else:
         chroma["ports"] = published
@@ -117,7 +129,8 @@ def render_compose(project: Project, mounted_names: list[str], base_dir: str, ga
 
 def render_kubernetes(project: Project, environment: dict[str, str], files: dict[str, bytes],
                       namespace: str | None = None, storage: str = "10Gi",
-                      gateway_files: dict[str, bytes] | None = None) -> str:
+                      gateway_files: dict[str, bytes] | None = None,
+                      tls: tuple[bytes, bytes, bytes] | None = None) -> str:
     """A Secret (credential files and env settings), a StatefulSet and a Service.
     Secrets live only in the Secret: the pod spec references them by key, so re-exporting
     after `creds add` changes the Secret and nothing else.
@@ -125,16 +138,23 @@ def render_kubernetes(project: Project, environment: dict[str, str], files: dict
     With a gateway (a sidecar listening on GATEWAY_POD_PORT; Chroma told by its environment
     to listen on the pod's 127.0.0.1 only), the Service points at the gateway's port."""
     k8s = _Kubernetes(project, namespace)
+    gateway_files = {name: content for name, content in (gateway_files or {}).items()
+                     if name not in (gateway.TLS_CERT_FILE, gateway.TLS_KEY_FILE)} or None  # they are tls.crt/tls.key
     gateway_keys = {name: f"gateway.{name}" for name in sorted(gateway_files or {})}
     env_keys = {key: f"env.{key}" for key in environment}
     secret_data = {key: content for key, content in sorted(files.items())}
     secret_data.update({gateway_keys[name]: content for name, content in sorted((gateway_files or {}).items())})
     secret_data.update({env_keys[key]: value.encode() for key, value in environment.items()})
+    if tls:  # the certificate (with its chain), its key, and the CA clients trust
+        secret_data.update({"tls.crt": tls[0], "tls.key": tls[1], "ca.crt": tls[2]})
 
-    pod_spec = k8s.pod_spec(k8s.chroma_container(environment, env_keys, bool(gateway_files)), files)
+    chroma = k8s.chroma_container(environment, env_keys, bool(gateway_files), tls=bool(tls) and not gateway_files)
+    pod_spec = k8s.pod_spec(chroma, files)
+    if tls and not gateway_files:
+        k8s.add_native_tls(pod_spec, chroma)
     extra: list[dict[str, Any]] = []
     if gateway_files:
-        k8s.add_gateway(pod_spec, gateway_keys)
+        k8s.add_gateway(pod_spec, gateway_keys, tls=bool(tls))
         extra.append(k8s.network_policy())
     documents = [k8s.secret(secret_data), k8s.statefulset(pod_spec, storage), k8s.service(bool(gateway_files)), *extra]
     header = (
@@ -166,20 +186,21 @@ class _Kubernetes:
         encoded = {key: base64.b64encode(content).decode() for key, content in data.items()}
         return {"apiVersion": "v1", "kind": "Secret", "metadata": self.meta(), "type": "Opaque", "data": encoded}
 
-    def _probes(self, port: str) -> dict[str, Any]:
-        probe = {"httpGet": {"path": heartbeat_path(self.settings.image), "port": port}}
+    def _probes(self, port: str, tls: bool = False) -> dict[str, Any]:
+        probe = {"httpGet": {"path": heartbeat_path(self.settings.image), "port": port,
+                             **({"scheme": "HTTPS"} if tls else {})}}
         return {"readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
                 "livenessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 6}}
 
     def chroma_container(self, environment: dict[str, str], env_keys: dict[str, str],
-                         behind_gateway: bool) -> dict[str, Any]:
+                         behind_gateway: bool, tls: bool = False) -> dict[str, Any]:
         if behind_gateway:  # Chroma listens on the pod's loopback only: kubelet's HTTP probes cannot reach it
             script = _HEALTH_SCRIPT.format(port=CONTAINER_PORT, path=heartbeat_path(self.settings.image))
             probe = {"exec": {"command": ["bash", "-c", script]}}
             probes = {"readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
                       "livenessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 6}}
         else:
-            probes = self._probes("http")
+            probes = self._probes("http", tls)
         return {
             "name": "chroma",
             "image": self.settings.image,
@@ -205,19 +226,30 @@ class _Kubernetes:
                 "items": [{"key": key, "path": key} for key in sorted(files)]}}]
         return pod_spec
 
-    def add_gateway(self, pod_spec: dict[str, Any], gateway_keys: dict[str, str]) -> None:
+    def add_native_tls(self, pod_spec: dict[str, Any], chroma: dict[str, Any]) -> None:
+        """Chroma 0.x serving TLS itself: uvicorn's options after the image's entrypoint."""
+        chroma["args"] = list(tls_command(None, f"{TLS_IN_CONTAINER}/server.key", f"{TLS_IN_CONTAINER}/server.pem"))
+        chroma["volumeMounts"].append({"name": "tls", "mountPath": TLS_IN_CONTAINER, "readOnly": True})
+        pod_spec.setdefault("volumes", []).append({"name": "tls", "secret": {
+            "secretName": self.name, "defaultMode": 0o400,
+            "items": [{"key": "tls.crt", "path": "server.pem"}, {"key": "tls.key", "path": "server.key"}]}})
+
+    def add_gateway(self, pod_spec: dict[str, Any], gateway_keys: dict[str, str], tls: bool = False) -> None:
         """The gateway as a sidecar in Chroma's pod, its files from the Secret."""
         pod_spec["securityContext"]["fsGroup"] = gateway.UNPRIVILEGED_ID  # the gateway's user reads its files
+        items = [{"key": key, "path": file} for file, key in gateway_keys.items()
+                 if file not in (gateway.TLS_CERT_FILE, gateway.TLS_KEY_FILE)]
+        if tls:
+            items += [{"key": "tls.crt", "path": gateway.TLS_CERT_FILE}, {"key": "tls.key", "path": gateway.TLS_KEY_FILE}]
         pod_spec.setdefault("volumes", []).append({"name": "gateway", "secret": {
-            "secretName": self.name, "defaultMode": 0o440,
-            "items": [{"key": key, "path": file} for file, key in gateway_keys.items()]}})
+            "secretName": self.name, "defaultMode": 0o440, "items": items}})
         pod_spec["containers"].append({
             "name": "gateway",
             "image": self.settings.gateway_image,
             "command": list(gateway.COMMAND),
             "ports": [{"name": "gateway", "containerPort": GATEWAY_POD_PORT}],
             "volumeMounts": [{"name": "gateway", "mountPath": gateway.MOUNT_DIR, "readOnly": True}],
-            **self._probes("gateway"),
+            **self._probes("gateway", tls),
             "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
                                 "runAsNonRoot": True, "runAsUser": gateway.UNPRIVILEGED_ID,
                                 "runAsGroup": gateway.UNPRIVILEGED_ID, "capabilities": {"drop": ["ALL"]}},

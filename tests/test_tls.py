@@ -119,3 +119,73 @@ def test_operator_files_are_checked_and_served(projects, chroma_client_1x, tmp_p
                             ca=str(tmp_path / "ca.pem"))
     assert done["connect"] == "ok", done
     assert handshake(good.port, cafile=str(tmp_path / "ca.pem")) == "ok"
+
+
+def _compose_up(compose_file, project_name, docker_client, label_folder, port):
+    import shutil
+    import subprocess
+    import time
+
+    compose = shutil.which("docker-compose")
+    assert compose, "Debian's docker-compose is needed"
+    base = [compose, "-f", str(compose_file), "-p", project_name]
+    started = subprocess.run(base + ["up", "-d"], capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 120
+    healthy = False
+    while time.monotonic() < deadline and not healthy:
+        containers = docker_client.containers.list(filters={"label": f"org.chromactl.project={label_folder}"})
+        for container in containers:
+            container.reload()
+        states = [c.attrs["State"].get("Health", {}).get("Status") for c in containers]
+        healthy = bool(containers) and all(state == "healthy" for state in states)
+        time.sleep(1)
+    return base, healthy
+
+
+@pytest.mark.parametrize("image", [IMAGE_159, IMAGE_063], ids=["gateway", "native"])
+def test_exported_compose_serves_tls_and_its_health_checks_pass(projects, docker_client, chroma_client,
+                                                                chroma_client_1x, image):
+    import subprocess
+
+    args = ("--gateway-image", GATEWAY_IMAGE) if image == IMAGE_159 else ()
+    p = projects(*args, "--tls", "auto", image=image)
+    ok(p("export", "compose", "-o", "compose.yaml"))
+    base, healthy = _compose_up(p.folder / "compose.yaml", "chromactltls" + str(p.port), docker_client, p.folder,
+                                p.port)
+    try:
+        assert healthy, "the health checks never passed"
+        ca = str(p.folder / ".chromactl/tls/ca.pem")
+        client = chroma_client_1x if image == IMAGE_159 else chroma_client
+        done = client(f"https://127.0.0.1:{p.port}", "token", admin_secret(p), ["connect", "create", "count"], ca=ca)
+        assert done["count"] == "ok", done
+        assert handshake(p.port, cafile=ca) == "ok"
+    finally:
+        subprocess.run(base + ["down", "-v"], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("image", [IMAGE_159, IMAGE_063], ids=["gateway", "native"])
+def test_exported_kubernetes_carries_tls(projects, tmp_path, image):
+    import base64
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    args = ("--gateway-image", GATEWAY_IMAGE) if image == IMAGE_159 else ()
+    p = projects(*args, "--tls", "auto", image=image)
+    ok(p("export", "kubernetes", "-o", str(tmp_path / "k8s.yaml")))
+    validator = Path(sys.executable).parent / "kubernetes-validate"
+    check = subprocess.run([str(validator), "--strict", str(tmp_path / "k8s.yaml")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    secret, statefulset, *_ = yaml.safe_load_all((tmp_path / "k8s.yaml").read_text())
+    data = {key: base64.b64decode(value) for key, value in secret["data"].items()}
+    assert data["tls.crt"] == (p.folder / ".chromactl/tls/server/server.pem").read_bytes()
+    assert data["ca.crt"] == (p.folder / ".chromactl/tls/ca.pem").read_bytes() and b"PRIVATE KEY" in data["tls.key"]
+    assert not [key for key in data if key.startswith("gateway.server.")]  # the key is stored once
+    containers = {c["name"]: c for c in statefulset["spec"]["template"]["spec"]["containers"]}
+    front = containers["gateway"] if image == IMAGE_159 else containers["chroma"]
+    assert front["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    if image == IMAGE_063:
+        assert "--ssl-certfile /etc/chromactl/tls/server.pem" in front["args"][0]

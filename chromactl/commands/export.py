@@ -8,7 +8,15 @@ from chromactl import fsio
 from chromactl.credentials import credential_file_names
 from chromactl.errors import ChromactlError
 from chromactl.manifests import GATEWAY_POD_PORT, render_compose, render_kubernetes
-from chromactl.plan import check_image_enforces_auth, gateway_user, mounted_files, plan_gateway, read_environment
+from chromactl.plan import (
+    SERVER_TLS_DIR,
+    check_image_enforces_auth,
+    ensure_tls,
+    gateway_user,
+    mounted_files,
+    plan_gateway,
+    read_environment,
+)
 from chromactl.project import PUBLIC_MODE, SECRET_MODE, Project, load_project
 
 # The Compose gateway's own copy of its configuration, apart from the one `up` reloads.
@@ -29,11 +37,13 @@ def export_compose(root: Path, output: Path | None) -> str:
         _check_output(output)
     mounted: list[str] = []
     user = gateway_user()
+    tls = ensure_tls(project)
     if project.settings.uses_gateway:
-        plan_gateway(project, folder=COMPOSE_GATEWAY_DIR).write()
+        plan_gateway(project, folder=COMPOSE_GATEWAY_DIR, tls=tls).write()
     else:
         mounted = list(credential_file_names(project.settings))
-    text = render_compose(project, mounted, str(base), COMPOSE_GATEWAY_DIR, user)
+    text = render_compose(project, mounted, str(base), COMPOSE_GATEWAY_DIR, user,
+                          SERVER_TLS_DIR if tls else None)
     _write(output, text, PUBLIC_MODE)
     return text
 
@@ -43,12 +53,14 @@ def export_kubernetes(root: Path, output: Path | None, namespace: str | None) ->
     if output is not None:
         _check_output(output)
     sidecar = None
+    tls = ensure_tls(project)
     if project.settings.uses_gateway:
         # In a pod the gateway reaches Chroma on localhost and listens on a port of its own.
-        plan = plan_gateway(project, listen=GATEWAY_POD_PORT)
+        plan = plan_gateway(project, listen=GATEWAY_POD_PORT, tls=tls)
         sidecar = {path.name: text.encode() for path, (text, *_) in plan.files.items()}
+    tls_files = (tls.cert.encode(), tls.key.encode(), tls.ca_path.read_bytes()) if tls else None
     text = render_kubernetes(project, read_environment(project), mounted_files(project), namespace,
-                             gateway_files=sidecar)
+                             gateway_files=sidecar, tls=tls_files)
     _write(output, text, SECRET_MODE)  # it holds the credentials
     return text
 
