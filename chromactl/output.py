@@ -20,6 +20,7 @@ from chromactl.credentials import CHEAP_ROUNDS
 from chromactl.tls import WARN_DAYS as TLS_WARN_DAYS
 from chromactl.envfile import BASIC_CLIENT, TOKEN_CLIENT, describe_auth
 from chromactl.errors import ChromactlError
+from chromactl.images import tag_version
 
 if TYPE_CHECKING:  # only for the annotations: importing them would pull in more than output needs
     from chromactl.commands.down import DownResult
@@ -256,10 +257,27 @@ def _connect_snippets(result: UpResult) -> str:
         + (f"        {verify},\n" if verify else "")
         + f"        chroma_client_auth_provider=\"{py_provider}\",\n"
         f"        chroma_client_auth_credentials=os.environ[\"{var}\"]{py_extra}))\n"
-        f"JavaScript{js_env}:\n"
-        f"    const client = new ChromaClient({{ path: \"{result.url}\",\n"
-        f"      auth: {{ provider: \"{js_provider}\", credentials: process.env.{var}{js_extra} }} }});"
+        f"JavaScript{js_env}:\n" + _js_snippet(result, var, js_provider, js_extra)
     )
+
+
+def _js_snippet(result: UpResult, var: str, provider: str, token_header_extra: str) -> str:
+    """The 3.x client (for Chroma 1.x) takes headers; the 1.x client (for 0.x) took `auth`."""
+    s = result.project.settings
+    version = tag_version(s.image)
+    if version is not None and version < (1, 0, 0):
+        return (f"    const client = new ChromaClient({{ path: \"{result.url}\",\n"
+                f"      auth: {{ provider: \"{provider}\", credentials: process.env.{var}{token_header_extra} }} }});")
+    host, port = result.url.rsplit("//", 1)[1].rsplit(":", 1)
+    if s.auth == "basic":
+        header = f'Authorization: "Basic " + Buffer.from(process.env.{var}).toString("base64")'
+    elif s.token_header == "X-Chroma-Token":
+        header = f'"X-Chroma-Token": process.env.{var}'
+    else:
+        header = f"Authorization: `Bearer ${{process.env.{var}}}`"
+    ssl = ", ssl: true" if result.tls is not None else ""
+    return (f"    const client = new ChromaClient({{ host: \"{host.strip('[]')}\", port: {port}{ssl},\n"
+            f"      headers: {{ {header} }} }});")
 
 
 def up_result(result: UpResult, as_json: bool) -> None:

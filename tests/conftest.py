@@ -177,6 +177,27 @@ def chroma_client_1x():
     return _client_runner(python)
 
 
+@pytest.fixture
+def js_client():
+    """js_client(url, token, ops, ca=...) drives Chroma's real JavaScript client (npm chromadb
+    3.x) under node, trusting `ca` through NODE_EXTRA_CA_CERTS as operators are told to."""
+    folder = os.environ.get("CHROMACTL_TEST_JS_CLIENT_DIR", "")
+    require(bool(folder) and (Path(folder) / "node_modules/chromadb").is_dir() and shutil.which("node") is not None,
+            "CHROMACTL_TEST_JS_CLIENT_DIR must hold node_modules/chromadb, and node must be on PATH "
+            "(scripts/test sets both up)")
+    script = Path(folder) / "chroma_client.mjs"  # beside node_modules, where node resolves the import
+    script.write_text((HELPERS / "chroma_client.mjs").read_text())
+
+    def run(url: str, token: str | None, ops: list[str], ca: str | None = None) -> dict:
+        env = {"PATH": os.environ["PATH"], **({"NODE_EXTRA_CA_CERTS": ca} if ca else {})}
+        result = subprocess.run(["node", str(script)], input=json.dumps({"url": url, "token": token, "ops": ops}),
+                                capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout)
+
+    return run
+
+
 # --- a real Docker engine and the locally built images -----------------------------------------
 
 IMAGE_063 = "chromactl-test/chroma:0.6.3"

@@ -79,6 +79,18 @@ def test_gateway_serves_tls_with_the_projects_ca(projects, chroma_client_1x):
     assert again["get_ids"] == ["a", "b"], again  # no data lost
 
 
+def test_the_javascript_client_trusts_the_ca_through_node_extra_ca_certs(projects, js_client):
+    p = projects("--gateway-image", GATEWAY_IMAGE, "--tls", "auto", image=IMAGE_159)
+    ok(p("up"))
+    url, ca = f"https://127.0.0.1:{p.port}", str(p.folder / ".chromactl/tls/ca.pem")
+    done = js_client(url, admin_secret(p), ["heartbeat", "create", "add", "count"], ca=ca)
+    assert done == {"heartbeat": "ok", "create": "ok", "add": "ok", "count": "ok", "records": 2}, done
+    untrusted = js_client(url, admin_secret(p), ["heartbeat"])  # without the CA
+    assert untrusted["heartbeat"].startswith("error"), untrusted
+    refused = js_client(url, "W" * 40, ["heartbeat", "create"], ca=ca)
+    assert refused["create"].startswith("error: ChromaForbiddenError"), refused
+
+
 def test_chroma_063_serves_tls_itself(projects, chroma_client, docker_client):
     p = projects("--tls", "auto", image=IMAGE_063)
     result, doc = up(p)
