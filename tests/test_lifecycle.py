@@ -380,3 +380,33 @@ def test_status_asks_the_engine_from_one_thread(projects, monkeypatch):
     instances = {i.name: i for i in status(started[0].folder, all_instances=True)}
     assert all(instances[p.name].healthy for p in started), instances
     assert threads == {threading.get_ident()}
+
+
+@pytest.mark.skipif(os.environ.get("CHROMACTL_TEST_RESTART_ENGINE") != "1",
+                    reason="restarts the Docker engine: set CHROMACTL_TEST_RESTART_ENGINE=1 (scripts/test does in CI)")
+def test_engine_restart_behind_the_gateway(projects, chroma_client_1x):
+    """After the engine restarts, the gateway comes back first or Chroma fails to join its
+    namespace: either way `status` says what is wrong and `up` brings both back, data kept."""
+    import subprocess
+    import time
+
+    from conftest import REPO
+
+    p = projects("--gateway-image", "chromactl-test/nginx:bookworm", image=IMAGE_159)
+    ok(p("up"))
+    token = admin_secret(p)
+    chroma_client_1x(p.url, "token", token, ["connect", "create", "add"])
+    subprocess.run(["pkill", "-x", "dockerd"], check=True)
+    deadline = time.monotonic() + 60
+    while subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
+        assert time.monotonic() < deadline, "dockerd did not stop"
+        time.sleep(0.5)
+    subprocess.run(["bash", str(REPO / "ci/docker-engine.sh")], check=True, capture_output=True)
+    time.sleep(3)  # the restart policy's turn
+    status = json.loads(p("status", "--json").stdout)[0]
+    if not status["healthy"]:
+        assert status["problem"] or status["state"] != "running", status
+    result, doc = up(p)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(ok(p("status", "--json")).stdout)[0]["healthy"]
+    assert chroma_client_1x(p.url, "token", token, ["connect", "get"])["get_ids"] == ["a", "b"]
