@@ -52,6 +52,7 @@ import re
 import secrets
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -100,14 +101,26 @@ def _request(conn: http.client.HTTPConnection, path: str, headers: dict) -> int:
     return response.status
 
 
+def connection(task: dict) -> http.client.HTTPConnection:
+    """A plain or, when the task names a CA (bench/tls_cost.py), a verified TLS connection, not
+    yet connected. The TLS context is made once per process and kept in the task."""
+    if task.get("ca"):
+        context = task.get("_context")
+        if context is None:
+            context = task["_context"] = ssl.create_default_context(cafile=task["ca"])
+        return http.client.HTTPSConnection(HOST, task["port"], timeout=REQUEST_TIMEOUT, context=context)
+    return http.client.HTTPConnection(HOST, task["port"], timeout=REQUEST_TIMEOUT)
+
+
 def load_worker(task: dict) -> dict:
     """One keep-alive connection: a checked first request, load until the window opens, then
     every request completed inside [t0, t1] counts. Clocks: time.monotonic, system-wide on Linux."""
     t0 = task["start_at"] + task["warmup"]
     t1 = t0 + task["seconds"]
+    task = dict(task)
+    conn = connection(task)  # a CA is read here, before the window
     if time.monotonic() >= t0:
         raise RuntimeError("a load process started after the measured window opened (machine overloaded?)")
-    conn = http.client.HTTPConnection(HOST, task["port"], timeout=REQUEST_TIMEOUT)
     status = _request(conn, task["path"], task["headers"])
     if status not in task["expect"]:
         raise RuntimeError(f"{task['what']}: first response was {status}, expected {sorted(task['expect'])}")
@@ -231,10 +244,11 @@ def check_first_request(project: Project) -> None:
 
 
 def run_load(pool, project: Project, conns: int, seconds: float, headers: dict, expect: set[int], what: str,
-             during=None):
-    """Start `conns` load processes on the project; `during(result)` runs in this process meanwhile."""
+             during=None, ca: str | None = None):
+    """Start `conns` load processes on the project (over TLS trusting `ca`, if given);
+    `during(result)` runs in this process meanwhile."""
     task = {"port": project.port, "path": COUNT_PATH, "headers": headers, "expect": expect, "what": what,
-            "start_at": time.monotonic() + START_SLACK, "warmup": WARMUP, "seconds": seconds}
+            "start_at": time.monotonic() + START_SLACK, "warmup": WARMUP, "seconds": seconds, "ca": ca}
     pending = pool.map_async(load_worker, [task] * conns, chunksize=1)
     side = during(pending) if during else None
     try:
@@ -308,6 +322,23 @@ def fmt(value, digits: int = 1) -> str:
 # --- the run -----------------------------------------------------------------------------------
 
 
+def docker_with_images():
+    """A Docker client, once the engine answers and the test images are there."""
+    import docker  # here, not at the top: the spawned load processes do not need it
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:
+        raise SystemExit(f"the Docker engine does not answer: {exc}")
+    for image in (IMAGE_063, IMAGE_159, NGINX_IMAGE):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            raise SystemExit(f"image {image} is missing: ci/chroma-images.sh builds it (run scripts/test once)")
+    return client
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the request-path load (default 3)")
@@ -321,18 +352,7 @@ def main() -> None:
     if "CHROMACTL_BCRYPT_ROUNDS" in os.environ:
         log("note: CHROMACTL_BCRYPT_ROUNDS is ignored: projects use chromactl's default bcrypt cost")
 
-    import docker  # here, not at the top: the spawned load processes do not need it
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:
-        raise SystemExit(f"the Docker engine does not answer: {exc}")
-    for image in (IMAGE_063, IMAGE_159, NGINX_IMAGE):
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            raise SystemExit(f"image {image} is missing: ci/chroma-images.sh builds it (run scripts/test once)")
+    client = docker_with_images()
 
     cells = [(server, conns, mode) for server in SERVERS for conns in CONNS for mode in MODES]
     cell_time = START_SLACK + WARMUP + options.seconds + 0.3

@@ -78,57 +78,6 @@ TLS_FLAG = {"plain": "off", "tls": "auto"}
 # --- clients: run in the worker processes -------------------------------------------------------
 
 
-def _connection(task: dict) -> http.client.HTTPConnection:
-    """A plain or, when the task names a CA, a verified TLS connection (not yet connected)."""
-    if task.get("ca"):
-        context = task.get("_context")
-        if context is None:
-            context = task["_context"] = ssl.create_default_context(cafile=task["ca"])
-        return http.client.HTTPSConnection(HOST, task["port"], timeout=REQUEST_TIMEOUT, context=context)
-    return http.client.HTTPConnection(HOST, task["port"], timeout=REQUEST_TIMEOUT)
-
-
-def tls_load_worker(task: dict) -> dict:
-    """request_path.load_worker over plain HTTP or TLS: one keep-alive connection, a checked first
-    request, load until the window opens, then every request completed inside [t0, t1] counts."""
-    t0 = task["start_at"] + task["warmup"]
-    t1 = t0 + task["seconds"]
-    task = dict(task)
-    conn = _connection(task)  # the CA is read here, before the window
-    if time.monotonic() >= t0:
-        raise RuntimeError("a load process started after the measured window opened (machine overloaded?)")
-    status = request_path._request(conn, task["path"], task["headers"])
-    if status != 200:
-        raise RuntimeError(f"{task['what']}: first response was {status}, expected 200")
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    total, bad, errors, reconnects = 1, 0, 0, 0
-    while True:
-        started = time.monotonic()
-        if started >= t1:
-            break
-        if conn.sock is None:  # the server closed the connection: http.client opens (and handshakes) anew
-            reconnects += 1
-        try:
-            status = request_path._request(conn, task["path"], task["headers"])
-        except (OSError, http.client.HTTPException):
-            conn.close()
-            errors += 1
-            time.sleep(0.01)
-            continue
-        ended = time.monotonic()
-        total += 1
-        if t0 <= ended <= t1:
-            statuses[status] = statuses.get(status, 0) + 1
-            if status == 200:
-                latencies.append(ended - started)
-            else:
-                bad += 1
-    conn.close()
-    return {"latencies": latencies, "statuses": statuses, "total": total, "bad": bad, "errors": errors,
-            "reconnects": reconnects}
-
-
 def new_connections_worker(task: dict) -> dict:
     """`count` sequential requests, each on a new connection: connect (+ handshake), one request,
     its answer, close. Times in ms; the close is not timed."""
@@ -139,7 +88,7 @@ def new_connections_worker(task: dict) -> dict:
     for _ in range(task["count"]):
         if time.monotonic() >= deadline:
             break
-        conn = _connection(task)
+        conn = request_path.connection(task)
         try:
             started = time.perf_counter()
             conn.connect()  # TCP, then (HTTPSConnection) the TLS handshake, certificate checked
@@ -211,7 +160,7 @@ def up_project(project: Project) -> None:
         project.ca = up["tls"]["ca"]
     elif up.get("tls"):
         raise SystemExit(f"{what}: TLS reported for a --tls off project: {up['tls']!r}")
-    conn = _connection({"port": project.port, "ca": project.ca})
+    conn = request_path.connection({"port": project.port, "ca": project.ca})
     try:
         status = request_path._request(conn, COUNT_PATH, project.headers)
     finally:
@@ -234,25 +183,8 @@ def remove(project: Project) -> None:
 
 def run_load(pool, project: Project, conns: int, seconds: float) -> dict:
     what = f"{project.server} {project.mode} x{conns}"
-    task = {"port": project.port, "ca": project.ca, "path": COUNT_PATH, "headers": project.headers,
-            "what": what, "start_at": time.monotonic() + START_SLACK, "warmup": WARMUP, "seconds": seconds}
-    pending = pool.map_async(tls_load_worker, [task] * conns, chunksize=1)
-    try:
-        results = pending.get(timeout=START_SLACK + WARMUP + seconds + 2 * REQUEST_TIMEOUT + 10)
-    except multiprocessing.TimeoutError:
-        raise SystemExit(f"{what}: the load processes did not finish in time")
-    except Exception as exc:  # a load process failed: its first answer, or the connection itself
-        raise SystemExit(f"{what}: {type(exc).__name__}: {exc}")
-    latencies = [x for r in results for x in r["latencies"]]
-    statuses: dict[str, int] = {}
-    for r in results:
-        for status, count in r["statuses"].items():
-            statuses[str(status)] = statuses.get(str(status), 0) + count
-    return {"req_per_s": len(latencies) / seconds,
-            "p50_ms": statistics.median(latencies) * 1000 if latencies else None,
-            "requests": len(latencies), "bad_status": sum(r["bad"] for r in results),
-            "errors": sum(r["errors"] for r in results), "reconnects": sum(r["reconnects"] for r in results),
-            "statuses": dict(sorted(statuses.items()))}
+    figures, _ = request_path.run_load(pool, project, conns, seconds, project.headers, {200}, what, ca=project.ca)
+    return figures
 
 
 def run_new_connections(pool, project: Project, count: int) -> dict:
@@ -306,18 +238,7 @@ def main() -> None:
     if not 10 <= options.new_connections <= 5000:
         parser.error("--new-connections must be between 10 and 5000")
 
-    import docker  # here, not at the top: the spawned client processes do not need it
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:
-        raise SystemExit(f"the Docker engine does not answer: {exc}")
-    for image in (IMAGE_063, IMAGE_159, NGINX_IMAGE):
-        try:
-            client.images.get(image)
-        except docker.errors.ImageNotFound:
-            raise SystemExit(f"image {image} is missing: ci/chroma-images.sh builds it (run scripts/test once)")
+    client = request_path.docker_with_images()
     others = [c.name for c in client.containers.list()]
     load_start = loadavg()
 

@@ -306,26 +306,42 @@ def test_no_project_and_foreign_container(projects, docker_client, tmp_path):
         squatter.remove(force=True)
 
 
-@pytest.mark.skipif(os.environ.get("CHROMACTL_TEST_RESTART_ENGINE") != "1",
-                    reason="restarts the Docker engine: set CHROMACTL_TEST_RESTART_ENGINE=1 (scripts/test does in CI)")
-def test_engine_restart(projects, chroma_client):
+restarts_engine = pytest.mark.skipif(
+    os.environ.get("CHROMACTL_TEST_RESTART_ENGINE") != "1",
+    reason="restarts the Docker engine: set CHROMACTL_TEST_RESTART_ENGINE=1 (scripts/test does in CI)")
+
+
+def restart_engine(while_down=None) -> None:
+    """Stop dockerd, run `while_down()`, start it again as ci/docker-engine.sh does."""
     import subprocess
     import time
 
     from conftest import REPO
 
-    p = projects()
-    ok(p("up"))
-    token = admin_secret(p)
-    chroma_client(p.url, "token", token, ["connect", "create", "add"])
     subprocess.run(["pkill", "-x", "dockerd"], check=True)
     deadline = time.monotonic() + 60
     while subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
         assert time.monotonic() < deadline, "dockerd did not stop"
         time.sleep(0.5)
-    result = p("status")
-    assert result.returncode == 3 and "cannot reach the Docker engine" in result.stderr
+    if while_down:
+        while_down()
     subprocess.run(["bash", str(REPO / "ci/docker-engine.sh")], check=True, capture_output=True)
+
+
+@restarts_engine
+def test_engine_restart(projects, chroma_client):
+    import time
+
+    p = projects()
+    ok(p("up"))
+    token = admin_secret(p)
+    chroma_client(p.url, "token", token, ["connect", "create", "add"])
+
+    def engine_unreachable():
+        result = p("status")
+        assert result.returncode == 3 and "cannot reach the Docker engine" in result.stderr
+
+    restart_engine(engine_unreachable)
     deadline = time.monotonic() + 90
     while True:  # the container comes back by itself (restart policy unless-stopped)
         result = p("status", "--json")
@@ -382,26 +398,17 @@ def test_status_asks_the_engine_from_one_thread(projects, monkeypatch):
     assert threads == {threading.get_ident()}
 
 
-@pytest.mark.skipif(os.environ.get("CHROMACTL_TEST_RESTART_ENGINE") != "1",
-                    reason="restarts the Docker engine: set CHROMACTL_TEST_RESTART_ENGINE=1 (scripts/test does in CI)")
+@restarts_engine
 def test_engine_restart_behind_the_gateway(projects, chroma_client_1x):
     """After the engine restarts, the gateway comes back first or Chroma fails to join its
     namespace: either way `status` says what is wrong and `up` brings both back, data kept."""
-    import subprocess
     import time
-
-    from conftest import REPO
 
     p = projects("--gateway-image", "chromactl-test/nginx:bookworm", image=IMAGE_159)
     ok(p("up"))
     token = admin_secret(p)
     chroma_client_1x(p.url, "token", token, ["connect", "create", "add"])
-    subprocess.run(["pkill", "-x", "dockerd"], check=True)
-    deadline = time.monotonic() + 60
-    while subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
-        assert time.monotonic() < deadline, "dockerd did not stop"
-        time.sleep(0.5)
-    subprocess.run(["bash", str(REPO / "ci/docker-engine.sh")], check=True, capture_output=True)
+    restart_engine()
     time.sleep(3)  # the restart policy's turn
     status = json.loads(p("status", "--json").stdout)[0]
     if not status["healthy"]:
