@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from conftest import COLLECTIONS, IMAGE_063, IMAGE_159, admin_secret, ok, up
+from conftest import IMAGE_063, IMAGE_159, admin_secret, ok, up
 
 GATEWAY_IMAGE = "chromactl-test/nginx:bookworm"
 
