@@ -57,3 +57,5 @@ def test_readme_row_names_the_options_of_help(path):
 def test_shell_completion_is_offered():
     text = _help()
     assert "--install-completion" in text and "--show-completion" in text
+    script = CliRunner().invoke(app, ["--show-completion", "bash"])
+    assert script.exit_code == 0 and "_chromactl_completion" in script.output

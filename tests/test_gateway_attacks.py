@@ -560,3 +560,24 @@ def test_role_name_that_is_not_a_plain_word_is_refused(factory, docker_client, r
             f"exit {result.returncode}, started {started}, lines {where} (want {at + 1} or {user + 1}): {result.stderr}"
     finally:
         factory.discard(p)
+
+
+def test_hostile_token_passes_nginx_t_and_grants_only_its_own_role(factory, docker_client):
+    """Config injection through a token: punctuation Chroma accepts in tokens (quotes, braces,
+    `;`, `$`, `#`, backslashes) is written as hex escapes, so nginx -t accepts the file, the token
+    matches exactly, and nothing it spells out (a variable, a directive) takes effect."""
+    hostile = '$http_x_role";}{ allow all; #\\\'`'.replace(" ", "_") + "Zz9"
+    p = factory()
+    add_user(p, "rita", "reader", stdin=hostile + "\n", flag="--token-stdin")
+    reader_token = hostile
+    _up(p, reader_token, admin_secret(p), bearer(admin_secret(p)))
+    try:
+        checked = docker_client.containers.get(p.gateway).exec_run(
+            ["nginx", "-t", "-e", "stderr", "-c", "/etc/chromactl-gateway/nginx.conf"])
+        assert checked.exit_code == 0, checked.output
+        allowed = statuses(p, request(p, "GET", BASE + "/collections", [bearer(hostile)]))
+        denied = statuses(p, request(p, "POST", p.C + "/add", [bearer(hostile), "X-Role: admin"], EVIL))
+        near = statuses(p, request(p, "GET", BASE + "/collections", [bearer(hostile[:-1])]))
+        assert (allowed, denied, near) == ([200], [403], [403]), (allowed, denied, near)
+    finally:
+        factory.discard(p)
