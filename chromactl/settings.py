@@ -46,6 +46,7 @@ class Settings:
     bcrypt_rounds: int = DEFAULT_BCRYPT_ROUNDS
     gateway: str = "none"
     gateway_image: str = DEFAULT_GATEWAY_IMAGE
+    data_volume: str | None = None  # the data volume; None: chromactl-<name>-data (restore/upgrade switch it)
 
     @property
     def uses_gateway(self) -> bool:
@@ -97,6 +98,7 @@ def resolve_settings(
         bcrypt_rounds=pick("bcrypt_rounds", DEFAULT_BCRYPT_ROUNDS),
         gateway=pick("gateway", None),
         gateway_image=pick("gateway_image", DEFAULT_GATEWAY_IMAGE),
+        data_volume=pick("data_volume", None),
     )
     if settings.gateway is None:
         settings = replace(settings, gateway=default_gateway(settings.auth, settings.image))
@@ -166,6 +168,8 @@ def validate_settings(s: Settings) -> tuple[str, str] | None:
         return "gateway", "a gateway enforces auth: with auth none there is nothing for it to do"
     if not isinstance(s.gateway_image, str) or not _IMAGE_RE.fullmatch(s.gateway_image):
         return "gateway_image", f"invalid image reference {s.gateway_image!r}"
+    if s.data_volume is not None and (not isinstance(s.data_volume, str) or not _NAME_RE.fullmatch(s.data_volume)):
+        return "data_volume", f"invalid volume name {s.data_volume!r}: use letters, digits, '_', '.' or '-'"
     rounds = s.bcrypt_rounds
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not MIN_BCRYPT_ROUNDS <= rounds <= MAX_BCRYPT_ROUNDS:
         return "bcrypt_rounds", f"bcrypt rounds must be a number from {MIN_BCRYPT_ROUNDS} to {MAX_BCRYPT_ROUNDS}, not {rounds!r}"
@@ -182,7 +186,7 @@ def parse_settings_file(text: str) -> dict[str, Any]:
         if key not in FIELDS:
             raise ProjectFileError(SETTINGS_FILE, f"unknown setting {key!r}", data.line_of(key),
                                    hint=f"known settings: {', '.join(FIELDS)}")
-    optional = ("bcrypt_rounds", "gateway", "gateway_image")
+    optional = ("bcrypt_rounds", "gateway", "gateway_image", "data_volume")
     missing = [key for key in FIELDS if key not in data and key not in optional]
     if missing:
         raise ProjectFileError(SETTINGS_FILE, f"missing setting {missing[0]!r}")
