@@ -372,7 +372,8 @@ def down(
             return True
         if not sys.stdin.isatty():
             return False
-        return typer.confirm(f"Delete volume {volume} and all the data in it?", default=False, err=True)
+        return typer.confirm(f"Delete volume {volume} and all the data in it? (a backup first: chromactl backup)",
+                             default=False, err=True)
 
     output.down_result(run_down(_root(ctx), volumes=volumes, confirm=confirm), as_json)
 

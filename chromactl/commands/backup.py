@@ -231,3 +231,20 @@ def last_backup(root: Path) -> dict | None:
     note["age_seconds"] = max(0.0, (datetime.now(timezone.utc) - created).total_seconds())
     note["exists"] = Path(note.get("path", "")).is_file()
     return note
+
+
+def volume_bytes(engine, volume: str | None) -> int | None:
+    """The size of a volume's files, read on this host (local driver, readable by us); None otherwise."""
+    import os
+
+    mountpoint = engine.volume_mountpoint(volume) if volume else None
+    if not mountpoint or not os.access(mountpoint, os.R_OK | os.X_OK):
+        return None
+    total = 0
+    for folder, _, files in os.walk(mountpoint):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total

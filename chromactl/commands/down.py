@@ -33,7 +33,8 @@ def down(root: Path, *, volumes: bool = False, confirm: Callable[[str], bool] | 
     info = owned_container(engine, root, name)
     gateway = owned_container(engine, root, gateway_name(settings))
     if volumes and not (confirm and confirm(volume)):
-        raise ChromactlError(f"not deleting volume {volume} without confirmation", hint="pass --yes")
+        raise ChromactlError(f"not deleting volume {volume} without confirmation",
+                             hint="take a backup first (chromactl backup), then pass --yes")
     for present in (gateway, info):  # the gateway first: never Chroma without it
         if present is not None:
             engine.stop(present.name)

@@ -8,6 +8,7 @@ The previous volume is never deleted: the operator removes it."""
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -38,7 +39,7 @@ class RestoreResult:
 
 
 def new_volume_name(project: Project) -> str:
-    return f"chromactl-{project.settings.name}-data-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+    return f"chromactl-{project.settings.name}-data-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def check_readable(manifest: dict, image: str, path: Path) -> None:

@@ -49,6 +49,8 @@ class InstanceStatus:
     problem: str | None = None  # why a running instance does not answer, and what to do
     hint: str | None = None
     costly_users: tuple[str, ...] = ()  # basic auth users whose hash costs each request > a few ms
+    volume_bytes: int | None = None  # the data volume's size; None: cannot tell
+    last_backup: dict | None = None  # the last `chromactl backup`: path, created, age_seconds
 
 
 def status(root: Path, *, all_instances: bool = False) -> list[InstanceStatus]:
@@ -117,9 +119,19 @@ def _from_engine(engine, key: tuple[str, str], services: dict, project: Project 
         volume=chroma.volume if chroma else None, auth_mode=front.labels.get(LABEL_AUTH) if front else None,
         auth_enforced=None, drift=None if pending is None else bool(pending), project=project_path or None,
         gateway={"container": gateway.name, "state": gateway.state} if gateway else None, pending=pending,
-        costly_users=costly_users(project))
+        costly_users=costly_users(project), **_data_facts(engine, chroma, project))
     exposed = gateway is not None and chroma is not None and chroma.published is not None
     return _Seen(status, project, exposed)
+
+
+def _data_facts(engine, chroma, project: Project | None) -> dict:
+    from chromactl.commands.backup import last_backup, volume_bytes
+
+    try:
+        size = volume_bytes(engine, chroma.volume if chroma else None)
+    except ChromactlError:
+        size = None
+    return {"volume_bytes": size, "last_backup": last_backup(project.root) if project else None}
 
 
 def _probe(seen: _Seen) -> InstanceStatus:
