@@ -86,7 +86,8 @@ def test_backup_while_a_writer_runs_restores_one_moment(data_projects, chroma_py
     result = p("backup", "-o", str(archive), "--json")
     time.sleep(2)  # and keeps writing after the server is back
     stop_file.touch()
-    out, err = writer.communicate(timeout=120)
+    writer.wait(timeout=120)
+    out, err = writer.stdout.read(), writer.stderr.read()
     assert writer.returncode == 0, err[-2000:]
     written = json.loads(out)["written"]
     doc = json.loads(ok(result).stdout)
