@@ -23,6 +23,7 @@ import shutil
 import sqlite3
 import tarfile
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterable, Iterator
@@ -180,6 +181,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, content: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(content)
     info.mode = 0o600
+    info.mtime = int(time.time())
     tar.addfile(info, io.BytesIO(content))
 
 
