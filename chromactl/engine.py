@@ -264,6 +264,12 @@ class Engine:
         with _translated(f"cannot create volume {name}"):
             self._client.volumes.create(name=name, labels=labels)
 
+    def volumes(self, project: str) -> list[str]:
+        """The names of a project's volumes (by chromactl's label)."""
+        with _translated("cannot list volumes"):
+            found = self._api.volumes(filters={"label": f"{LABEL_PROJECT}={project}"}).get("Volumes") or []
+            return sorted(v["Name"] for v in found)
+
     def volume_mountpoint(self, name: str) -> str | None:
         """Where the engine keeps the volume's files on this host (local driver), or None."""
         with _translated(f"cannot inspect volume {name}"):

@@ -332,7 +332,8 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
 def down_result(result: DownResult, as_json: bool) -> None:
     if as_json:
         print_json({"container": result.container, "removed": result.removed, "volume": result.volume,
-                    "volume_removed": result.volume_removed, "gateway": result.gateway})
+                    "volume_removed": result.volume_removed, "gateway": result.gateway,
+                    "other_volumes": list(result.other_volumes)})
         return
     out = stdout()
     out.print(f"Removed container {result.container}." if result.removed else f"No container {result.container}.",
@@ -343,6 +344,9 @@ def down_result(result: DownResult, as_json: bool) -> None:
         out.print(f"Deleted volume {result.volume} and its data.", markup=False)
     else:
         out.print(f"Data volume {result.volume} is kept.", markup=False)
+    if result.other_volumes:
+        out.print(f"Also kept, from restore or upgrade: {', '.join(result.other_volumes)} "
+                  "(docker volume rm NAME when no longer needed).", markup=False)
 
 
 def _data_line(i: InstanceStatus) -> None:

@@ -117,6 +117,8 @@ def test_backup_while_a_writer_runs_restores_one_moment(data_projects, chroma_py
     status = json.loads(p("status", "--json").stdout)[0]
     assert status["volume"] == restored["volume"] and status["last_backup"]["path"] == str(archive)
     assert status["volume_bytes"] > 1_000_000
+    downed = json.loads(ok(p("down", "--json")).stdout)
+    assert downed["volume"] == restored["volume"] and p.volume in downed["other_volumes"]
 
 
 def test_restore_refuses_newer_older_and_damaged_data(data_projects, chroma_client, python_1x, tmp_path):

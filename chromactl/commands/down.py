@@ -19,6 +19,7 @@ class DownResult:
     volume: str
     volume_removed: bool
     gateway: str | None = None  # the gateway container removed with it
+    other_volumes: tuple[str, ...] = ()  # kept by restore or upgrade: the operator removes them
 
 
 def down(root: Path, *, volumes: bool = False, confirm: Callable[[str], bool] | None = None) -> DownResult:
@@ -41,4 +42,5 @@ def down(root: Path, *, volumes: bool = False, confirm: Callable[[str], bool] | 
             engine.remove(present.name)
     engine.remove_network(network_name(settings))
     volume_removed = engine.remove_volume(volume) if volumes else False
-    return DownResult(name, info is not None, volume, volume_removed, gateway.name if gateway else None)
+    others = tuple(v for v in engine.volumes(str(root)) if v != volume)
+    return DownResult(name, info is not None, volume, volume_removed, gateway.name if gateway else None, others)
