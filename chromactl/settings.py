@@ -57,7 +57,10 @@ class Settings:
         return self.auth != "none"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        if values["data_volume"] is None:  # the default volume: the file does not name it
+            del values["data_volume"]
+        return values
 
 
 FIELDS = tuple(Settings.__dataclass_fields__)
@@ -203,4 +206,14 @@ def parse_settings_file(text: str) -> dict[str, Any]:
 def render_settings_file(s: Settings) -> str:
     # JSON scalars are valid YAML and quote strings safely.
     values = {key: json.dumps(value) for key, value in s.to_dict().items()}
-    return render_template("chromactl.yaml.tmpl", **values)
+    text = render_template("chromactl.yaml.tmpl", **values)
+    if s.data_volume is not None:
+        text += DATA_VOLUME_BLOCK.format(json.dumps(s.data_volume))
+    return text
+
+
+DATA_VOLUME_BLOCK = """
+# The data volume, chosen by `chromactl restore` or `chromactl upgrade` (without this setting:
+# chromactl-<name>-data). The previous one is kept until you remove it.
+data_volume: {}
+"""
