@@ -57,10 +57,7 @@ class Settings:
         return self.auth != "none"
 
     def to_dict(self) -> dict[str, Any]:
-        values = asdict(self)
-        if values["data_volume"] is None:  # the default volume: the file does not name it
-            del values["data_volume"]
-        return values
+        return asdict(self)
 
 
 FIELDS = tuple(Settings.__dataclass_fields__)
@@ -200,7 +197,7 @@ def parse_settings_file(text: str) -> dict[str, Any]:
     if problem:
         key, message = problem
         raise ProjectFileError(SETTINGS_FILE, message, data.line_of(key))
-    return dict(data)
+    return {"data_volume": None, **data}  # the file names a volume only when restore/upgrade chose one
 
 
 def render_settings_file(s: Settings) -> str:
