@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -390,7 +390,8 @@ def down(
             return True
         if not sys.stdin.isatty():
             return False
-        return typer.confirm(f"Delete volume {volume} and all the data in it?", default=False, err=True)
+        return typer.confirm(f"Delete volume {volume} and all the data in it? (a backup first: chromactl backup)",
+                             default=False, err=True)
 
     output.down_result(run_down(_root(ctx), volumes=volumes, confirm=confirm), as_json)
 
@@ -496,3 +497,97 @@ def main() -> None:
 
         output.error(exc)
         sys.exit(exc.exit_code)
+
+
+# --- data: backup, restore, upgrade ------------------------------------------------------
+
+TimeoutOption = Annotated[float, typer.Option(min=1, help="Seconds to wait for the server to answer after a start.")]
+
+
+def _confirm(yes: bool) -> Callable[[str], bool]:
+    def confirm(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            return False
+        return typer.confirm(question, default=False, err=True)
+
+    return confirm
+
+
+@app.command()
+def backup(
+    ctx: typer.Context,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", dir_okay=False,
+                                                   help="The backup file. [default: backups/NAME-TIME.chromactl-backup.tar]")] = None,
+    include_credentials: Annotated[bool, typer.Option(
+        "--include-credentials", help="Also store the project files with their secrets (the file is 0600 either way).")] = False,
+    timeout: TimeoutOption = 60,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a consistent backup of the instance's data: stop Chroma, stream its volume
+    into an archive with a manifest (image, data fingerprint, collections and counts,
+    sha256), start it again and prove it answers. Clients get errors meanwhile (about a
+    second per 50 MB). No credentials are stored unless --include-credentials.
+
+    Example: chromactl backup -o /srv/backups/search.tar
+    """
+    from chromactl import output_data
+    from chromactl.commands.backup import backup as run_backup
+
+    result = run_backup(_root(ctx), output, output_data.DataReporter(as_json),
+                        include_credentials=include_credentials, timeout=timeout)
+    output_data.backup_result(result, as_json)
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A file written by `chromactl backup`.", dir_okay=False)],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before replacing the data.")] = False,
+    timeout: TimeoutOption = 60,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore a backup: check its sha256 and that this project's image reads its data,
+    fill a new volume, start the server on it, compare the counts with the manifest, and
+    only then keep it. The previous volume is kept until you remove it.
+
+    Example: chromactl restore backups/search-20261130T010000Z.chromactl-backup.tar --yes
+    """
+    from chromactl import output_data
+    from chromactl.commands.restore import restore as run_restore
+
+    result = run_restore(_root(ctx), file, output_data.DataReporter(as_json), confirm=_confirm(yes), timeout=timeout)
+    output_data.restore_result(result, as_json)
+
+
+@app.command()
+def upgrade(
+    ctx: typer.Context,
+    image: Annotated[Optional[str], typer.Option(help="The Chroma 1.x image to upgrade to, e.g. chromadb/chroma:1.5.9.")] = None,
+    rollback: Annotated[bool, typer.Option("--rollback", help="Go back to the image and volume from before the last upgrade.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
+    timeout: TimeoutOption = 60,
+    as_json: JsonOption = False,
+) -> None:
+    """Upgrade Chroma 0.5/0.6 to 1.x (or to a later 1.x): a backup first, a copy of the
+    data in a new volume, the gateway for the same users, tokens and roles, then proof:
+    counts and sample queries equal before and after, the data's fingerprint, no ERROR in
+    the log. On any mismatch nothing is switched and the old server runs again.
+
+    Example: chromactl upgrade --image chromadb/chroma:1.5.9
+    """
+    from chromactl import output_data
+    from chromactl.commands import upgrade as upgrading
+
+    reporter = output_data.DataReporter(as_json)
+    if rollback:
+        if image:
+            raise ChromactlError("--rollback takes no --image: it goes back to the image from before the upgrade")
+        output_data.rollback_result(upgrading.rollback(_root(ctx), reporter, confirm=_confirm(yes), timeout=timeout),
+                                    as_json)
+        return
+    if not image:
+        raise ChromactlError("name the image to upgrade to: --image IMAGE")
+    result = upgrading.upgrade(_root(ctx), image, reporter, confirm=_confirm(yes), timeout=timeout)
+    output_data.upgrade_result(result, as_json)

@@ -266,6 +266,52 @@ class Engine:
             except docker.errors.NotFound:
                 return False
 
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        """A new, empty volume; one of that name already there is refused (never reused)."""
+        if self.volume_exists(name):
+            raise ChromactlError(f"volume {name} already exists", hint="remove it, or try again in a second")
+        with _translated(f"cannot create volume {name}"):
+            self._client.volumes.create(name=name, labels=labels)
+
+    def volumes(self, project: str) -> list[str]:
+        """The names of a project's volumes (by chromactl's label)."""
+        with _translated("cannot list volumes"):
+            found = self._api.volumes(filters={"label": f"{LABEL_PROJECT}={project}"}).get("Volumes") or []
+            return sorted(v["Name"] for v in found)
+
+    def volume_mountpoint(self, name: str) -> str | None:
+        """Where the engine keeps the volume's files on this host (local driver), or None."""
+        with _translated(f"cannot inspect volume {name}"):
+            try:
+                return self._api.inspect_volume(name).get("Mountpoint") or None
+            except docker.errors.NotFound:
+                return None
+
+    # --- the data of a volume, through a container that never runs ----------------------
+
+    def create_holder(self, name: str, image: str, volume: str, path: str, labels: dict[str, str]) -> None:
+        """A container that is created and never started, the volume mounted at `path` and
+        no network: only to stream the volume's files out or in (no extra image or tool)."""
+        self.remove(name)  # left from an interrupted run
+        with _translated(f"cannot create container {name}"):
+            host_config = self._api.create_host_config(
+                mounts=[docker.types.Mount(target=path, source=volume, type="volume")], network_mode="none")
+            self._api.create_container(image, name=name, labels=labels, host_config=host_config,
+                                       network_disabled=True, detach=True)
+
+    def archive_out(self, name: str, path: str) -> Iterator[bytes]:
+        """A tar stream of `path` in a (stopped) container, in chunks; the top entry is the
+        folder's own name. An error mid-stream is a ChromactlError too."""
+        with _translated(f"cannot read {path} from {name}"):
+            chunks, _ = self._api.get_archive(name, path, chunk_size=1024 * 1024)
+            yield from chunks
+
+    def archive_in(self, name: str, path: str, data) -> None:
+        """Extract a tar (bytes or a readable file) into `path` of a container that is not running."""
+        with _translated(f"cannot write into {path} of {name}"):
+            if not self._api.put_archive(name, path, data):
+                raise ChromactlError(f"the engine refused the archive for {path} of {name}")
+
 
 def _short(exc: Exception) -> str:
     text = str(exc)

@@ -327,6 +327,7 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
                      "auth": {"mode": i.auth_mode, "enforced": i.auth_enforced}, "drift": i.drift,
                      "pending": list(i.pending) if i.pending is not None else None,
                      "problem": i.problem, "hint": i.hint, "costly_users": list(i.costly_users), "tls": i.tls,
+                     "volume_bytes": i.volume_bytes, "last_backup": i.last_backup,
                      **({"gateway": i.gateway} if i.gateway else {})}
                     for i in instances])
         return
@@ -349,6 +350,8 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
                       i.url or "-", auth, "?" if i.pending is None else "; ".join(i.pending) or "-",
                       i.image or "-", i.volume or "-")
     stdout().print(table)
+    for i in instances:
+        _data_line(i)
     for i in instances:
         if i.tls and i.tls["days_left"] < TLS_WARN_DAYS:
             warn(f"{i.name}: its certificate expires in {i.tls['days_left']} days: `chromactl tls renew`")
@@ -387,7 +390,8 @@ def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> No
 def down_result(result: DownResult, as_json: bool) -> None:
     if as_json:
         print_json({"container": result.container, "removed": result.removed, "volume": result.volume,
-                    "volume_removed": result.volume_removed, "gateway": result.gateway})
+                    "volume_removed": result.volume_removed, "gateway": result.gateway,
+                    "other_volumes": list(result.other_volumes)})
         return
     out = stdout()
     out.print(f"Removed container {result.container}." if result.removed else f"No container {result.container}.",
@@ -398,3 +402,19 @@ def down_result(result: DownResult, as_json: bool) -> None:
         out.print(f"Deleted volume {result.volume} and its data.", markup=False)
     else:
         out.print(f"Data volume {result.volume} is kept.", markup=False)
+    if result.other_volumes:
+        out.print(f"Also kept, from restore or upgrade: {', '.join(result.other_volumes)} "
+                  "(docker volume rm NAME when no longer needed).", markup=False)
+
+
+def _data_line(i: InstanceStatus) -> None:
+    """The data volume's size and the last backup's age, under the table."""
+    size = f"{i.volume_bytes / 1024 / 1024:.1f} MB" if i.volume_bytes is not None else "size unknown"
+    backup = i.last_backup
+    if backup is None:
+        told = "no backup yet (chromactl backup)"
+    else:
+        age = backup["age_seconds"]
+        ago = f"{age / 86400:.1f} days" if age >= 86400 else f"{age / 3600:.1f} h" if age >= 3600 else f"{age / 60:.0f} min"
+        told = f"last backup {ago} ago: {backup['path']}" + ("" if backup.get("exists") else " (file gone)")
+    stdout().print(f"{i.name}: data {size} in {i.volume or '-'}; {told}", markup=False)

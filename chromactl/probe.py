@@ -64,6 +64,12 @@ def _endpoint(target: Target) -> Endpoint:
 
 
 def _get(target: Target, path: str, headers: dict[str, str] | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
+    return request(target, "GET", path, headers, timeout=timeout)
+
+
+def request(target: Target, method: str, path: str, headers: dict[str, str] | None = None,
+            body: bytes | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
+    """One request over plain HTTP or verified HTTPS: (status, body)."""
     endpoint = _endpoint(target)
     parts = urlsplit(endpoint.url)
     if endpoint.tls:
@@ -71,7 +77,7 @@ def _get(target: Target, path: str, headers: dict[str, str] | None = None, timeo
     else:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        connection.request("GET", path, headers=headers or {})
+        connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         return response.status, response.read()
     finally:

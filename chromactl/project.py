@@ -17,8 +17,8 @@ STATE_DIR = ".chromactl"
 PROBE_SECRET_FILE = f"{STATE_DIR}/probe-secret"
 LOCK_FILE = f"{STATE_DIR}/lock"
 GITIGNORE_FILE = ".gitignore"
-# Files that hold secrets, kept out of version control.
-GITIGNORE_ENTRIES = ("server.htpasswd", "authz.yaml", f"{STATE_DIR}/")
+# Files that hold secrets or data (`chromactl backup` writes into backups/), kept out of version control.
+GITIGNORE_ENTRIES = ("server.htpasswd", "authz.yaml", f"{STATE_DIR}/", "backups/")
 
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644

@@ -53,6 +53,7 @@ class Settings:
     tls_cert: str | None = None  # files: paths to the certificate (with its chain), key and CA
     tls_key: str | None = None
     tls_ca: str | None = None
+    data_volume: str | None = None  # the data volume; None: chromactl-<name>-data (restore/upgrade switch it)
 
     @property
     def uses_gateway(self) -> bool:
@@ -113,6 +114,7 @@ def resolve_settings(
         tls_cert=pick("tls_cert", None),
         tls_key=pick("tls_key", None),
         tls_ca=pick("tls_ca", None),
+        data_volume=pick("data_volume", None),
     )
     if settings.gateway is None:
         settings = replace(settings, gateway=default_gateway(settings.auth, settings.image))
@@ -203,6 +205,8 @@ def validate_settings(s: Settings) -> tuple[str, str] | None:
         for key in ("tls_cert", "tls_key", "tls_ca"):
             if not getattr(s, key):
                 return key, f"tls files needs {key.replace('_', '-')} (a path to a PEM file)"
+    if s.data_volume is not None and (not isinstance(s.data_volume, str) or not _NAME_RE.fullmatch(s.data_volume)):
+        return "data_volume", f"invalid volume name {s.data_volume!r}: use letters, digits, '_', '.' or '-'"
     rounds = s.bcrypt_rounds
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not MIN_BCRYPT_ROUNDS <= rounds <= MAX_BCRYPT_ROUNDS:
         return "bcrypt_rounds", f"bcrypt rounds must be a number from {MIN_BCRYPT_ROUNDS} to {MAX_BCRYPT_ROUNDS}, not {rounds!r}"
@@ -227,7 +231,8 @@ def parse_settings_file(text: str) -> dict[str, Any]:
         if key not in FIELDS:
             raise ProjectFileError(SETTINGS_FILE, f"unknown setting {key!r}", data.line_of(key),
                                    hint=f"known settings: {', '.join(FIELDS)}")
-    optional = ("bcrypt_rounds", "gateway", "gateway_image", "tls", "tls_san", "tls_cert", "tls_key", "tls_ca")
+    optional = ("bcrypt_rounds", "gateway", "gateway_image", "tls", "tls_san", "tls_cert", "tls_key", "tls_ca",
+                "data_volume")
     missing = [key for key in FIELDS if key not in data and key not in optional]
     if missing:
         raise ProjectFileError(SETTINGS_FILE, f"missing setting {missing[0]!r}")
@@ -243,10 +248,20 @@ def parse_settings_file(text: str) -> dict[str, Any]:
     if problem:
         key, message = problem
         raise ProjectFileError(SETTINGS_FILE, message, data.line_of(key))
-    return dict(data)
+    return {"data_volume": None, **data}  # the file names a volume only when restore/upgrade chose one
 
 
 def render_settings_file(s: Settings) -> str:
     # JSON scalars are valid YAML and quote strings safely.
     values = {key: json.dumps(value) for key, value in s.to_dict().items()}
-    return render_template("chromactl.yaml.tmpl", **values)
+    text = render_template("chromactl.yaml.tmpl", **values)
+    if s.data_volume is not None:
+        text += DATA_VOLUME_BLOCK.format(json.dumps(s.data_volume))
+    return text
+
+
+DATA_VOLUME_BLOCK = """
+# The data volume, chosen by `chromactl restore` or `chromactl upgrade` (without this setting:
+# chromactl-<name>-data). The previous one is kept until you remove it.
+data_volume: {}
+"""

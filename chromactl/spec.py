@@ -27,7 +27,8 @@ def container_name(settings: Settings) -> str:
 
 
 def volume_name(settings: Settings) -> str:
-    return f"chromactl-{settings.name}-data"
+    """The data volume: chromactl-<name>-data unless restore or upgrade switched it."""
+    return settings.data_volume or f"chromactl-{settings.name}-data"
 
 
 def gateway_name(settings: Settings) -> str:

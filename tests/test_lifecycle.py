@@ -217,7 +217,8 @@ def test_status_all_and_containers_changed_behind_chromactls_back(projects, dock
     assert set(mine) == {one.name, two.name}
     for instance in mine.values():
         assert set(instance) == {"name", "container", "state", "healthy", "heartbeat_ms", "version", "image", "url",
-                                 "volume", "auth", "drift", "pending", "problem", "hint", "costly_users", "tls"}
+                                 "volume", "auth", "drift", "pending", "problem", "hint", "costly_users", "tls",
+                                 "volume_bytes", "last_backup"}
         assert instance["healthy"] and instance["auth"]["enforced"] is True and instance["state"] == "running"
     assert mine[two.name]["auth"]["mode"] == "basic"
 

@@ -19,6 +19,7 @@ class DownResult:
     volume: str
     volume_removed: bool
     gateway: str | None = None  # the gateway container removed with it
+    other_volumes: tuple[str, ...] = ()  # kept by restore or upgrade: the operator removes them
 
 
 def down(root: Path, *, volumes: bool = False, confirm: Callable[[str], bool] | None = None) -> DownResult:
@@ -33,11 +34,13 @@ def down(root: Path, *, volumes: bool = False, confirm: Callable[[str], bool] | 
     info = owned_container(engine, root, name)
     gateway = owned_container(engine, root, gateway_name(settings))
     if volumes and not (confirm and confirm(volume)):
-        raise ChromactlError(f"not deleting volume {volume} without confirmation", hint="pass --yes")
+        raise ChromactlError(f"not deleting volume {volume} without confirmation",
+                             hint="take a backup first (chromactl backup), then pass --yes")
     for present in (gateway, info):  # the gateway first: never Chroma without it
         if present is not None:
             engine.stop(present.name)
             engine.remove(present.name)
     engine.remove_network(network_name(settings))
     volume_removed = engine.remove_volume(volume) if volumes else False
-    return DownResult(name, info is not None, volume, volume_removed, gateway.name if gateway else None)
+    others = tuple(v for v in engine.volumes(str(root)) if v != volume)
+    return DownResult(name, info is not None, volume, volume_removed, gateway.name if gateway else None, others)

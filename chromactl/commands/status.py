@@ -50,6 +50,8 @@ class InstanceStatus:
     hint: str | None = None
     costly_users: tuple[str, ...] = ()  # basic auth users whose hash costs each request > a few ms
     tls: dict | None = None  # {"mode", "days_left", "not_after", "fingerprint", "ca"} when served over TLS
+    volume_bytes: int | None = None  # the data volume's size; None: cannot tell
+    last_backup: dict | None = None  # the last `chromactl backup`: path, created, age_seconds
 
 
 def status(root: Path, *, all_instances: bool = False) -> list[InstanceStatus]:
@@ -123,9 +125,20 @@ def _from_engine(engine, key: tuple[str, str], services: dict, project: Project 
         gateway={"container": gateway.name, "state": gateway.state} if gateway else None, pending=pending,
         costly_users=costly_users(project),
         tls={"mode": project.settings.tls, "days_left": tls.info.days_left, "not_after": tls.info.not_after.isoformat(),
-             "fingerprint": tls.info.fingerprint, "ca": str(tls.ca_path)} if tls else None)
+             "fingerprint": tls.info.fingerprint, "ca": str(tls.ca_path)} if tls else None,
+        **_data_facts(engine, chroma, project))
     exposed = gateway is not None and chroma is not None and chroma.published is not None
     return _Seen(status, project, exposed, target or status.url)
+
+
+def _data_facts(engine, chroma, project: Project | None) -> dict:
+    from chromactl.commands.backup import last_backup, volume_bytes
+
+    try:
+        size = volume_bytes(engine, chroma.volume if chroma else None)
+    except ChromactlError:
+        size = None
+    return {"volume_bytes": size, "last_backup": last_backup(project.root) if project else None}
 
 
 def _probe(seen: _Seen) -> InstanceStatus:

@@ -69,6 +69,13 @@ class UpResult:
     gateway_action: str | None = None  # created, recreated, started, restarted, reloaded, unchanged
     tls: TlsMaterial | None = None  # what the server presents; None: plain HTTP
 
+    @property
+    def target(self) -> Endpoint:
+        """The URL, and for https how to trust the server."""
+        if self.tls is None:
+            return Endpoint(self.url)
+        return Endpoint(self.url, str(self.tls.ca_path), self.tls.server_name)
+
 
 def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | None = None,
        timeout: float = 60, dry_run: bool = False, init_settings: dict | None = None) -> UpResult:

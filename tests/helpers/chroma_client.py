@@ -30,6 +30,47 @@ def classify(exc: Exception) -> str:
     return "error: " + text[:300]
 
 
+def vector(key: str, dim: int) -> list:
+    import hashlib
+    seed = hashlib.sha256(key.encode()).digest()
+    return [((seed[i % 32] * (i + 1)) % 251) / 251.0 + i * 1e-4 for i in range(dim)]
+
+
+def fill(collection, request) -> None:
+    rows, dim, batch, prefix = request["rows"], request["dim"], request.get("batch", 1000), request.get("prefix", "r")
+    for start in range(0, rows, batch):
+        ids = [f"{prefix}{i}" for i in range(start, min(rows, start + batch))]
+        collection.add(ids=ids, embeddings=[vector(i, dim) for i in ids])
+
+
+def write_until(collection, request) -> int:
+    """Batch after batch of new ids w0, w1, ...; a batch that fails (server stopped) is
+    retried with the same ids (upsert), so what the server holds is always a prefix."""
+    import os
+    import time
+    dim, batch, done = request["dim"], request.get("batch", 200), 0
+    while not os.path.exists(request["stop_file"]):
+        ids = [f"w{i}" for i in range(done, done + batch)]
+        try:
+            collection.upsert(ids=ids, embeddings=[vector(i, dim) for i in ids])
+            done += batch
+        except Exception:
+            time.sleep(0.2)
+    return done
+
+
+def verify_ids(collection, request) -> dict:
+    ids = request["expect_ids"]
+    found = set()
+    for start in range(0, len(ids), 5000):
+        found.update(collection.get(ids=ids[start:start + 5000], include=[])["ids"])
+    sample = ids[:: max(1, len(ids) // 100)]
+    hits = collection.query(query_embeddings=[vector(i, request["dim"]) for i in sample], n_results=1,
+                            include=[])["ids"]
+    return {"missing": len(set(ids) - found), "count": collection.count(),
+            "self_nearest": sum(1 for i, hit in zip(sample, hits) if hit and hit[0] == i), "sampled": len(sample)}
+
+
 def main() -> None:
     request = json.load(sys.stdin)
     url = urlparse(request["url"])
@@ -69,6 +110,12 @@ def main() -> None:
                     ids=[f"big{i}" for i in range(rows)],
                     embeddings=[[((i * dim + j) % 997) / 997.0 for j in range(dim)] for i in range(rows)],
                     documents=["x" * 100] * rows)
+            elif op == "fill":  # request: rows, dim, batch, prefix; deterministic vectors
+                fill(client.get_or_create_collection(name), request)
+            elif op == "write_until":  # upsert batches until stop_file exists; retries through outages
+                result["written"] = write_until(client.get_or_create_collection(name), request)
+            elif op == "verify_ids":  # every id is there, and a sample is its own nearest neighbour
+                result.update(verify_ids(client.get_collection(name), request))
             elif op == "delete_collection":
                 client.delete_collection(name)
             else:

@@ -1,0 +1,124 @@
+"""`chromactl restore FILE`: the data of a backup, into a new volume, proven, then switched to.
+
+Order: verify the file (sha256, names, fingerprint and counts against its manifest) and
+that the project's image reads that data; fill a NEW volume; switch chromactl.yaml's
+data_volume (atomically) and let `up` recreate and prove the server; compare the counts
+with the manifest. Any failure switches back and `up` brings the previous volume back.
+The previous volume is never deleted: the operator removes it."""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from chromactl import archive, fsio
+from chromactl.commands.backup import fill_volume, live_fingerprint
+from chromactl.datacheck import reader_headers, take_snapshot
+from chromactl.errors import ChromactlError
+from chromactl.fingerprint import compare, describe, expected_release
+from chromactl.project import Project, load_project, load_settings, project_lock
+from chromactl.settings import SETTINGS_FILE, render_settings_file
+from chromactl.spec import container_name, volume_name
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    path: Path
+    manifest: dict
+    volume: str
+    previous_volume: str
+    records: int
+    verified: str
+    seconds: float
+    url: str
+
+
+def new_volume_name(project: Project) -> str:
+    return f"chromactl-{project.settings.name}-data-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def check_readable(manifest: dict, image: str, path: Path) -> None:
+    """Refuse data the image would misread: newer than it, or older (that is `upgrade`'s job)."""
+    data = manifest["fingerprint"]
+    target = expected_release(image)
+    if target is None:
+        if manifest.get("image") != image:
+            raise ChromactlError(f"cannot tell which data {image} reads, and {path} was taken from "
+                                 f"{manifest.get('image')}", hint="restore it into a project with a version-tagged image")
+        return
+    verdict = compare(data, target.fingerprint)
+    if verdict == "newer":
+        raise ChromactlError(f"{path} holds {describe(data)}, newer than {image} reads ({target.label}): "
+                             "an older server would silently lose data", hint=f"restore it into a project running "
+                             f"{manifest.get('image')} (`chromactl init --force --image {manifest.get('image')}`)")
+    if verdict == "older":
+        raise ChromactlError(f"{path} holds {describe(data)}, older than {image} writes: opening it would migrate it",
+                             hint=f"restore it into a project running {manifest.get('image')}, then "
+                                  f"`chromactl upgrade --image {image}`")
+
+
+def switch_volume(root: Path, volume: str | None) -> None:
+    """Point chromactl.yaml at another data volume, atomically."""
+    settings = load_settings(root)
+    fsio.write_files({root / SETTINGS_FILE: (render_settings_file(replace(settings, data_volume=volume)), 0o644)})
+
+
+def restore(root: Path, path: Path, reporter, *, confirm: Callable[[str], bool], timeout: float = 60) -> RestoreResult:
+    from chromactl.commands.up import _ensure_image, up as run_up
+    from chromactl.engine import Engine
+
+    started = time.monotonic()
+    project = load_project(root.absolute())
+    root, settings = project.root, project.settings
+    path = path.absolute()
+    with tempfile.TemporaryDirectory(prefix="chromactl-restore-") as work:
+        reporter.step(f"verifying {path}")
+        manifest = archive.verify_backup(path, Path(work))
+        check_readable(manifest, settings.image, path)
+        previous = volume_name(settings)
+        question = (f"Replace the data of {settings.name} (volume {previous}, kept) with {manifest['records']} records "
+                    f"from {path} taken {manifest['created']}?")
+        if not confirm(question):
+            raise ChromactlError("not restoring without confirmation", hint="pass --yes")
+        engine = Engine.connect()
+        _ensure_image(engine, settings.image, "missing", None, reporter)
+        with project_lock(root):
+            volume = new_volume_name(project)
+            fill_volume(engine, project, volume, settings.image, lambda: archive.payload_file(path), reporter)
+            reporter.step(f"switching {settings.name} to volume {volume}")
+            switch_volume(root, volume)
+            try:
+                up_result = run_up(root, reporter, pull="never", timeout=timeout)
+                verified = _verify(engine, load_project(root), up_result, manifest, Path(work))
+            except BaseException as exc:
+                reporter.step(f"switching back to volume {previous}")
+                switch_volume(root, settings.data_volume)
+                run_up(root, reporter, pull="never", timeout=timeout)
+                message = exc.message if isinstance(exc, ChromactlError) else f"{type(exc).__name__}: {exc}"
+                raise ChromactlError(f"restore failed ({message}); {settings.name} runs again on volume {previous}",
+                                     hint=f"the restored copy is kept in volume {volume} for inspection "
+                                          f"(docker volume rm {volume})") from None
+    return RestoreResult(path, manifest, volume, previous, manifest["records"], verified,
+                         time.monotonic() - started, up_result.url)
+
+
+def _verify(engine, project: Project, up_result, manifest: dict, work: Path) -> str:
+    """The restored server holds what the manifest says: counts through the API with a
+    reader's credential, and the fingerprint and counts of its chroma.sqlite3."""
+    expected = archive.counts_of(manifest["collections"])
+    fingerprint, collections = live_fingerprint(engine, container_name(project.settings), up_result.spec.data_path, work)
+    if fingerprint != manifest["fingerprint"] or archive.counts_of(collections) != expected:
+        raise ChromactlError("the restored volume does not hold what the manifest says (fingerprint or counts)")
+    headers = reader_headers(project)
+    if headers is None:
+        return f"{len(expected)} collections: counts and fingerprint of chroma.sqlite3 equal the manifest"
+    served = take_snapshot(up_result.target, headers, queries=[]).counts
+    wanted = {k: v for k, v in expected.items() if k.startswith("default_tenant/default_database/")}
+    if served != wanted:
+        raise ChromactlError(f"the server counts {served}, the manifest {wanted}")
+    return f"{len(expected)} collections: counts served by the API and in chroma.sqlite3 equal the manifest"

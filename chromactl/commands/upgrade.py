@@ -1,0 +1,229 @@
+"""`chromactl upgrade --image IMAGE`: Chroma 0.5/0.6 to 1.x (or a later 1.x), without
+losing a record, and a way back that never runs an old server on migrated data.
+
+1. The old server answers (`up`); a snapshot is taken: every count, and query results
+   for a few records of each collection (with a reader's token; see datacheck).
+2. It is stopped once: its volume is read out, written as the mandatory backup, and put
+   into a NEW volume at the new image's data path. The old volume is never mounted by
+   the new image.
+3. The settings are rewritten as `init --force --image IMAGE` would (a 1.x image gets the
+   gateway, with the same users, tokens and roles), pointing at the new volume; `up`
+   starts and proves it.
+4. Proof: counts and query results equal the snapshot, the data's fingerprint is the
+   new release's, and the server logged no ERROR. On any failure the previous files are
+   put back and `up` runs the old image on the old, untouched volume.
+
+`--rollback` later goes back the same way (writes made since stay in the new volume)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from chromactl import archive, fsio
+from chromactl.commands.backup import (
+    build_manifest,
+    fill_volume,
+    holder_name,
+    live_fingerprint,
+    record_backup,
+    spool_volume,
+    stopped,
+    default_output,
+)
+from chromactl.commands.restore import new_volume_name
+from chromactl.credentials import credential_file_names
+from chromactl.datacheck import differences, reader_headers, take_snapshot
+from chromactl.envfile import ENV_FILE
+from chromactl.errors import ChromactlError
+from chromactl.fingerprint import describe, expected_release, is_upgrade
+from chromactl.project import PROBE_SECRET_FILE, STATE_DIR, Project, load_project, project_lock
+from chromactl.settings import SETTINGS_FILE
+from chromactl.spec import LABEL_PROJECT, container_name, volume_name
+
+UPGRADE_FILE = f"{STATE_DIR}/upgrade.json"
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    from_image: str
+    image: str
+    volume: str
+    previous_volume: str
+    backup: Path
+    gateway: bool
+    records: int
+    verified: tuple[str, ...]
+    seconds: float
+    url: str
+
+
+def _saved_files(project: Project) -> dict[str, bytes | None]:
+    """The files the switch rewrites, to put back byte for byte (None: absent)."""
+    names = [SETTINGS_FILE, ENV_FILE, PROBE_SECRET_FILE, *credential_file_names(project.settings)]
+    return {name: (project.root / name).read_bytes() if (project.root / name).is_file() else None for name in names}
+
+
+def _put_back(root: Path, saved: dict[str, bytes | None]) -> None:
+    present = {root / name: (content.decode(), 0o644 if name == SETTINGS_FILE else 0o600)
+               for name, content in saved.items() if content is not None}
+    fsio.write_files(present)
+    for name, content in saved.items():
+        if content is None:
+            (root / name).unlink(missing_ok=True)
+
+
+def upgrade(root: Path, image: str, reporter, *, confirm: Callable[[str], bool], timeout: float = 60) -> UpgradeResult:
+    from chromactl.commands.init import init_project
+    from chromactl.commands.up import _ensure_image, up as run_up
+    from chromactl.engine import Engine
+
+    started = time.monotonic()
+    project = load_project(root.absolute())
+    root, old = project.root, project.settings
+    allowed, why = is_upgrade(old.image, image)
+    if not allowed:
+        raise ChromactlError(f"cannot upgrade: {why}")
+    target = expected_release(image)
+    engine = Engine.connect()
+    _ensure_image(engine, image, "missing", None, reporter)
+    if old.auth_enabled:
+        _ensure_image(engine, old.gateway_image, "missing", None, reporter)
+    previous = volume_name(old)
+    if not confirm(f"Upgrade {old.name} from {old.image} to {image}? Chroma migrates the data irreversibly; "
+                   f"a backup is taken first and volume {previous} is kept untouched."):
+        raise ChromactlError("not upgrading without confirmation", hint="pass --yes")
+
+    with project_lock(root), tempfile.TemporaryDirectory(prefix="chromactl-upgrade-") as work_dir:
+        work = Path(work_dir)
+        reporter.step(f"proving {old.name} answers on {old.image} before anything changes")
+        before_up = run_up(root, reporter, pull="never", timeout=timeout)
+        headers = reader_headers(project)
+        before = take_snapshot(before_up.target, headers) if headers is not None else None
+        backup_path = default_output(project)
+        volume = new_volume_name(project)
+        saved = _saved_files(project)
+        with stopped(engine, project, reporter, timeout) as stop:
+            spooled = spool_volume(engine, project, previous, work, reporter)
+            manifest = build_manifest(project, spooled, include_credentials=False)
+            archive.write_backup(backup_path, manifest, spooled.payload, {})
+            record_backup(root, backup_path, manifest)
+            reporter.step(f"backup written: {backup_path}")
+            fill_volume(engine, project, volume, image, lambda: open(spooled.payload, "rb"), reporter)
+            spooled.payload.unlink()
+            stop.running = False  # the old server is not started again: the new one replaces it
+        try:
+            reporter.step(f"switching {old.name} to {image} on volume {volume}")
+            init_project(root, {"image": image, "data_volume": volume}, force=True)
+            new_project = load_project(root)
+            up_result = run_up(root, reporter, pull="never", timeout=timeout)
+            verified = _prove(engine, new_project, up_result, manifest, before, headers, target, work)
+        except BaseException as exc:
+            reporter.step(f"putting {old.name} back on {old.image} and volume {previous} (untouched)")
+            _put_back(root, saved)
+            run_up(root, reporter, pull="never", timeout=timeout)
+            message = exc.message if isinstance(exc, ChromactlError) else f"{type(exc).__name__}: {exc}"
+            raise ChromactlError(
+                f"upgrade failed, nothing was switched: {message}; {old.name} runs again on {old.image} and volume "
+                f"{previous}", details=getattr(exc, "details", None),
+                hint=f"backup {backup_path}; the attempt's volume {volume} is kept for inspection "
+                     f"(docker volume rm {volume})") from None
+        _record_upgrade(root, old.image, image, previous, volume, backup_path, saved)
+    return UpgradeResult(old.image, image, volume, previous, backup_path, new_project.settings.uses_gateway,
+                         manifest["records"], verified, time.monotonic() - started, up_result.url)
+
+
+def _prove(engine, project: Project, up_result, manifest: dict, before, headers, target, work: Path) -> tuple[str, ...]:
+    proofs = []
+    name = container_name(project.settings)
+    fingerprint, collections = live_fingerprint(engine, name, up_result.spec.data_path, work)
+    if target is not None and fingerprint != target.fingerprint:
+        raise ChromactlError(f"after the upgrade the data is {describe(fingerprint)}, not {target.label} as expected")
+    proofs.append(f"the data is now {describe(fingerprint)}")
+    if archive.counts_of(collections) != archive.counts_of(manifest["collections"]):
+        raise ChromactlError("the record counts in chroma.sqlite3 differ from those before the upgrade")
+    proofs.append(f"{manifest['records']} records in {len(collections)} collections, as before")
+    if before is not None:
+        after = take_snapshot(up_result.target, headers, queries=[dict(q, ids=None) for q in before.queries])
+        problems = differences(before, after)
+        if problems:
+            raise ChromactlError("the server answers differently after the upgrade: " + "; ".join(problems[:3]))
+        proofs.append(f"counts served and {len(before.queries)} sample queries answer as before (through "
+                      f"{'the gateway' if project.settings.uses_gateway else 'the server'})")
+    else:
+        proofs.append("queries not sampled: chromactl holds no reader's secret (basic auth keeps only hashes)")
+    logs = b"".join(engine.logs(name)).decode(errors="replace")
+    errors = [line for line in logs.splitlines() if "ERROR" in line]
+    if errors:
+        raise ChromactlError(f"the new server logged an error: {errors[0][:200]}")
+    proofs.append("no ERROR in the server's log")
+    return tuple(proofs)
+
+
+def _record_upgrade(root: Path, from_image: str, image: str, previous: str, volume: str, backup: Path,
+                    saved: dict[str, bytes | None]) -> None:
+    note = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from_image": from_image,
+            "image": image, "previous_volume": previous, "volume": volume, "backup": str(backup),
+            "files": {k: base64.b64encode(v).decode() if v is not None else None for k, v in saved.items()}}
+    fsio.write_files({root / UPGRADE_FILE: (json.dumps(note, indent=2) + "\n", 0o600)})
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    image: str
+    volume: str
+    abandoned_volume: str
+    url: str
+
+
+def rollback(root: Path, reporter, *, confirm: Callable[[str], bool], timeout: float = 60) -> RollbackResult:
+    """Back to the image and the volume from before the last upgrade. That volume was never
+    opened by the new image (checked by its fingerprint); writes made since stay in the
+    upgraded volume, which is kept."""
+    from chromactl.commands.up import up as run_up
+    from chromactl.engine import Engine
+
+    root = root.absolute()
+    try:
+        note = json.loads((root / UPGRADE_FILE).read_text())
+    except (OSError, ValueError):
+        raise ChromactlError("no upgrade to roll back", hint=f"{UPGRADE_FILE} is written by `chromactl upgrade`") from None
+    project = load_project(root)
+    if volume_name(project.settings) != note["volume"]:
+        raise ChromactlError(f"the project no longer runs on volume {note['volume']} from the last upgrade",
+                             hint="restore a backup instead: chromactl restore FILE")
+    saved = {k: base64.b64decode(v) if v is not None else None for k, v in note["files"].items()}
+    engine = Engine.connect()
+    with tempfile.TemporaryDirectory(prefix="chromactl-rollback-") as work:
+        spooled = _fingerprint_of_volume(engine, project, note["previous_volume"], note["from_image"], Path(work), reporter)
+    expected = expected_release(note["from_image"])
+    if expected is not None and spooled != expected.fingerprint:
+        raise ChromactlError(f"volume {note['previous_volume']} holds {describe(spooled)}, not what "
+                             f"{note['from_image']} wrote: refusing to run an old server on migrated data")
+    if not confirm(f"Go back to {note['from_image']} on volume {note['previous_volume']} as of {note['created']}? "
+                   f"Writes made since stay in volume {note['volume']} (kept) and are not carried back."):
+        raise ChromactlError("not rolling back without confirmation", hint="pass --yes")
+    with project_lock(root):
+        _put_back(root, saved)
+        up_result = run_up(root, reporter, pull="never", timeout=timeout)
+        (root / UPGRADE_FILE).unlink(missing_ok=True)
+    return RollbackResult(note["from_image"], note["previous_volume"], note["volume"], up_result.url)
+
+
+def _fingerprint_of_volume(engine, project: Project, volume: str, image: str, work: Path, reporter) -> dict[str, int]:
+    from chromactl.commands.backup import image_data_path
+
+    path, _ = image_data_path(engine, image)
+    holder = holder_name(project)
+    engine.create_holder(holder, image, volume, path, {LABEL_PROJECT: str(project.root)})
+    try:
+        archive.extract_single(engine.archive_out(holder, f"{path}/{archive.SQLITE}"), work / "old.sqlite3")
+    finally:
+        engine.remove(holder)
+    return archive.inspect_sqlite(work / "old.sqlite3")[0]
