@@ -57,5 +57,10 @@ def test_readme_row_names_the_options_of_help(path):
 def test_shell_completion_is_offered():
     text = _help()
     assert "--install-completion" in text and "--show-completion" in text
-    script = CliRunner().invoke(app, ["--show-completion", "bash"])
-    assert script.exit_code == 0 and "_chromactl_completion" in script.output
+    import subprocess
+    import sys
+
+    program = Path(sys.executable).parent / "chromactl"  # the installed command, as a shell runs it
+    script = subprocess.run([str(program), "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    assert script.returncode == 0 and "complete -o default -F _chromactl_completion chromactl" in script.stdout, \
+        script.stdout + script.stderr
