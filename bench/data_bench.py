@@ -18,7 +18,6 @@ import argparse
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,18 +32,8 @@ HELPER = Path(__file__).resolve().parents[1] / "tests" / "helpers" / "chroma_cli
 MB = 1024 * 1024
 
 
-def chromactl(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "chromactl", "-C", str(folder), *args], capture_output=True,
-                            text=True, stdin=subprocess.DEVNULL)
-    if result.returncode != 0:
-        raise SystemExit(f"chromactl {' '.join(args)} failed: {result.stderr}")
-    return result
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from up_bench import chromactl, free_port  # noqa: E402  (the same helpers as the up benchmark)
 
 
 class Outage(threading.Thread):
