@@ -65,8 +65,27 @@ def describe_auth(settings: Settings) -> str:
     return how + (", enforced by an nginx gateway" if settings.uses_gateway else "")
 
 
-def render_env_file(settings: Settings) -> str:
+def is_managed(key: str) -> bool:
+    """Whether chromactl writes this variable for some settings (auth, telemetry, listening)."""
+    return key in ("ANONYMIZED_TELEMETRY", *LOOPBACK_ENV) or key.startswith(("CHROMA_SERVER_AUTH", "CHROMA_AUTH_"))
+
+
+def operator_variables(existing: str | None) -> dict[str, str]:
+    """The variables an operator added to an env file, to keep when chromactl rewrites it
+    (init --force, upgrade); an unreadable old file keeps nothing, as before."""
+    if not existing:
+        return {}
+    try:
+        return {key: value for key, value in parse_env_file(existing).items() if not is_managed(key)}
+    except ProjectFileError:
+        return {}
+
+
+def render_env_file(settings: Settings, kept: dict[str, str] | None = None) -> str:
     variables = "".join(f"{key}={value}\n" for key, value in server_environment(settings).items())
+    if kept:
+        variables += "# Yours: kept by chromactl when it rewrites this file.\n"
+        variables += "".join(f"{key}={value}\n" for key, value in kept.items())
     return render_template("chroma_env.tmpl", summary=describe_auth(settings), variables=variables)
 
 

@@ -9,7 +9,7 @@ from typing import Any, Iterator, Mapping
 
 from chromactl import fsio
 from chromactl.credentials import Credentials, credential_file_names, load_credentials, render_credential_files
-from chromactl.envfile import ENV_FILE, render_env_file
+from chromactl.envfile import ENV_FILE, operator_variables, render_env_file
 from chromactl.errors import ChromactlError
 from chromactl.settings import SETTINGS_FILE, Settings, parse_settings_file, render_settings_file, resolve_settings
 
@@ -78,7 +78,7 @@ def project_file_contents(root: Path, settings: Settings, credentials: Credentia
     files = {
         root / SETTINGS_FILE: (render_settings_file(settings), PUBLIC_MODE),
         # No secrets by default, but it is where operators are told to put them.
-        root / ENV_FILE: (render_env_file(settings), SECRET_MODE),
+        root / ENV_FILE: (render_env_file(settings, operator_variables(fsio.read_text(root / ENV_FILE))), SECRET_MODE),
     }
     files.update(credential_file_contents(root, settings, credentials, probe_secret))
     gitignore = updated_gitignore(fsio.read_text(root / GITIGNORE_FILE))

@@ -247,3 +247,13 @@ def test_force_to_auth_none_derives_rbac_and_address_again(chromactl):
     ok(chromactl("init", "--force", "--auth", "none"))
     settings = yaml.safe_load((chromactl.project / "chromactl.yaml").read_text())
     assert settings["rbac"] is False and settings["host"] == "127.0.0.1"
+
+
+def test_force_keeps_the_variables_an_operator_added_to_the_env_file(chromactl):
+    ok(chromactl("init", "--image", "chromadb/chroma:0.6.3"))
+    env = chromactl.project / ".chroma_env"
+    env.write_text(env.read_text() + "CHROMA_SERVER_CORS_ALLOW_ORIGINS=[\"https://app.example\"]\nRUST_LOG=warn\n")
+    ok(chromactl("init", "--force", "--image", "chromadb/chroma:1.5.9"))  # auth variables go, the gateway's come
+    values = dotenv_values(env)
+    assert values["CHROMA_SERVER_CORS_ALLOW_ORIGINS"] == '["https://app.example"]' and values["RUST_LOG"] == "warn"
+    assert "CHROMA_SERVER_AUTHN_PROVIDER" not in values and values["CHROMA_LISTEN_ADDRESS"] == "127.0.0.1"
