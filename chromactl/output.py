@@ -83,6 +83,9 @@ def init_result(result: InitResult, as_json: bool, *, next_step: bool = True) ->
     out.print(f"  auth: {describe_auth(s)}", markup=False)
     out.print(f"  image: {s.image}   address: {s.host}:{s.port}", markup=False)
     out.print(f"  clients: {fitting_clients(s.image)}", markup=False)
+    if s.uses_tls:
+        where = f"a CA of the project's own, {result.project}/.chromactl/tls/ca.pem" if s.tls == "auto" else s.tls_cert
+        out.print(f"  tls: {s.tls} ({where})", markup=False)
     if result.kept_users:
         out.print(f"  kept users: {', '.join(result.kept_users)}", markup=False)
     for backup in result.backups:
