@@ -56,7 +56,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -115,15 +115,11 @@ def new_connections_worker(task: dict) -> dict:
 
 
 @dataclass
-class Project:
-    server: str
-    mode: str
-    folder: Path
-    name: str
-    port: int
+class Project(request_path.Project):
+    """request_path's project, with what this benchmark adds: its CA, its `up` time."""
+
     removed: bool = False
     ca: str | None = None
-    headers: dict = field(default_factory=dict)
     up_seconds: float | None = None
 
 

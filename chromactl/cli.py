@@ -216,14 +216,16 @@ PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Basic aut
 NoApply = Annotated[bool, typer.Option("--no-apply", help="Only change the files; the running server gets it at the next `up`.")]
 
 
-def _applied(ctx: typer.Context, no_apply: bool, as_json: bool) -> str | None:
-    """Apply a credentials change to the running server, unless told not to."""
+def _applied(ctx: typer.Context, result, no_apply: bool, as_json: bool):
+    """The result of a credentials change, applied to the running server unless told not to."""
     if no_apply:
-        return None
+        return result
+    from dataclasses import replace
+
     from chromactl import output
     from chromactl.commands.creds import apply_change
 
-    return apply_change(_root(ctx), output.ProgressReporter(as_json))
+    return replace(result, applied=apply_change(_root(ctx), output.ProgressReporter(as_json)))
 TokenStdin = Annotated[bool, typer.Option("--token-stdin", help="Token auth: read the token from stdin.")]
 
 
@@ -248,11 +250,9 @@ def creds_add(
     from chromactl import output
     from chromactl.commands.creds import add_user
 
-    from dataclasses import replace
-
     result = add_user(_root(ctx), user, role, _secret_source(password_stdin, token_stdin),
                       {"bcrypt_rounds": bcrypt_rounds})
-    output.secret_result(replace(result, applied=_applied(ctx, no_apply, as_json)), as_json)
+    output.secret_result(_applied(ctx, result, no_apply, as_json), as_json)
 
 
 @creds_app.command("rotate")
@@ -272,11 +272,9 @@ def creds_rotate(
     from chromactl import output
     from chromactl.commands.creds import rotate_user
 
-    from dataclasses import replace
-
     result = rotate_user(_root(ctx), user, _secret_source(password_stdin, token_stdin),
                          {"bcrypt_rounds": bcrypt_rounds})
-    output.secret_result(replace(result, applied=_applied(ctx, no_apply, as_json)), as_json, rotated=True)
+    output.secret_result(_applied(ctx, result, no_apply, as_json), as_json, rotated=True)
 
 
 @creds_app.command("rm")
@@ -294,10 +292,8 @@ def creds_rm(
     from chromactl import output
     from chromactl.commands.creds import remove_user
 
-    from dataclasses import replace
-
     result = remove_user(_root(ctx), user, force=force)
-    output.remove_result(replace(result, applied=_applied(ctx, no_apply, as_json)), as_json)
+    output.remove_result(_applied(ctx, result, no_apply, as_json), as_json)
 
 
 @creds_app.command("list")

@@ -25,6 +25,9 @@ MOUNT_DIR = "/etc/chromactl-gateway"  # the gateway's folder, mounted whole (see
 LISTEN_PORT = 8080  # inside the gateway's namespace; Chroma has 127.0.0.1:8000 there
 UPSTREAM = f"127.0.0.1:{CONTAINER_PORT}"
 COMMAND = ("nginx", "-e", "stderr", "-c", f"{MOUNT_DIR}/{CONFIG_FILE}", "-g", "daemon off;")
+# Checks the configuration in the running gateway: nginx keeps the old one, silently, when a
+# reload meets a bad one (a certificate that does not match its key, say).
+CHECK_COMMAND = ("nginx", "-t", "-q", "-e", "stderr", "-c", f"{MOUNT_DIR}/{CONFIG_FILE}")
 # Connections one client address may hold open at once.
 CONNECTIONS_PER_CLIENT = 256
 # One address may spend about this much of the gateway's CPU per second on bcrypt for users

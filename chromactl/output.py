@@ -119,9 +119,9 @@ def secret_result(result: SecretResult, as_json: bool, *, rotated: bool = False)
     applied = result.applied or "Apply with chromactl up."
     if rotated:
         stdout().print(f"New {result.kind} for {result.user!r} (role {result.role}); the old one stops working. "
-                       f"{applied[0].upper()}{applied[1:]}", markup=False)
+                       f"{applied}", markup=False)
     else:
-        stdout().print(f"Added user {result.user!r} (role {result.role}). {applied[0].upper()}{applied[1:]}",
+        stdout().print(f"Added user {result.user!r} (role {result.role}). {applied}",
                        markup=False)
     if result.generated:
         _show_secret(f"generated {result.kind}", repr(result.user), result.secret)
@@ -149,7 +149,7 @@ def remove_result(result: RemoveResult, as_json: bool) -> None:
         print_json({"user": result.user, "removed": True, "applied": result.applied})
         return
     applied = result.applied or "Apply with chromactl up."
-    stdout().print(f"Removed user {result.user!r}. {applied[0].upper()}{applied[1:]}", markup=False)
+    stdout().print(f"Removed user {result.user!r}. {applied}", markup=False)
 
 
 # --- up, status, down ---------------------------------------------------------------
@@ -379,7 +379,7 @@ def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> No
     out = stdout()
     if renewed:
         applied = result.applied or ""
-        out.print(f"Issued a new server certificate. {applied[:1].upper()}{applied[1:]}".rstrip(), markup=False)
+        out.print(f"Issued a new server certificate. {applied}".rstrip(), markup=False)
     out.print(f"CA (clients trust this): {result.material.ca_path}", markup=False)
     out.print(f"CA SHA-256 fingerprint:  {result.ca_fingerprint}", markup=False)
     out.print(f"Server certificate:      {', '.join(info.names)}; expires {info.not_after:%Y-%m-%d} "

@@ -235,8 +235,7 @@ def ensure_tls(project: Project, *, renew: bool = False) -> TlsMaterial | None:
                 raise ChromactlError(f"{key.replace('_', '-')} {path}: no such file")
         info = check_server_files(texts["tls_cert"], texts["tls_key"], texts["tls_ca"], settings.host,
                                   where="tls files")
-        material = TlsMaterial(texts["tls_cert"], texts["tls_key"], (root / settings.tls_ca).absolute(), info,
-                               None if "127.0.0.1" in info.names else info.names[0])
+        material = _material(project, texts["tls_cert"], texts["tls_key"], info)
         _write_server_tls(root, material)
         return material
     with project_lock(root):
@@ -253,7 +252,7 @@ def ensure_tls(project: Project, *, renew: bool = False) -> TlsMaterial | None:
         if renew or cert is None or key is None or not set(names) <= set(info.names) or info.days_left < 1:
             leaf = issue_server(Issued(ca_key, ca_pem), names)
             cert, key, info = leaf.cert + ca_pem, leaf.key, cert_info(leaf.cert)
-        material = TlsMaterial(cert, key, (root / TLS_DIR / "ca.pem").absolute(), info, None)
+        material = _material(project, cert, key, info)
         _write_server_tls(root, material)
     return material
 
@@ -268,11 +267,16 @@ def read_tls(project: Project) -> TlsMaterial | None:
     key = fsio.read_text(root / SERVER_TLS_DIR / "server.key")
     if cert is None or key is None:
         return None
-    info = cert_info(cert)
-    if settings.tls == "files":
-        return TlsMaterial(cert, key, (root / settings.tls_ca).absolute(), info,
+    return _material(project, cert, key, cert_info(cert))
+
+
+def _material(project: Project, cert: str, key: str, info: CertInfo) -> TlsMaterial:
+    """The certificate with what clients trust: the operator's CA, or the project's. An
+    operator's certificate may not name 127.0.0.1: chromactl's probes then check its first name."""
+    if project.settings.tls == "files":
+        return TlsMaterial(cert, key, (project.root / project.settings.tls_ca).absolute(), info,
                            None if "127.0.0.1" in info.names else info.names[0])
-    return TlsMaterial(cert, key, (root / TLS_DIR / "ca.pem").absolute(), info, None)
+    return TlsMaterial(cert, key, (project.root / TLS_DIR / "ca.pem").absolute(), info, None)
 
 
 def _write_server_tls(root: Path, material: TlsMaterial) -> None:
@@ -283,8 +287,11 @@ def _write_server_tls(root: Path, material: TlsMaterial) -> None:
         fsio.write_files(files)
 
 
-def endpoint(project: Project, host: str, port: int, tls: TlsMaterial | None) -> Endpoint:
+def endpoint(host: str, port: int, tls: TlsMaterial | None) -> Endpoint:
     """How chromactl reaches and trusts the project's server from this machine."""
-    if tls is None:
-        return Endpoint(url_for(host, port))
-    return Endpoint(url_for(host, port, "https"), str(tls.ca_path), tls.server_name)
+    return trusted(url_for(host, port, "https" if tls else "http"), tls)
+
+
+def trusted(url: str, tls: TlsMaterial | None) -> Endpoint:
+    """The URL with, for https, the CA and name to check the server's certificate against."""
+    return Endpoint(url) if tls is None else Endpoint(url, str(tls.ca_path), tls.server_name)

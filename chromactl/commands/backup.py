@@ -10,6 +10,7 @@ The volume helpers here are shared by restore and upgrade."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -235,8 +236,6 @@ def last_backup(root: Path) -> dict | None:
 
 def volume_bytes(engine, volume: str | None) -> int | None:
     """The size of a volume's files, read on this host (local driver, readable by us); None otherwise."""
-    import os
-
     mountpoint = engine.volume_mountpoint(volume) if volume else None
     if not mountpoint or not os.access(mountpoint, os.R_OK | os.X_OK):
         return None

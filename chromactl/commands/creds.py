@@ -75,16 +75,16 @@ def apply_change(root: Path, reporter) -> str:
     try:
         engine = Engine.connect()
     except EngineUnavailable:
-        return "not applied: no Docker engine answers; it takes effect at the next `chromactl up`"
+        return "Not applied: no Docker engine answers; it takes effect at the next `chromactl up`"
     chroma = owned_container(engine, root, container_name(settings))
     if chroma is None or chroma.state != "running":
-        return "the server is not running; it takes effect at the next `chromactl up`"
+        return "The server is not running; it takes effect at the next `chromactl up`"
     result = up(root, reporter, pull="never")
     if result.gateway_action == "reloaded":
-        return f"in effect now: {result.gateway.name} reloaded its credentials (Chroma kept running)"
+        return f"In effect now: {result.gateway.name} reloaded its credentials (Chroma kept running)"
     if result.action == "recreated":
-        return f"in effect now: {result.spec.name} was recreated to read them (a few seconds without service)"
-    return f"in effect now (Chroma {result.action}, gateway {result.gateway_action or '-'})"
+        return f"In effect now: {result.spec.name} was recreated to read them (a few seconds without service)"
+    return f"In effect now (Chroma {result.action}, gateway {result.gateway_action or '-'})"
 
 
 def _load(root: Path, given: Mapping[str, Any] | None = None) -> Project:

@@ -115,11 +115,11 @@ def _from_engine(engine, key: tuple[str, str], services: dict, project: Project 
         state = "gateway missing"
     tls = read_tls(project) if project is not None else None
     pending = _pending(engine, chroma, gateway, project, tls)
-    target = endpoint(project, *front.published, tls) if project and front and front.published else None
+    target = endpoint(*front.published, tls) if front and front.published else None
     status = InstanceStatus(
         name=name, container=chroma.name if chroma else (gateway.name if gateway else name), state=state,
         healthy=False, heartbeat_ms=None, version=None, image=chroma.image if chroma else None,
-        url=target.url if target else (url_for(*front.published) if front and front.published else None),
+        url=target.url if target else None,
         volume=chroma.volume if chroma else None, auth_mode=front.labels.get(LABEL_AUTH) if front else None,
         auth_enforced=None, drift=None if pending is None else bool(pending), project=project_path or None,
         gateway={"container": gateway.name, "state": gateway.state} if gateway else None, pending=pending,
@@ -128,7 +128,7 @@ def _from_engine(engine, key: tuple[str, str], services: dict, project: Project 
              "fingerprint": tls.info.fingerprint, "ca": str(tls.ca_path)} if tls else None,
         **_data_facts(engine, chroma, project))
     exposed = gateway is not None and chroma is not None and chroma.published is not None
-    return _Seen(status, project, exposed, target or status.url)
+    return _Seen(status, project, exposed, target)
 
 
 def _data_facts(engine, chroma, project: Project | None) -> dict:

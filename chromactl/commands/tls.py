@@ -43,7 +43,7 @@ def renew(root: Path, reporter) -> TlsResult:
         raise ChromactlError("this project has tls off", hint="turn it on with `chromactl init --force --tls auto`")
     material = ensure_tls(project, renew=True)
     applied = apply_change(project.root, reporter)
-    if applied.startswith("in effect"):
+    if applied.startswith("In effect"):
         _wait_until_served(project.settings, material)
     return TlsResult(project.settings.tls, material, _ca_fingerprint(material), applied)
 

@@ -10,13 +10,13 @@ from typing import Protocol
 
 from chromactl.commands.init import InitResult, init_project
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
-from chromactl.gateway import MOUNT_DIR as GATEWAY_DIR_IN_CONTAINER
-from chromactl.gateway import CONFIG_FILE as GATEWAY_CONFIG_FILE
+from chromactl.gateway import CHECK_COMMAND as GATEWAY_CHECK
 from chromactl.plan import (
     GatewayPlan,
     TlsMaterial,
     endpoint,
     ensure_tls,
+    trusted,
     started,
     check_image_enforces_auth,
     check_probe,
@@ -41,7 +41,6 @@ from chromactl.spec import (
 )
 
 PULL_POLICIES = ("missing", "always", "never")
-GATEWAY_CONFIG = f"{GATEWAY_DIR_IN_CONTAINER}/{GATEWAY_CONFIG_FILE}"
 LOG_LINES_ON_FAILURE = 20
 
 
@@ -72,9 +71,7 @@ class UpResult:
     @property
     def target(self) -> Endpoint:
         """The URL, and for https how to trust the server."""
-        if self.tls is None:
-            return Endpoint(self.url)
-        return Endpoint(self.url, str(self.tls.ca_path), self.tls.server_name)
+        return trusted(self.url, self.tls)
 
 
 def up(root: Path, reporter: Reporter, *, pull: str = "missing", build: str | None = None,
@@ -163,9 +160,8 @@ def _apply_plan(engine, project: Project, image: dict, gateway: GatewayPlan | No
         engine.restart(spec.name)
         action = "restarted"
     if gateway_action == "unchanged" and changed:
-        # New credentials or certificate: no restart. nginx keeps its old configuration when
-        # a new one is bad (a key that does not match, say) and says nothing: check it first.
-        problem = engine.exec(gateway.spec.name, ["nginx", "-t", "-q", "-e", "stderr", "-c", GATEWAY_CONFIG])
+        # New credentials or certificate: no restart, but a check first (see CHECK_COMMAND).
+        problem = engine.exec(gateway.spec.name, list(GATEWAY_CHECK))
         if problem is not None:
             raise ChromactlError(f"{gateway.spec.name} refuses its new configuration, so it keeps serving the old: "
                                  f"{problem}", hint="see `chromactl logs --service gateway`")
@@ -241,7 +237,7 @@ def _verify(engine, project: Project, spec: ContainerSpec, action: str, timeout:
             gateway_action: str | None = None, tls: TlsMaterial | None = None) -> UpResult:
     """Prove the server works: it answers (over TLS, trusted through the project's CA), and
     with auth refuses strangers and accepts users."""
-    url = endpoint(project, spec.host, spec.port, tls)
+    url = endpoint(spec.host, spec.port, tls)
     watched = [spec] + ([gateway] if gateway else [])
     beat = _wait_until_up(engine, url, spec, watched, timeout)
     version = server_version(url, beat.api)
