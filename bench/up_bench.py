@@ -57,7 +57,7 @@ def new_project(base: Path, image: str) -> Path:
 def docker_run_and_poll(folder: Path, image: str) -> None:
     """What an operator would do by hand: the same container, then poll the heartbeat."""
     settings = json.loads(chromactl(folder, "up", "--dry-run", "--json").stdout)
-    command = settings["command"].replace("--name chromactl-", "--name plain-", 1)
+    command = settings["commands"][-1].replace("--name chromactl-", "--name plain-", 1)
     command = command.replace(f"chromactl-{folder.name}-data", f"plain-{folder.name}-data")
     port = int(command.split("--publish 127.0.0.1:")[1].split(":")[0])
     subprocess.run(command, shell=True, check=True, capture_output=True)

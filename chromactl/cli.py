@@ -2,7 +2,8 @@
 function under chromactl.commands, and hands the result to chromactl.output.
 
 Modules are imported inside the commands so that `chromactl --help` stays fast and
-commands that never talk to Docker never import the Docker SDK.
+commands that never talk to the engine never import the Docker SDK. Help texts take
+their defaults from the constants the code uses, so they cannot drift.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import typer
 from typing_extensions import Annotated
 
 from chromactl import __version__
-from chromactl.errors import ChromactlError
+from chromactl.credentials import GENERATED_ROUNDS, MIN_PASSWORD_LENGTH
+from chromactl.errors import EXIT_INTERRUPTED, Cancelled, ChromactlError, UsageError
+from chromactl.settings import (
+    DEFAULT_BCRYPT_ROUNDS,
+    DEFAULT_GATEWAY_IMAGE,
+    DEFAULT_IMAGE,
+    DEFAULT_PORT,
+    MAX_BCRYPT_ROUNDS,
+    MIN_BCRYPT_ROUNDS,
+)
 
 app = typer.Typer(
     name="chromactl",
@@ -57,14 +67,53 @@ class TokenHeader(str, Enum):
     x_chroma_token = "X-Chroma-Token"
 
 
+class PullPolicy(str, Enum):
+    missing = "missing"
+    always = "always"
+    never = "never"
+
+
 @dataclass
 class State:
-    root: Path
+    directory: Path | None  # --dir / CHROMACTL_DIR, as given
 
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors too).")]
 RoundsOption = Annotated[Optional[int], typer.Option(
-    "--bcrypt-rounds", envvar="CHROMACTL_BCRYPT_ROUNDS", help="bcrypt cost of chosen passwords, 4-14; generated ones always use 4. [default: 6]")]
+    "--bcrypt-rounds", envvar="CHROMACTL_BCRYPT_ROUNDS",
+    help=f"bcrypt cost of chosen passwords, {MIN_BCRYPT_ROUNDS}-{MAX_BCRYPT_ROUNDS} (generated ones: bcrypt "
+         f"{GENERATED_ROUNDS} natively, salted SHA-1 behind the gateway). [default: {DEFAULT_BCRYPT_ROUNDS}]")]
+
+# The settings `init` takes; `up` takes them too (hidden) for the project it creates in an
+# empty folder, so that CHROMACTL_* variables are parsed once, by the same rules.
+NameOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_NAME", help="Instance name (default: the folder's name).")]
+AuthOption = Annotated[Optional[AuthMode], typer.Option(envvar="CHROMACTL_AUTH", help="How clients authenticate. [default: token]")]
+RbacOption = Annotated[Optional[bool], typer.Option("--rbac/--no-rbac", envvar="CHROMACTL_RBAC",
+                                                    help="Role-based access control. [default: on with auth]")]
+TokenHeaderOption = Annotated[Optional[TokenHeader], typer.Option(
+    envvar="CHROMACTL_TOKEN_HEADER", help="Header that carries the token. [default: Authorization]")]
+ImageOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_IMAGE", help=f"Chroma image. [default: {DEFAULT_IMAGE}]")]
+PortOption = Annotated[Optional[int], typer.Option(envvar="CHROMACTL_PORT",
+                                                   help=f"Host port. [default: {DEFAULT_PORT}]")]
+HostOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_HOST",
+                                                   help="Host address. [default: 0.0.0.0 with auth, 127.0.0.1 without]")]
+GatewayOption = Annotated[Optional[Gateway], typer.Option(
+    envvar="CHROMACTL_GATEWAY",
+    help="An nginx auth gateway in front of Chroma. [default: nginx for 1.x/latest images with auth, else none]")]
+GatewayImageOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_GATEWAY_IMAGE",
+                                                           help=f"Gateway image. [default: {DEFAULT_GATEWAY_IMAGE}]")]
+TlsOption = Annotated[Optional[TlsMode], typer.Option(
+    envvar="CHROMACTL_TLS", help="TLS: auto (a CA of the project's own), files (yours), or off. "
+                                 "[default: auto beyond loopback]")]
+
+
+def _hidden(option):
+    """The same option, hidden from --help (for `up`, which passes it to the init it may run)."""
+    import copy
+
+    kind, info = option.__origin__, copy.copy(option.__metadata__[0])
+    info.hidden = True
+    return Annotated[kind, info]
 
 
 def _version(value: bool) -> None:
@@ -77,7 +126,8 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     directory: Annotated[Optional[Path], typer.Option(
-        "--dir", "-C", envvar="CHROMACTL_DIR", help="Project folder (default: the current folder).",
+        "--dir", "-C", envvar="CHROMACTL_DIR",
+        help="Project folder (default: the current folder, or the nearest parent holding chromactl.yaml).",
         file_okay=False)] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
@@ -87,11 +137,34 @@ def root(
     A project is a folder holding chromactl.yaml, .chroma_env and the credential files.
     Settings follow: command-line flag > CHROMACTL_* environment variable > chromactl.yaml > default.
     """
-    ctx.obj = State(root=(directory or Path.cwd()).absolute())
+    ctx.obj = State(directory=directory)
 
 
-def _root(ctx: typer.Context) -> Path:
-    return ctx.find_object(State).root
+def _root(ctx: typer.Context, *, here: bool = False) -> Path:
+    """The project folder: --dir, else the nearest folder at or above the current one that
+    holds a project (said on stderr when it is a parent), else the current folder. With
+    `here`, the current folder only (init)."""
+    from chromactl.project import find_project
+
+    given = ctx.find_object(State).directory
+    if given is not None:
+        return given.absolute()
+    cwd = Path.cwd()
+    if here:
+        return cwd
+    found = find_project(cwd)
+    if found is not None and found != cwd:
+        from chromactl import output
+
+        output.stderr().print(f"using the project in {found}", markup=False)
+    return found or cwd
+
+
+def _connect():
+    """Connect to the container engine; only commands that talk to it import the SDK."""
+    from chromactl.engine import DockerEngine
+
+    return DockerEngine.connect()
 
 
 # --- secrets from stdin or a prompt -----------------------------------------------
@@ -104,18 +177,18 @@ def _read_stdin_secret(flag: str) -> str:
     if data.endswith("\r"):
         data = data[:-1]
     if not data:
-        raise ChromactlError(f"{flag}: standard input is empty")
+        raise UsageError(f"{flag}: standard input is empty")
     if "\n" in data or "\r" in data:
-        raise ChromactlError(f"{flag}: expected one line on standard input, got several")
+        raise UsageError(f"{flag}: expected one line on standard input, got several")
     return data
 
 
 def _secret_source(password_stdin: bool, token_stdin: bool):
     def source(kind: str) -> str | None:
         if kind == "password" and token_stdin:
-            raise ChromactlError("--token-stdin is for token auth; this project uses basic auth (use --password-stdin)")
+            raise UsageError("--token-stdin is for token auth; this project uses basic auth (use --password-stdin)")
         if kind == "token" and password_stdin:
-            raise ChromactlError("--password-stdin is for basic auth; this project uses tokens (use --token-stdin)")
+            raise UsageError("--password-stdin is for basic auth; this project uses tokens (use --token-stdin)")
         if password_stdin or token_stdin:
             return _read_stdin_secret("--password-stdin" if password_stdin else "--token-stdin")
         if kind == "password" and sys.stdin.isatty() and sys.stderr.isatty():
@@ -127,37 +200,52 @@ def _secret_source(password_stdin: bool, token_stdin: bool):
     return source
 
 
+def _confirm(yes: bool) -> Callable[[str], bool]:
+    def confirm(question: str) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            return False
+        return typer.confirm(question, default=False, err=True)
+
+    return confirm
+
+
+def _settings_given(name, auth, rbac, token_header, image, port, host, gateway, gateway_image, bcrypt_rounds,
+                    tls, tls_san=None, tls_cert=None, tls_key=None, tls_ca=None) -> dict:
+    return {"name": name, "auth": auth.value if auth else None, "rbac": rbac,
+            "token_header": token_header.value if token_header else None,
+            "image": image, "port": port, "host": host,
+            "gateway": gateway.value if gateway else None, "gateway_image": gateway_image,
+            "bcrypt_rounds": bcrypt_rounds, "tls": tls.value if tls else None,
+            "tls_san": tuple(tls_san) if tls_san else None, "tls_cert": tls_cert, "tls_key": tls_key, "tls_ca": tls_ca}
+
+
 # --- init -------------------------------------------------------------------------
 
 
 @app.command()
 def init(
     ctx: typer.Context,
-    name: Annotated[Optional[str], typer.Option(envvar="CHROMACTL_NAME", help="Instance name (default: the folder's name).")] = None,
-    auth: Annotated[Optional[AuthMode], typer.Option(envvar="CHROMACTL_AUTH", help="How clients authenticate. [default: token]")] = None,
-    rbac: Annotated[Optional[bool], typer.Option("--rbac/--no-rbac", envvar="CHROMACTL_RBAC",
-                                                 help="Role-based access control. [default: on with auth]")] = None,
-    token_header: Annotated[Optional[TokenHeader], typer.Option(envvar="CHROMACTL_TOKEN_HEADER",
-                                                                help="Header that carries the token. [default: Authorization]")] = None,
-    image: Annotated[Optional[str], typer.Option(envvar="CHROMACTL_IMAGE", help="Chroma image. [default: chromadb/chroma:0.6.3]")] = None,
-    port: Annotated[Optional[int], typer.Option(envvar="CHROMACTL_PORT", help="Host port. [default: 8000]")] = None,
-    host: Annotated[Optional[str], typer.Option(envvar="CHROMACTL_HOST",
-                                                help="Host address. [default: 0.0.0.0 with auth, 127.0.0.1 without]")] = None,
-    gateway: Annotated[Optional[Gateway], typer.Option(
-        envvar="CHROMACTL_GATEWAY",
-        help="An nginx auth gateway in front of Chroma. [default: nginx for 1.x/latest images with auth, else none]")] = None,
-    gateway_image: Annotated[Optional[str], typer.Option(envvar="CHROMACTL_GATEWAY_IMAGE",
-                                                         help="Gateway image. [default: nginx:1.27.5]")] = None,
+    name: NameOption = None,
+    auth: AuthOption = None,
+    rbac: RbacOption = None,
+    token_header: TokenHeaderOption = None,
+    image: ImageOption = None,
+    port: PortOption = None,
+    host: HostOption = None,
+    gateway: GatewayOption = None,
+    gateway_image: GatewayImageOption = None,
     bcrypt_rounds: RoundsOption = None,
-    tls: Annotated[Optional[TlsMode], typer.Option(
-        envvar="CHROMACTL_TLS",
-        help="TLS: auto (a CA of the project's own), files (yours), or off. [default: auto beyond loopback]")] = None,
+    tls: TlsOption = None,
     tls_san: Annotated[Optional[list[str]], typer.Option(
         "--tls-san", metavar="NAME", help="Another name (DNS or IP) for the auto certificate; repeatable.")] = None,
     tls_cert: Annotated[Optional[str], typer.Option(metavar="PATH", help="tls files: the certificate, with its chain.")] = None,
     tls_key: Annotated[Optional[str], typer.Option(metavar="PATH", help="tls files: its private key.")] = None,
     tls_ca: Annotated[Optional[str], typer.Option(metavar="PATH", help="tls files: the CA clients are to trust.")] = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Basic auth: read the admin password from stdin.")] = False,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help=f"Basic auth: read the admin password from stdin ({MIN_PASSWORD_LENGTH}+ "
+                                 "characters).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rewrite an existing project's settings (credentials are kept).")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -169,64 +257,27 @@ def init(
     Example: chromactl init --auth basic --port 8001
     """
     from chromactl import output
-    from chromactl.commands.init import init_project
+    from chromactl.commands.init import init as run_init
 
-    given = {"name": name, "auth": auth.value if auth else None, "rbac": rbac,
-             "token_header": token_header.value if token_header else None,
-             "image": image, "port": port, "host": host,
-             "gateway": gateway.value if gateway else None, "gateway_image": gateway_image,
-             "bcrypt_rounds": bcrypt_rounds, "tls": tls.value if tls else None,
-             "tls_san": tuple(tls_san) if tls_san else None, "tls_cert": tls_cert, "tls_key": tls_key, "tls_ca": tls_ca}
+    given = _settings_given(name, auth, rbac, token_header, image, port, host, gateway, gateway_image, bcrypt_rounds,
+                            tls, tls_san, tls_cert, tls_key, tls_ca)
     if token_header is not None and (auth or AuthMode.token) != AuthMode.token:
-        raise ChromactlError("--token-header applies to token auth only")
+        raise UsageError("--token-header applies to token auth only")
     read_password = (lambda: _read_stdin_secret("--password-stdin")) if password_stdin else None
-    result = init_project(_root(ctx), given, force=force, read_password=read_password)
-    output.init_result(result, as_json)
-
-
-def _init_settings_from_env() -> dict:
-    """The CHROMACTL_* settings `init` would take, for the init that `up` runs in an
-    empty folder (precedence holds there too: environment over default)."""
-    import os
-
-    def value(key: str):
-        return os.environ.get(f"CHROMACTL_{key.upper()}") or None
-
-    given = {key: value(key) for key in ("name", "auth", "token_header", "image", "host", "gateway", "gateway_image",
-                                         "tls")}
-    for key in ("port", "bcrypt_rounds"):
-        number = value(key)
-        if number is not None:
-            try:
-                given[key] = int(number)
-            except ValueError:
-                raise ChromactlError(f"CHROMACTL_{key.upper()}: not a number: {number!r}") from None
-    rbac = value("rbac")
-    if rbac is not None:
-        truth = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
-        if rbac.lower() not in truth:
-            raise ChromactlError(f"CHROMACTL_RBAC: expected true or false, not {rbac!r}")
-        given["rbac"] = truth[rbac.lower()]
-    return given
+    output.init_result(run_init(_root(ctx, here=True), given, force=force, read_password=read_password), as_json)
 
 
 # --- creds ------------------------------------------------------------------------
 
 PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Basic auth: read the password from stdin.")]
+TokenStdin = Annotated[bool, typer.Option("--token-stdin", help="Token auth: read the token from stdin.")]
 NoApply = Annotated[bool, typer.Option("--no-apply", help="Only change the files; the running server gets it at the next `up`.")]
 
 
-def _applied(ctx: typer.Context, result, no_apply: bool, as_json: bool):
-    """The result of a credentials change, applied to the running server unless told not to."""
-    if no_apply:
-        return result
-    from dataclasses import replace
-
-    from chromactl import output
-    from chromactl.commands.creds import apply_change
-
-    return replace(result, applied=apply_change(_root(ctx), output.ProgressReporter(as_json)))
-TokenStdin = Annotated[bool, typer.Option("--token-stdin", help="Token auth: read the token from stdin.")]
+def _finish(effect) -> None:
+    """A change that did not reach the running server where it had to exits non-zero."""
+    if effect is not None and effect.exit_code:
+        raise typer.Exit(effect.exit_code)
 
 
 @creds_app.command("add")
@@ -240,7 +291,7 @@ def creds_add(
     no_apply: NoApply = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Add a user and print its new secret once.
+    """Add a user and print its new secret once; a running server gets it at once.
 
     Tokens are generated unless given with --token-stdin; passwords are asked for on
     a terminal, read with --password-stdin, or generated.
@@ -251,8 +302,10 @@ def creds_add(
     from chromactl.commands.creds import add_user
 
     result = add_user(_root(ctx), user, role, _secret_source(password_stdin, token_stdin),
+                      None if no_apply else _connect, output.ProgressReporter(as_json),
                       {"bcrypt_rounds": bcrypt_rounds})
-    output.secret_result(_applied(ctx, result, no_apply, as_json), as_json)
+    output.secret_result(result, as_json)
+    _finish(result.effect)
 
 
 @creds_app.command("rotate")
@@ -265,7 +318,10 @@ def creds_rotate(
     no_apply: NoApply = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Give a user a new password or token; the old one stops working.
+    """Give a user a new password or token; the old one stops working at once.
+
+    Exits non-zero (3: no engine) when a running server could not be told: the old one
+    still works there until `chromactl up`.
 
     Example: chromactl creds rotate alice
     """
@@ -273,8 +329,10 @@ def creds_rotate(
     from chromactl.commands.creds import rotate_user
 
     result = rotate_user(_root(ctx), user, _secret_source(password_stdin, token_stdin),
+                         None if no_apply else _connect, output.ProgressReporter(as_json),
                          {"bcrypt_rounds": bcrypt_rounds})
-    output.secret_result(_applied(ctx, result, no_apply, as_json), as_json, rotated=True)
+    output.secret_result(result, as_json)
+    _finish(result.effect)
 
 
 @creds_app.command("rm")
@@ -285,15 +343,20 @@ def creds_rm(
     no_apply: NoApply = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove a user.
+    """Remove a user, at once.
+
+    Exits non-zero (3: no engine) when a running server could not be told: the user's
+    secret still works there until `chromactl up`.
 
     Example: chromactl creds rm alice
     """
     from chromactl import output
     from chromactl.commands.creds import remove_user
 
-    result = remove_user(_root(ctx), user, force=force)
-    output.remove_result(_applied(ctx, result, no_apply, as_json), as_json)
+    result = remove_user(_root(ctx), user, None if no_apply else _connect, output.ProgressReporter(as_json),
+                         force=force)
+    output.remove_result(result, as_json)
+    _finish(result.effect)
 
 
 @creds_app.command("list")
@@ -311,12 +374,6 @@ def creds_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 # --- the container lifecycle -------------------------------------------------------------
 
 
-class PullPolicy(str, Enum):
-    missing = "missing"
-    always = "always"
-    never = "never"
-
-
 @app.command()
 def up(
     ctx: typer.Context,
@@ -326,21 +383,38 @@ def up(
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the server to answer.")] = 60,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the equivalent docker run command; change nothing.")] = False,
     as_json: JsonOption = False,
+    name: _hidden(NameOption) = None,
+    auth: _hidden(AuthOption) = None,
+    rbac: _hidden(RbacOption) = None,
+    token_header: _hidden(TokenHeaderOption) = None,
+    image: _hidden(ImageOption) = None,
+    port: _hidden(PortOption) = None,
+    host: _hidden(HostOption) = None,
+    gateway: _hidden(GatewayOption) = None,
+    gateway_image: _hidden(GatewayImageOption) = None,
+    bcrypt_rounds: _hidden(RoundsOption) = None,
+    tls: _hidden(TlsOption) = None,
 ) -> None:
-    """Start the project's Chroma server and prove it: the heartbeat answers, a request
-    without credentials is refused and chromactl's probe credential is accepted.
+    """Start the server and prove it: up, strangers refused, users accepted.
+
+    The heartbeat answers, a request without credentials is refused and chromactl's probe
+    credential is accepted.
 
     In a folder without a project, runs `chromactl init` first (printing the admin secret
-    once). Running it again changes nothing; after `creds` changes it recreates the
-    container, keeping the data volume. Without a registry, build the image: --build DIR.
+    once; CHROMACTL_* variables choose its settings). Running it again changes nothing;
+    after `creds` changes it recreates the container, keeping the data volume. Without a
+    registry, build the image: --build DIR.
 
     Example: chromactl up --pull never
     """
     from chromactl import output
     from chromactl.commands.up import up as run_up
 
-    result = run_up(_root(ctx), output.ProgressReporter(as_json), pull=pull.value, build=build,
-                    timeout=timeout, dry_run=dry_run, init_settings=_init_settings_from_env())
+    reporter = output.ProgressReporter(as_json)
+    given = _settings_given(name, auth, rbac, token_header, image, port, host, gateway, gateway_image, bcrypt_rounds,
+                            tls)
+    result = run_up(_root(ctx), _connect, reporter, pull=pull.value, build=build, timeout=timeout, dry_run=dry_run,
+                    init_settings=given, on_init=reporter.initialised)
     output.up_result(result, as_json)
 
 
@@ -350,8 +424,10 @@ def status(
     all_instances: Annotated[bool, typer.Option("--all", help="Every chromactl container on the engine.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Show state, health, heartbeat latency, version, URL, volume, whether auth is
-    really enforced (probed), and whether the files changed since the container started.
+    """Show whether the instance is up, healthy and locked: probed, not assumed.
+
+    State, health, heartbeat latency, version, URL, volume, whether auth is really
+    enforced (probed), and whether the files changed since the container started.
     Exits 4 when an instance is down or unhealthy.
 
     Example: chromactl status --all --json
@@ -360,7 +436,7 @@ def status(
     from chromactl.commands.status import status as run_status
     from chromactl.errors import EXIT_NOT_HEALTHY
 
-    instances = run_status(_root(ctx), all_instances=all_instances)
+    instances = run_status(None if all_instances else _root(ctx), _connect)
     output.status_result(instances, as_json)
     if any(not i.healthy for i in instances):
         raise typer.Exit(EXIT_NOT_HEALTHY)
@@ -373,8 +449,10 @@ def down(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before deleting the data volume.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Stop and remove the container. The data volume is kept unless --volumes is given
-    and confirmed (on a terminal, or with --yes).
+    """Stop and remove the containers; the data volume only when asked and confirmed.
+
+    The data volume is kept unless --volumes is given and confirmed (on a terminal, or
+    with --yes).
 
     Example: chromactl down
     """
@@ -382,14 +460,9 @@ def down(
     from chromactl.commands.down import down as run_down
 
     def confirm(volume: str) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            return False
-        return typer.confirm(f"Delete volume {volume} and all the data in it? (a backup first: chromactl backup)",
-                             default=False, err=True)
+        return _confirm(yes)(f"Delete volume {volume} and all the data in it? (a backup first: chromactl backup)")
 
-    output.down_result(run_down(_root(ctx), volumes=volumes, confirm=confirm), as_json)
+    output.down_result(run_down(_root(ctx), _connect, volumes=volumes, confirm=confirm), as_json)
 
 
 @app.command()
@@ -406,11 +479,11 @@ def logs(
     from chromactl.commands.logs import logs as run_logs
 
     try:
-        for chunk in run_logs(_root(ctx), tail=tail, follow=follow, service=service):
+        for chunk in run_logs(_root(ctx), _connect, tail=tail, follow=follow, service=service):
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
     except KeyboardInterrupt:
-        pass
+        pass  # the way out of --follow
 
 
 # --- export -------------------------------------------------------------------------------
@@ -430,8 +503,10 @@ def _emit(text: str, output: Optional[Path]) -> None:
 
 @export_app.command("compose")
 def export_compose(ctx: typer.Context, output: OutputOption = None) -> None:
-    """A Compose file: the image, the env file, the credential files mounted read-only,
-    the data volume, the port, restart policy and a health check that needs only bash.
+    """A Compose file for the same deployment.
+
+    The image, the env file, the credential files mounted read-only, the data volume,
+    the port, restart policy and a health check that needs only bash.
 
     Example: chromactl export compose | docker compose -f - config
     """
@@ -446,8 +521,10 @@ def export_kubernetes(
     output: OutputOption = None,
     namespace: Annotated[Optional[str], typer.Option(help="Namespace of every object.")] = None,
 ) -> None:
-    """Kubernetes manifests: a Secret with the credential files and settings, a
-    StatefulSet with a volume claim and heartbeat probes, and a Service.
+    """Kubernetes manifests for the same deployment.
+
+    A Secret with the credential files and settings, a StatefulSet with a volume claim
+    and heartbeat probes, and a Service.
 
     Example: chromactl export kubernetes --namespace search | kubectl apply -f -
     """
@@ -461,8 +538,9 @@ def export_kubernetes(
 
 @tls_app.command("show")
 def tls_show(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Show the CA clients must trust (its path and SHA-256 fingerprint, to pin it) and the
-    server certificate's names and expiry.
+    """Show the CA clients trust (path, fingerprint to pin) and the certificate's names.
+
+    The server certificate's names and expiry, too.
 
     Example: chromactl tls show
     """
@@ -474,41 +552,22 @@ def tls_show(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 @tls_app.command("renew")
 def tls_renew(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Issue a new server certificate from the project's CA and put it in service: the gateway
-    reloads; Chroma serving TLS itself (0.x) is recreated, which the output says.
+    """Issue a new server certificate from the project's CA and put it in service.
+
+    The gateway reloads; Chroma serving TLS itself (0.x) is recreated, which the output
+    says.
 
     Example: chromactl tls renew
     """
     from chromactl import output
     from chromactl.commands.tls import renew
 
-    output.tls_result(renew(_root(ctx), output.ProgressReporter(as_json)), as_json, renewed=True)
-
-
-def main() -> None:
-    try:
-        app()
-    except ChromactlError as exc:
-        from chromactl import output
-
-        output.error(exc)
-        sys.exit(exc.exit_code)
+    output.tls_result(renew(_root(ctx), _connect, output.ProgressReporter(as_json)), as_json, renewed=True)
 
 
 # --- data: backup, restore, upgrade ------------------------------------------------------
 
 TimeoutOption = Annotated[float, typer.Option(min=1, help="Seconds to wait for the server to answer after a start.")]
-
-
-def _confirm(yes: bool) -> Callable[[str], bool]:
-    def confirm(question: str) -> bool:
-        if yes:
-            return True
-        if not sys.stdin.isatty():
-            return False
-        return typer.confirm(question, default=False, err=True)
-
-    return confirm
 
 
 @app.command()
@@ -521,17 +580,19 @@ def backup(
     timeout: TimeoutOption = 60,
     as_json: JsonOption = False,
 ) -> None:
-    """Write a consistent backup of the instance's data: stop Chroma, stream its volume
-    into an archive with a manifest (image, data fingerprint, collections and counts,
-    sha256), start it again and prove it answers. Clients get errors meanwhile (about a
-    second per 50 MB). No credentials are stored unless --include-credentials.
+    """Write a consistent backup of the data (Chroma is stopped for the copy).
+
+    Stops Chroma, streams its volume into an archive with a manifest (image, data
+    fingerprint, collections and counts, sha256), starts it again and proves it answers.
+    Clients get errors meanwhile (about a second per 50 MB). No credentials are stored
+    unless --include-credentials.
 
     Example: chromactl backup -o /srv/backups/search.tar
     """
     from chromactl import output_data
     from chromactl.commands.backup import backup as run_backup
 
-    result = run_backup(_root(ctx), output, output_data.DataReporter(as_json),
+    result = run_backup(_root(ctx), output, _connect, output_data.DataReporter(as_json),
                         include_credentials=include_credentials, timeout=timeout)
     output_data.backup_result(result, as_json)
 
@@ -544,16 +605,19 @@ def restore(
     timeout: TimeoutOption = 60,
     as_json: JsonOption = False,
 ) -> None:
-    """Restore a backup: check its sha256 and that this project's image reads its data,
-    fill a new volume, start the server on it, compare the counts with the manifest, and
-    only then keep it. The previous volume is kept until you remove it.
+    """Restore a backup into a new volume, proven before it is kept.
+
+    Checks its sha256 and that this project's image reads its data, fills a new volume,
+    starts the server on it, compares the counts with the manifest, and only then keeps
+    it. The previous volume is kept until you remove it.
 
     Example: chromactl restore backups/search-20261130T010000Z.chromactl-backup.tar --yes
     """
     from chromactl import output_data
     from chromactl.commands.restore import restore as run_restore
 
-    result = run_restore(_root(ctx), file, output_data.DataReporter(as_json), confirm=_confirm(yes), timeout=timeout)
+    result = run_restore(_root(ctx), file.absolute(), _connect, output_data.DataReporter(as_json),
+                         confirm=_confirm(yes), timeout=timeout)
     output_data.restore_result(result, as_json)
 
 
@@ -566,10 +630,12 @@ def upgrade(
     timeout: TimeoutOption = 60,
     as_json: JsonOption = False,
 ) -> None:
-    """Upgrade Chroma 0.5/0.6 to 1.x (or to a later 1.x): a backup first, a copy of the
-    data in a new volume, the gateway for the same users, tokens and roles, then proof:
-    counts and sample queries equal before and after, the data's fingerprint, no ERROR in
-    the log. On any mismatch nothing is switched and the old server runs again.
+    """Upgrade Chroma 0.5/0.6 to 1.x (or to a later 1.x), proven record for record.
+
+    A backup first, a copy of the data in a new volume, the gateway for the same users,
+    tokens and roles, then proof: counts and sample queries equal before and after, the
+    data's fingerprint, no ERROR in the log. On any mismatch nothing is switched and the
+    old server runs again. --rollback goes back.
 
     Example: chromactl upgrade --image chromadb/chroma:1.5.9
     """
@@ -579,11 +645,69 @@ def upgrade(
     reporter = output_data.DataReporter(as_json)
     if rollback:
         if image:
-            raise ChromactlError("--rollback takes no --image: it goes back to the image from before the upgrade")
-        output_data.rollback_result(upgrading.rollback(_root(ctx), reporter, confirm=_confirm(yes), timeout=timeout),
-                                    as_json)
+            raise UsageError("--rollback takes no --image: it goes back to the image from before the upgrade")
+        output_data.rollback_result(upgrading.rollback(_root(ctx), _connect, reporter, confirm=_confirm(yes),
+                                                       timeout=timeout), as_json)
         return
     if not image:
-        raise ChromactlError("name the image to upgrade to: --image IMAGE")
-    result = upgrading.upgrade(_root(ctx), image, reporter, confirm=_confirm(yes), timeout=timeout)
+        raise UsageError("name the image to upgrade to: --image IMAGE (or --rollback)")
+    result = upgrading.upgrade(_root(ctx), image, _connect, reporter, confirm=_confirm(yes), timeout=timeout)
     output_data.upgrade_result(result, as_json)
+
+
+# --- the way out: one line, one exit code --------------------------------------------------
+
+
+def _command_name(argv: list[str]) -> str:
+    """The command path named on the command line (for JSON errors), e.g. "creds add"."""
+    words, path = [w for w in argv if not w.startswith("-")], []
+    groups = {"creds", "export", "tls"}
+    for word in words[:2]:
+        path.append(word)
+        if word not in groups:
+            break
+    if path[:1] == ["upgrade"] and "--rollback" in argv:
+        return "upgrade --rollback"
+    return " ".join(path) or "chromactl"
+
+
+def _engine_hint(exc: ChromactlError) -> ChromactlError:
+    """The engine's errors say what failed; the hint says what to do about it."""
+    from chromactl.engine_api import EngineUnavailable, PortInUse
+
+    if isinstance(exc, EngineUnavailable) and exc.hint is None:
+        exc.hint = ("start the engine (`sudo systemctl start docker`, or `sudo dockerd &`; on Debian "
+                    "`apt-get install docker.io`), or point DOCKER_HOST at one")
+    elif isinstance(exc, PortInUse) and exc.hint is None:
+        exc.hint = ("free it (see `ss -ltnp`), or pick another with `chromactl init --force --port N`")
+    return exc
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    as_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+    from chromactl import output
+
+    try:
+        code = app(standalone_mode=False)
+    except ChromactlError as exc:
+        output.error(_engine_hint(exc), _command_name(argv), as_json)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        output.error(Cancelled("interrupted"), _command_name(argv), as_json)
+        sys.exit(EXIT_INTERRUPTED)
+    except typer.Abort:
+        output.error(Cancelled("cancelled"), _command_name(argv), as_json)
+        sys.exit(1)
+    except Exception as exc:
+        if not (callable(getattr(exc, "format_message", None)) and isinstance(getattr(exc, "exit_code", None), int)):
+            raise  # a bug: keep its traceback
+        # The command-line parser's own errors (an unknown option, a bad value): usage, exit 2.
+        if as_json:
+            output.error(UsageError(exc.format_message()), _command_name(argv), True)
+        else:
+            exc.show()
+        sys.exit(exc.exit_code)
+    if code == EXIT_INTERRUPTED:  # the parser turns Ctrl-C into this exit code, silently
+        output.error(Cancelled("interrupted"), _command_name(argv), as_json)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -21,7 +21,7 @@ import bcrypt
 import yaml
 
 from chromactl import roles as rolemod
-from chromactl.errors import ChromactlError, ProjectFileError
+from chromactl.errors import ChromactlError, ProjectFileError, UsageError
 from chromactl.settings import Settings
 from chromactl.yamlfile import Mapping, Sequence, load_yaml, require_mapping
 
@@ -143,7 +143,7 @@ def username_problem(name: str) -> str | None:
 def check_username(name: str) -> None:
     problem = username_problem(name)
     if problem:
-        raise ChromactlError(f"invalid user name {_printable(name)}: {problem}")
+        raise UsageError(f"invalid user name {_printable(name)}: {problem}")
 
 
 def token_problem(token: str) -> str | None:
@@ -368,3 +368,12 @@ def render_credential_files(creds: Credentials, settings: Settings) -> dict[str,
 
 def new_credentials(settings: Settings) -> Credentials:
     return Credentials(roles=dict(rolemod.BUILTIN_ROLES) if settings.rbac else None)
+
+
+def credential_digests(creds: Credentials) -> frozenset[str]:
+    """One digest per user of everything that grants access (name, role, tokens or password
+    hash): a digest that disappears is a revocation (a user removed, a secret rotated, a
+    role changed). Digests, so that the record of what a server was given holds no secret."""
+    return frozenset(
+        hashlib.sha256("\0".join((u.name, u.role or "", u.password_hash or "", *u.tokens)).encode()).hexdigest()
+        for u in creds.users)

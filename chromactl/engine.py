@@ -1,11 +1,12 @@
-"""The Docker engine, through the Docker SDK. The only module that imports docker:
-every SDK error becomes a ChromactlError here, and nothing else knows the SDK's types."""
+"""The container engine through Docker's SDK: chromactl.engine_api's interface, and the
+only module that imports docker. Every SDK or transport error becomes one of
+engine_api's typed errors here, stating facts only; the commands add the hints."""
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import docker
@@ -14,32 +15,42 @@ import docker.types
 import requests.exceptions
 import urllib3.exceptions
 
-from chromactl.errors import EXIT_DOCKER_UNAVAILABLE, ChromactlError
+from chromactl.engine_api import (
+    Conflict,
+    ContainerInfo,
+    EngineError,
+    EngineUnavailable,
+    ImageInfo,
+    NoSuchImage,
+    PortInUse,
+)
 from chromactl.images import pull_reference
 from chromactl.spec import LABEL_PROJECT, ContainerSpec
 
-START_HINT = ("is the Docker engine running? Start it with `sudo systemctl start docker` (or `sudo dockerd &`); "
-              "on Debian install it with `apt-get install docker.io`")
+DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
+_PORT_TAKEN = re.compile(r"port is already allocated|address already in use|failed to bind host port|"
+                         r"Bind for [^ ]+ failed", re.IGNORECASE)
 
 
-class EngineUnavailable(ChromactlError):
-    exit_code = EXIT_DOCKER_UNAVAILABLE
+def engine_address(environ: dict[str, str] | None = None) -> tuple[str, str]:
+    """(address, where it came from), as the docker CLI resolves it: DOCKER_HOST, then the
+    current context (DOCKER_CONTEXT or the CLI's config), then the default socket."""
+    environ = os.environ if environ is None else environ
+    if environ.get("DOCKER_HOST"):
+        return environ["DOCKER_HOST"], "DOCKER_HOST"
+    from docker.context import ContextAPI
+    from docker.context.config import get_current_context_name
 
-
-@dataclass(frozen=True)
-class ContainerInfo:
-    id: str
-    name: str
-    state: str  # created, running, restarting, paused, exited, dead
-    image: str
-    labels: dict[str, str] = field(default_factory=dict)
-    exit_code: int | None = None
-    started_at: str | None = None
-    restart_count: int = 0
-    volume: str | None = None
-    published: tuple[str, int] | None = None  # (host address, port)
-    network_mode: str = ""
-    addresses: tuple[str, ...] = ()  # its IP addresses on the engine's networks
+    name = environ.get("DOCKER_CONTEXT") or get_current_context_name()
+    if name and name != "default":
+        try:
+            context = ContextAPI.get_context(name)
+        except docker.errors.DockerException:
+            context = None
+        if context is not None and context.Host:
+            via = "DOCKER_CONTEXT" if environ.get("DOCKER_CONTEXT") else "the current docker context"
+            return context.Host, f"{via} {name!r}"
+    return DEFAULT_ADDRESS, "the default socket"
 
 
 def _explain(exc: docker.errors.APIError) -> str:
@@ -47,82 +58,90 @@ def _explain(exc: docker.errors.APIError) -> str:
     return text.strip().splitlines()[0] if text.strip() else str(exc)
 
 
-@contextmanager
-def _translated(action: str) -> Iterator[None]:
-    """Every SDK or transport error inside becomes a ChromactlError saying what failed."""
-    try:
-        yield
-    except docker.errors.APIError as exc:
-        raise ChromactlError(f"{action}: {_explain(exc)}") from None
-    except requests.exceptions.Timeout:
-        raise EngineUnavailable(f"{action}: the Docker engine did not answer in time", hint=START_HINT) from None
-    except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
-        if isinstance(exc, requests.exceptions.ConnectionError) or "Connection" in str(exc):
-            raise EngineUnavailable("cannot reach the Docker engine", hint=START_HINT) from None
-        raise ChromactlError(f"{action}: {exc}") from None
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ConnectionError) as exc:
-        # A stream cut mid-way surfaces as urllib3's own error, not wrapped by requests.
-        raise EngineUnavailable(f"{action}: the connection to the Docker engine broke ({type(exc).__name__})",
-                                hint=START_HINT) from None
+class DockerEngine:
+    """engine_api.Engine on a Docker-compatible API (Docker, Podman's service)."""
 
-
-class Engine:
-    def __init__(self, client: docker.DockerClient):
+    def __init__(self, client: docker.DockerClient, address: str = DEFAULT_ADDRESS, source: str = ""):
         self._client = client
         self._api = client.api
+        self.address = address
+        self.source = source
 
     @classmethod
-    def connect(cls) -> "Engine":
+    def connect(cls) -> "DockerEngine":
+        address, source = engine_address()
+        unavailable = f"no container engine answers at {address} (from {source})"
         try:
-            client = docker.from_env(timeout=120)
+            client = docker.from_env(timeout=120, use_ssh_client=address.startswith("ssh://"))
             client.ping()
-        except docker.errors.DockerException as exc:
-            raise EngineUnavailable(f"cannot reach the Docker engine ({_short(exc)})", hint=START_HINT) from None
-        except requests.exceptions.RequestException:
-            raise EngineUnavailable("cannot reach the Docker engine", hint=START_HINT) from None
-        return cls(client)
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            raise EngineUnavailable(f"{unavailable}: {_short(exc)}", address, source) from None
+        return cls(client, address, source)
+
+    @contextmanager
+    def _translated(self, action: str) -> Iterator[None]:
+        """Every SDK or transport error inside becomes an engine_api error saying what failed."""
+        try:
+            yield
+        except docker.errors.APIError as exc:
+            text = _explain(exc)
+            if exc.status_code == 409 or "is restarting" in text or "is already in progress" in text:
+                raise Conflict(f"{action}: {text}") from None
+            if exc.status_code == 404 and "image" in text.lower():
+                raise NoSuchImage(f"{action}: {text}") from None
+            raise EngineError(f"{action}: {text}") from None
+        except requests.exceptions.Timeout:
+            raise EngineUnavailable(f"{action}: the engine at {self.address} did not answer in time",
+                                    self.address, self.source) from None
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException) as exc:
+            if isinstance(exc, requests.exceptions.ConnectionError) or "Connection" in str(exc):
+                raise EngineUnavailable(f"{action}: lost the engine at {self.address}", self.address,
+                                        self.source) from None
+            raise EngineError(f"{action}: {exc}") from None
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, ConnectionError) as exc:
+            # A stream cut mid-way surfaces as urllib3's own error, not wrapped by requests.
+            raise EngineUnavailable(f"{action}: the connection to the engine at {self.address} broke "
+                                    f"({type(exc).__name__})", self.address, self.source) from None
 
     # --- images --------------------------------------------------------------------
 
-    def image_attrs(self, image: str) -> dict | None:
-        with _translated(f"cannot inspect image {image}"):
+    def image(self, reference: str) -> ImageInfo | None:
+        with self._translated(f"cannot inspect image {reference}"):
             try:
-                return self._api.inspect_image(image)
+                attrs = self._api.inspect_image(reference)
             except docker.errors.ImageNotFound:
                 return None
+        config = attrs.get("Config") or {}
+        env = dict(item.partition("=")[::2] for item in config.get("Env") or [])
+        return ImageInfo(id=attrs["Id"], working_dir=config.get("WorkingDir") or None,
+                         command=tuple(config["Cmd"]) if config.get("Cmd") else None,
+                         entrypoint=tuple(config["Entrypoint"]) if config.get("Entrypoint") else None,
+                         volumes=tuple(sorted(config.get("Volumes") or {})), labels=config.get("Labels") or {},
+                         environment=env)
 
-    def pull(self, image: str, on_event: Callable[[dict], None]) -> None:
-        repository, tag = pull_reference(image)
-        try:
+    def pull(self, reference: str, on_event: Callable[[dict], None]) -> None:
+        repository, tag = pull_reference(reference)
+        with self._translated(f"cannot pull {reference}"):
             for event in self._api.pull(repository, tag=tag, stream=True, decode=True):
                 if "error" in event:
-                    raise ChromactlError(f"cannot pull {image}: {event['error'].strip()}",
-                                         hint="no registry reachable? build the image locally: chromactl up --build DIR")
+                    raise EngineError(f"cannot pull {reference}: {event['error'].strip()}")
                 on_event(event)
-        except docker.errors.APIError as exc:
-            raise ChromactlError(f"cannot pull {image}: {_explain(exc)}",
-                                 hint="no registry reachable? build the image locally: chromactl up --build DIR") from None
-        except requests.exceptions.RequestException:
-            raise EngineUnavailable("lost the Docker engine while pulling", hint=START_HINT) from None
 
     def build(self, context: str, tag: str, on_output: Callable[[str], None]) -> None:
-        try:
-            for event in self._api.build(path=context, tag=tag, rm=True, forcerm=True, decode=True):
-                if "error" in event:
-                    raise ChromactlError(f"building {tag} from {context} failed: {event['error'].strip()}")
-                if "stream" in event:
-                    on_output(event["stream"])
-        except docker.errors.APIError as exc:
-            raise ChromactlError(f"building {tag} from {context} failed: {_explain(exc)}") from None
-        except TypeError as exc:  # the SDK's way of saying the context is not usable
-            raise ChromactlError(f"cannot build from {context}: {exc}") from None
-        except requests.exceptions.RequestException:
-            raise EngineUnavailable("lost the Docker engine while building", hint=START_HINT) from None
+        with self._translated(f"building {tag} from {context} failed"):
+            try:
+                for event in self._api.build(path=context, tag=tag, rm=True, forcerm=True, decode=True):
+                    if "error" in event:
+                        raise EngineError(f"building {tag} from {context} failed: {event['error'].strip()}")
+                    if "stream" in event:
+                        on_output(event["stream"])
+            except TypeError as exc:  # the SDK's way of saying the context is not usable
+                raise EngineError(f"cannot build from {context}: {exc}") from None
 
     # --- containers ----------------------------------------------------------------
 
     def container(self, name: str) -> ContainerInfo | None:
-        with _translated(f"cannot inspect container {name}"):
+        with self._translated(f"cannot inspect container {name}"):
             try:
                 return _info(self._api.inspect_container(name))
             except docker.errors.NotFound:
@@ -131,7 +150,7 @@ class Engine:
     def containers(self, project: str | None = None) -> list[ContainerInfo]:
         """Every chromactl container on the engine, or those of one project."""
         label = f"{LABEL_PROJECT}={project}" if project else LABEL_PROJECT
-        with _translated("cannot list containers"):
+        with self._translated("cannot list containers"):
             found = self._api.containers(all=True, filters={"label": label})
             infos = []
             for summary in found:
@@ -146,7 +165,7 @@ class Engine:
                   for m in spec.mounts]
         if spec.volume:
             mounts.append(docker.types.Mount(target=spec.data_path, source=spec.volume, type="volume"))
-        with _translated(f"cannot create container {spec.name}"):
+        with self._translated(f"cannot create container {spec.name}"):
             if spec.volume and not self.volume_exists(spec.volume):
                 self._client.volumes.create(name=spec.volume, labels={LABEL_PROJECT: spec.labels[LABEL_PROJECT]})
             host_config = self._api.create_host_config(
@@ -157,32 +176,30 @@ class Engine:
                 ports=[spec.container_port] if spec.publish else None, host_config=host_config, detach=True,
                 command=list(spec.command) if spec.command else None, user=spec.user)
         try:
-            self.start(spec.name, spec.host, spec.port)
-        except ChromactlError:
+            self.start(spec.name, spec.host, spec.port if spec.publish else None)
+        except EngineError:
             self.remove(created["Id"])
             raise
         return self.container(spec.name)
 
     def start(self, name: str, host: str | None = None, port: int | None = None) -> None:
         try:
-            self._api.start(name)
-        except docker.errors.APIError as exc:
-            text = _explain(exc)
-            if port is not None and re.search(r"port is already allocated|address already in use|bind", text):
-                owner = self.publisher_of(port, exclude=name)
-                by = f"container {owner}" if owner else "another program (see `ss -ltnp`)"
-                raise ChromactlError(f"port {port} on {host} is already in use by {by}",
-                                     hint="free it, or pick another with `chromactl init --force --port N`") from None
-            raise ChromactlError(f"cannot start {name}: {text}") from None
-        except requests.exceptions.RequestException:
-            raise EngineUnavailable("lost the Docker engine", hint=START_HINT) from None
+            with self._translated(f"cannot start {name}"):
+                self._api.start(name)
+        except EngineError as exc:
+            if port is not None and _PORT_TAKEN.search(exc.message):
+                holder = self.publisher_of(port, exclude=name)
+                raise PortInUse(f"port {port} on {host} is already in use by "
+                                f"{f'container {holder}' if holder else 'another program'}", host or "", port,
+                                holder) from None
+            raise
 
     def restart(self, name: str, timeout: int = 10) -> None:
-        with _translated(f"cannot restart {name}"):
+        with self._translated(f"cannot restart {name}"):
             self._api.restart(name, timeout=timeout)
 
     def stop(self, name: str, timeout: int = 10) -> None:
-        with _translated(f"cannot stop {name}"):
+        with self._translated(f"cannot stop {name}"):
             try:
                 self._api.stop(name, timeout=timeout)
             except docker.errors.NotFound:
@@ -190,7 +207,7 @@ class Engine:
 
     def remove(self, name: str) -> None:
         """Remove a container (never its volumes)."""
-        with _translated(f"cannot remove {name}"):
+        with self._translated(f"cannot remove {name}"):
             try:
                 self._api.remove_container(name, force=True, v=False)
             except docker.errors.NotFound:
@@ -201,19 +218,19 @@ class Engine:
         translation too, so an engine lost mid-stream is a clear error, not a traceback."""
         action = f"cannot read the logs of {name}"
         if not follow:
-            with _translated(action):
+            with self._translated(action):
                 return iter([self._api.logs(name, tail=tail)])
         return self._follow_logs(name, tail, action)
 
     def _follow_logs(self, name: str, tail: int | str, action: str) -> Iterator[bytes]:
-        with _translated(action):
+        with self._translated(action):
             yield from self._api.logs(name, stream=True, follow=True, tail=tail)
             # The stream ends when the container stops, or quietly when the engine goes away.
             self._api.ping()
 
     def publisher_of(self, port: int, exclude: str | None = None) -> str | None:
         """The running container publishing this host port, if any."""
-        with _translated("cannot list containers"):
+        with self._translated("cannot list containers"):
             for summary in self._api.containers():
                 name = summary["Names"][0].lstrip("/") if summary.get("Names") else summary["Id"][:12]
                 if name == exclude:
@@ -224,7 +241,7 @@ class Engine:
 
     def exec(self, name: str, command: list[str]) -> str | None:
         """Run a command in a running container: None when it succeeds, else its last output line."""
-        with _translated(f"cannot run {command[0]} in {name}"):
+        with self._translated(f"cannot run {command[0]} in {name}"):
             created = self._api.exec_create(name, command, stdout=True, stderr=True)
             output = self._api.exec_start(created["Id"]).decode(errors="replace").strip()
             if self._api.exec_inspect(created["Id"]).get("ExitCode") == 0:
@@ -232,18 +249,18 @@ class Engine:
             return output.splitlines()[-1] if output else f"{command[0]} failed"
 
     def signal(self, name: str, signal: str) -> None:
-        with _translated(f"cannot signal {name}"):
+        with self._translated(f"cannot signal {name}"):
             self._api.kill(name, signal=signal)
 
     # --- networks ------------------------------------------------------------------
 
     def ensure_network(self, name: str, project: str) -> None:
-        with _translated(f"cannot create network {name}"):
+        with self._translated(f"cannot create network {name}"):
             if not self._api.networks(names=[name]):
                 self._api.create_network(name, driver="bridge", labels={LABEL_PROJECT: project})
 
     def remove_network(self, name: str) -> None:
-        with _translated(f"cannot remove network {name}"):
+        with self._translated(f"cannot remove network {name}"):
             for network in self._api.networks(names=[name]):
                 if network.get("Name") == name:
                     self._api.remove_network(network["Id"])
@@ -251,7 +268,7 @@ class Engine:
     # --- volumes -------------------------------------------------------------------
 
     def volume_exists(self, name: str) -> bool:
-        with _translated(f"cannot inspect volume {name}"):
+        with self._translated(f"cannot inspect volume {name}"):
             try:
                 self._api.inspect_volume(name)
                 return True
@@ -259,7 +276,7 @@ class Engine:
                 return False
 
     def remove_volume(self, name: str) -> bool:
-        with _translated(f"cannot remove volume {name}"):
+        with self._translated(f"cannot remove volume {name}"):
             try:
                 self._api.remove_volume(name)
                 return True
@@ -269,19 +286,19 @@ class Engine:
     def create_volume(self, name: str, labels: dict[str, str]) -> None:
         """A new, empty volume; one of that name already there is refused (never reused)."""
         if self.volume_exists(name):
-            raise ChromactlError(f"volume {name} already exists", hint="remove it, or try again in a second")
-        with _translated(f"cannot create volume {name}"):
+            raise Conflict(f"volume {name} already exists")
+        with self._translated(f"cannot create volume {name}"):
             self._client.volumes.create(name=name, labels=labels)
 
     def volumes(self, project: str) -> list[str]:
         """The names of a project's volumes (by chromactl's label)."""
-        with _translated("cannot list volumes"):
+        with self._translated("cannot list volumes"):
             found = self._api.volumes(filters={"label": f"{LABEL_PROJECT}={project}"}).get("Volumes") or []
             return sorted(v["Name"] for v in found)
 
     def volume_mountpoint(self, name: str) -> str | None:
         """Where the engine keeps the volume's files on this host (local driver), or None."""
-        with _translated(f"cannot inspect volume {name}"):
+        with self._translated(f"cannot inspect volume {name}"):
             try:
                 return self._api.inspect_volume(name).get("Mountpoint") or None
             except docker.errors.NotFound:
@@ -293,7 +310,7 @@ class Engine:
         """A container that is created and never started, the volume mounted at `path` and
         no network: only to stream the volume's files out or in (no extra image or tool)."""
         self.remove(name)  # left from an interrupted run
-        with _translated(f"cannot create container {name}"):
+        with self._translated(f"cannot create container {name}"):
             host_config = self._api.create_host_config(
                 mounts=[docker.types.Mount(target=path, source=volume, type="volume")], network_mode="none")
             self._api.create_container(image, name=name, labels=labels, host_config=host_config,
@@ -301,22 +318,23 @@ class Engine:
 
     def archive_out(self, name: str, path: str) -> Iterator[bytes]:
         """A tar stream of `path` in a (stopped) container, in chunks; the top entry is the
-        folder's own name. An error mid-stream is a ChromactlError too."""
-        with _translated(f"cannot read {path} from {name}"):
+        folder's own name. An error mid-stream is an engine error too."""
+        with self._translated(f"cannot read {path} from {name}"):
             chunks, _ = self._api.get_archive(name, path, chunk_size=1024 * 1024)
             yield from chunks
 
     def archive_in(self, name: str, path: str, data) -> None:
         """Extract a tar (bytes or a readable file) into `path` of a container that is not running."""
-        with _translated(f"cannot write into {path} of {name}"):
+        with self._translated(f"cannot write into {path} of {name}"):
             if not self._api.put_archive(name, path, data):
-                raise ChromactlError(f"the engine refused the archive for {path} of {name}")
+                raise EngineError(f"the engine refused the archive for {path} of {name}")
 
 
 def _short(exc: Exception) -> str:
     text = str(exc)
-    match = re.search(r"(No such file or directory|Connection refused|Permission denied)", text)
-    return match[1] if match else text.splitlines()[0][:160]
+    match = re.search(r"(No such file or directory|Connection refused|Permission denied|timed out|"
+                      r"Name or service not known)", text)
+    return match[1].lower() if match else text.splitlines()[0][:160]
 
 
 def _info(attrs: dict) -> ContainerInfo:
@@ -335,4 +353,5 @@ def _info(attrs: dict) -> ContainerInfo:
         started_at=state.get("StartedAt"), restart_count=attrs.get("RestartCount", 0), volume=volume,
         published=published, network_mode=attrs.get("HostConfig", {}).get("NetworkMode") or "",
         addresses=tuple(n["IPAddress"] for n in networks.values() if n.get("IPAddress")),
+        image_id=attrs.get("Image", ""),
     )

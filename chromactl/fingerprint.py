@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chromactl.images import tag_version
+from chromactl.images import split_reference, tag_version
 
 Fingerprint = dict[str, int]  # migration folder -> highest version applied
 
@@ -41,8 +41,6 @@ def expected_release(image: str) -> DataRelease | None:
     for 0.6.x; None when the tag does not tell (0.5.x was not measured)."""
     version = tag_version(image)
     if version is None:
-        from chromactl.images import split_reference
-
         _, tag, digest = split_reference(image)
         return CHROMA_1X if tag in (None, "latest") and not digest else None
     if version >= (1, 0, 0):

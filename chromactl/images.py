@@ -72,3 +72,10 @@ def data_path(image: str, working_dir: str | None = None) -> str:
     if working_dir is not None:
         return DATA_PATH_0X if working_dir.rstrip("/") == "/chroma" else DATA_PATH_1X
     return DATA_PATH_0X
+
+
+def chroma_version(image: str, api_version: str | None = None) -> str | None:
+    """The version as the operator knows it: the image's tag (what they chose and can act
+    on), else what the server's API says (1.x's /api/v2/version says 1.0.0 for every 1.x)."""
+    version = tag_version(image)
+    return ".".join(map(str, version)) if version else api_version

@@ -1,8 +1,11 @@
 """One place that turns command results into text for people or JSON for programs.
 
-stdout carries data; warnings and progress go to stderr. JSON is printed plainly,
-never through a console that could wrap or colour it. Secrets are printed once, on
-a line of their own, without markup.
+stdout carries data; warnings and progress go to stderr. JSON is one document per run,
+printed plainly (never through a console that could wrap or colour it), in the shape
+chromactl/output.schema.json describes: every document carries `schema_version` and
+`command`, the same concept has the same name and type in every command, and an error
+under --json is a document too (`error`), with the exit code. Secrets are printed once,
+on a line of their own, without markup.
 """
 
 from __future__ import annotations
@@ -14,19 +17,25 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from chromactl.commands.creds import ListResult, RemoveResult, SecretResult
-from chromactl.commands.init import InitResult
+from chromactl.commands.status import Pending
+from chromactl.clients import CREDENTIALS_VARIABLE, fitting_clients, javascript_snippet, python_snippet
 from chromactl.credentials import CHEAP_ROUNDS
+from chromactl.deploy import Applied
+from chromactl.envfile import describe_auth
+from chromactl.errors import Cancelled, ChromactlError
+from chromactl.images import chroma_version
 from chromactl.tls import WARN_DAYS as TLS_WARN_DAYS
-from chromactl.envfile import BASIC_CLIENT, TOKEN_CLIENT, describe_auth
-from chromactl.errors import ChromactlError
-from chromactl.images import tag_version
 
 if TYPE_CHECKING:  # only for the annotations: importing them would pull in more than output needs
+    from chromactl.certs import TlsMaterial
+    from chromactl.commands.creds import Effect, ListResult, RemoveResult, SecretResult
     from chromactl.commands.down import DownResult
-    from chromactl.commands.status import InstanceStatus
+    from chromactl.commands.status import InstanceStatus, PendingAction
     from chromactl.commands.tls import TlsResult
     from chromactl.commands.up import UpResult
+    from chromactl.scaffold import InitResult
+
+SCHEMA_VERSION = 1
 
 
 def stdout() -> Console:
@@ -41,8 +50,9 @@ def stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
-def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+def emit(command: str, document: dict[str, Any]) -> None:
+    """The one JSON document of a run, in the envelope every command shares."""
+    sys.stdout.write(json.dumps({"schema_version": SCHEMA_VERSION, "command": command, **document}, indent=2) + "\n")
     sys.stdout.flush()
 
 
@@ -50,10 +60,14 @@ def warn(message: str) -> None:
     stderr().print(f"[yellow]warning:[/yellow] {message}", markup=True)
 
 
-def error(exc: ChromactlError) -> None:
+def error(exc: ChromactlError, command: str | None = None, as_json: bool = False) -> None:
+    if as_json:
+        emit(command or "chromactl", {"error": {"message": exc.message, "hint": exc.hint,
+                                                "exit_code": exc.exit_code}})
+        return
     if exc.details:
         stderr().print(exc.details, markup=False)
-    line = f"chromactl: error: {exc.message}"
+    line = exc.message if isinstance(exc, Cancelled) else f"chromactl: error: {exc.message}"
     if exc.hint:
         line += f" ({exc.hint})"
     stderr().print(line, markup=False)
@@ -67,14 +81,36 @@ def _show_secret(kind: str, user: str, secret: str) -> None:
     sys.stdout.flush()
 
 
+# --- shared shapes: one name and one type per concept ---------------------------------
+
+
+def tls_document(material: TlsMaterial | None, mode: str | None) -> dict | None:
+    """The CA clients trust (ca, ca_fingerprint: what they pin) and the server's certificate."""
+    if material is None:
+        return None
+    info = material.info
+    return {"mode": mode, "ca": str(material.ca_path), "ca_fingerprint": material.ca_fingerprint,
+            "certificate": {"names": list(info.names), "not_after": info.not_after.isoformat(),
+                            "days_left": info.days_left, "fingerprint": info.fingerprint}}
+
+
+def applied_document(effect: Effect | None) -> dict | None:
+    if effect is None:
+        return None
+    return {"outcome": effect.applied.value, "in_effect": effect.in_effect,
+            "revocation_pending": effect.revocation_pending, "error": effect.error.message if effect.error else None}
+
+
+def _secret_document(user: str | None, role: str | None, secret: str | None) -> dict:
+    return {"user": user, "role": role, "secret": secret}
+
+
+# --- init and creds ----------------------------------------------------------------------
+
+
 def init_result(result: InitResult, as_json: bool, *, next_step: bool = True) -> None:
     if as_json:
-        document: dict[str, Any] = {"project": str(result.project), "user": result.user,
-                                    "role": result.role, "secret": result.secret}
-        if result.reinitialised:
-            document["kept_users"] = list(result.kept_users)
-            document["backups"] = list(result.backups)
-        print_json(document)
+        emit("init", init_document(result))
         return
     s = result.settings
     out = stdout()
@@ -99,38 +135,53 @@ def init_result(result: InitResult, as_json: bool, *, next_step: bool = True) ->
         out.print("Next: chromactl up", markup=False)
 
 
-def fitting_clients(image: str) -> str:
-    """Which Chroma clients can talk to this server: 1.x clients cannot use a 0.x server."""
-    from chromactl.images import tag_version
-
-    version = tag_version(image)
-    if version is not None and version < (1, 0, 0):
-        return ("Chroma 0.x clients only (Python: pip install 'chromadb<0.7'; JavaScript: chromadb@1.x); "
-                "today's Python 1.x client cannot use this server")
-    return "current clients (Python: pip install chromadb, 1.x; JavaScript: npm install chromadb)"
+def init_document(result: InitResult) -> dict:
+    return {"project": str(result.project), "name": result.settings.name, "reinitialised": result.reinitialised,
+            **_secret_document(result.user, result.role, result.secret),
+            "kept_users": list(result.kept_users), "backups": list(result.backups)}
 
 
-def secret_result(result: SecretResult, as_json: bool, *, rotated: bool = False) -> None:
+def _applied_sentence(effect: Effect | None, user: str) -> str:
+    if effect is None:
+        return ""
+    still = (f"; what it replaced for {user!r} still works on the running server until `chromactl up` succeeds"
+             if effect.revocation_pending else "")
+    if effect.error is not None:
+        return f"NOT in effect on the running server: {effect.error.message}{still}."
+    return {
+        Applied.RELOADED: "In effect now: the gateway reloaded its credentials (Chroma kept running).",
+        Applied.RECREATED: "In effect now: Chroma was recreated to read them (a few seconds without service).",
+        Applied.IN_EFFECT: "In effect now.",
+        Applied.NOT_RUNNING: "No server is running; it starts with this change (`chromactl up`).",
+        Applied.NO_ENGINE: f"NOT applied: no container engine answers{still or '; the next `chromactl up` applies it'}.",
+        Applied.DEFERRED: f"Not applied (--no-apply){still or '; the next `chromactl up` applies it'}.",
+        Applied.FAILED: "NOT in effect.",
+    }[effect.applied]
+
+
+def secret_result(result: SecretResult, as_json: bool) -> None:
     for message in result.warnings:
         warn(message)
+    command = "creds rotate" if result.rotated else "creds add"
     if as_json:
-        print_json({"user": result.user, "role": result.role, "secret": result.secret, "applied": result.applied})
+        emit(command, {**_secret_document(result.user, result.role, result.secret), "kind": result.kind,
+                       "generated": result.generated, "warnings": list(result.warnings),
+                       "applied": applied_document(result.effect)})
         return
-    applied = result.applied or "Apply with chromactl up."
-    if rotated:
-        stdout().print(f"New {result.kind} for {result.user!r} (role {result.role}); the old one stops working. "
-                       f"{applied}", markup=False)
+    applied = _applied_sentence(result.effect, result.user)
+    if result.rotated:
+        stdout().print(f"New {result.kind} for {result.user!r} (role {result.role}). {applied}", markup=False)
     else:
-        stdout().print(f"Added user {result.user!r} (role {result.role}). {applied}",
-                       markup=False)
+        stdout().print(f"Added user {result.user!r} (role {result.role}). {applied}", markup=False)
     if result.generated:
         _show_secret(f"generated {result.kind}", repr(result.user), result.secret)
 
 
 def list_result(result: ListResult, as_json: bool) -> None:
     if as_json:
-        print_json([{"user": u.user, "role": u.role, "tokens": u.tokens, "password": u.password,
-                     "internal": u.internal} for u in result.users])
+        emit("creds list", {"auth": result.auth, "rbac": result.rbac,
+                            "users": [{"user": u.user, "role": u.role, "tokens": u.tokens, "password": u.password,
+                                       "internal": u.internal} for u in result.users]})
         return
     table = Table(title=None, box=None, pad_edge=False)
     for column in ("USER", "ROLE", "SECRET"):
@@ -146,17 +197,17 @@ def list_result(result: ListResult, as_json: bool) -> None:
 
 def remove_result(result: RemoveResult, as_json: bool) -> None:
     if as_json:
-        print_json({"user": result.user, "removed": True, "applied": result.applied})
+        emit("creds rm", {"user": result.user, "removed": True, "applied": applied_document(result.effect)})
         return
-    applied = result.applied or "Apply with chromactl up."
-    stdout().print(f"Removed user {result.user!r}. {applied}", markup=False)
+    stdout().print(f"Removed user {result.user!r}. {_applied_sentence(result.effect, result.user)}",
+                   markup=False)
 
 
 # --- up, status, down ---------------------------------------------------------------
 
 
 class ProgressReporter:
-    """Progress of `up` on stderr: steps, per-layer pull progress, build output."""
+    """Progress on stderr: steps, per-layer pull progress, build output."""
 
     def __init__(self, as_json: bool):
         self._as_json = as_json
@@ -223,116 +274,86 @@ class ProgressReporter:
         self._err.out(text, end="", highlight=False)
 
 
-def _tls_document(tls, mode: str) -> dict | None:
-    if tls is None:
-        return None
-    return {"mode": mode, "ca": str(tls.ca_path), "fingerprint": tls.info.fingerprint,
-            "days_left": tls.info.days_left, "names": list(tls.info.names)}
-
-
 def _connect_snippets(result: UpResult) -> str:
+    d = result.deployed
     s = result.project.settings
-    host, port = result.url.rsplit("//", 1)[1].rsplit(":", 1)
-    host = host.strip("[]")
-    ssl, js_env, verify = "", "", ""
-    if result.tls is not None:
-        # Clients must trust the project's CA; Node's built-in fetch takes it from the environment only.
-        ssl = ", ssl=True"
-        js_env = f" (run node with NODE_EXTRA_CA_CERTS={result.tls.ca_path})"
-        verify = f"chroma_server_ssl_verify=\"{result.tls.ca_path}\""
-    if not s.auth_enabled:
-        settings = f", settings=Settings({verify})" if verify else ""
-        return (f"Python:      chromadb.HttpClient(host={host!r}, port={port}{ssl}{settings})\n"
-                f"JavaScript{js_env}:  new ChromaClient({{ path: \"{result.url}\" }})")
-    var = "CHROMA_CLIENT_AUTH_CREDENTIALS"
-    what = "a token" if s.auth == "token" else "USER:PASSWORD"
-    py_provider, js_provider = (TOKEN_CLIENT, "token") if s.auth == "token" else (BASIC_CLIENT, "basic")
-    py_extra = js_extra = ""
-    if s.auth == "token" and s.token_header == "X-Chroma-Token":
-        py_extra = ',\n        chroma_auth_token_transport_header="X-Chroma-Token"'
-        js_extra = ', tokenHeaderType: "X_CHROMA_TOKEN"'
-    return (
-        f"Set {var} to {what} in the client's environment, then:\n"
-        "Python:\n"
-        "    import os, chromadb\n"
-        "    from chromadb.config import Settings\n"
-        f"    client = chromadb.HttpClient(host={host!r}, port={port}{ssl}, settings=Settings(\n"
-        + (f"        {verify},\n" if verify else "")
-        + f"        chroma_client_auth_provider=\"{py_provider}\",\n"
-        f"        chroma_client_auth_credentials=os.environ[\"{var}\"]{py_extra}))\n"
-        f"JavaScript{js_env}:\n" + _js_snippet(result, var, js_provider, js_extra)
-    )
-
-
-def _js_snippet(result: UpResult, var: str, provider: str, token_header_extra: str) -> str:
-    """The 3.x client (for Chroma 1.x) takes headers; the 1.x client (for 0.x) took `auth`."""
-    s = result.project.settings
-    version = tag_version(s.image)
-    if version is not None and version < (1, 0, 0):
-        return (f"    const client = new ChromaClient({{ path: \"{result.url}\",\n"
-                f"      auth: {{ provider: \"{provider}\", credentials: process.env.{var}{token_header_extra} }} }});")
-    host, port = result.url.rsplit("//", 1)[1].rsplit(":", 1)
-    if s.auth == "basic":
-        header = f'Authorization: "Basic " + Buffer.from(process.env.{var}).toString("base64")'
-    elif s.token_header == "X-Chroma-Token":
-        header = f'"X-Chroma-Token": process.env.{var}'
-    else:
-        header = f"Authorization: `Bearer ${{process.env.{var}}}`"
-    ssl = ", ssl: true" if result.tls is not None else ""
-    return (f"    const client = new ChromaClient({{ host: \"{host.strip('[]')}\", port: {port}{ssl},\n"
-            f"      headers: {{ {header} }} }});")
+    ca = str(d.tls.ca_path) if d.tls is not None else None
+    lines = []
+    if s.auth_enabled:
+        what = "a token" if s.auth == "token" else "USER:PASSWORD"
+        lines.append(f"Set {CREDENTIALS_VARIABLE} to {what} in the client's environment, then:")
+    lines.append("Python:")
+    lines += ["    " + line for line in python_snippet(s, d.url, ca).splitlines()]
+    lines.append(f"JavaScript{f' (run node with NODE_EXTRA_CA_CERTS={ca})' if ca else ''}:")
+    lines += ["    " + line for line in javascript_snippet(s, d.url, ca is not None).splitlines()]
+    return "\n".join(lines)
 
 
 def up_result(result: UpResult, as_json: bool) -> None:
     s = result.project.settings
-    if result.action == "dry-run":
+    if result.deployed is None:
         if as_json:
-            print_json({"action": "dry-run", "command": result.command})
+            emit("up", {"action": "dry-run", "commands": list(result.commands)})
         else:
-            sys.stdout.write(result.command + "\n")
+            sys.stdout.write("\n".join(result.commands) + "\n")
         return
-    enforced = result.auth.enforced if result.auth else False
+    d = result.deployed
+    enforced = d.auth.enforced if d.auth else None
+    version = chroma_version(s.image, d.api_version)
     if as_json:
-        document: dict[str, Any] = {
-            "name": s.name, "container": result.spec.name, "action": result.action, "url": result.url,
-            "image": s.image, "version": result.version, "volume": result.spec.volume,
-            "heartbeat_ms": result.heartbeat_ms, "auth": {"mode": s.auth, "enforced": enforced},
-        }
-        if result.gateway is not None:
-            document["gateway"] = {"container": result.gateway.name, "action": result.gateway_action}
-        document["tls"] = _tls_document(result.tls, s.tls)
-        if result.init is not None:
-            document["init"] = {"project": str(result.init.project), "user": result.init.user,
-                                "role": result.init.role, "secret": result.init.secret}
-        print_json(document)
+        emit("up", {
+            "name": s.name, "container": d.spec.name, "action": d.action.value, "url": d.url, "image": s.image,
+            "chroma_version": version, "api_version": d.api_version, "volume": d.spec.volume,
+            "heartbeat_ms": d.heartbeat_ms, "auth": {"mode": s.auth, "enforced": enforced},
+            "gateway": {"container": d.gateway.name, "action": d.gateway_action.value} if d.gateway else None,
+            "tls": tls_document(d.tls, s.tls),
+            "init": init_document(result.init) if result.init is not None else None,
+        })
         return
     out = stdout()
-    out.print(f"Chroma {result.version or '?'} is up at {result.url} ({result.action}: container "
-              f"{result.spec.name}, data in volume {result.spec.volume})", markup=False)
-    if result.gateway is not None:
-        out.print(f"Gateway {result.gateway.name} ({result.gateway_action}) enforces auth in front of it; "
+    api = f" (API {d.api_version})" if d.api_version and d.api_version != version else ""
+    out.print(f"Chroma {version or '?'}{api} is up at {d.url} ({d.action.value}: container "
+              f"{d.spec.name}, data in volume {d.spec.volume})", markup=False)
+    if d.gateway is not None:
+        out.print(f"Gateway {d.gateway.name} ({d.gateway_action.value}) enforces auth in front of it; "
                   "Chroma shares its network namespace and listens on its loopback only.", markup=False)
     out.print(f"Clients: {fitting_clients(s.image)}.", markup=False)
-    if result.auth:
-        out.print(f"Auth verified: a request without credentials got HTTP {result.auth.anonymous_status}; "
-                  f"chromactl's probe user got HTTP {result.auth.credential_status}. ({describe_auth(s)})", markup=False)
+    if d.auth:
+        out.print(f"Auth verified: a request without credentials got HTTP {d.auth.anonymous_status}; "
+                  f"chromactl's probe user got HTTP {d.auth.credential_status}. ({describe_auth(s)})", markup=False)
     else:
         warn("auth is none: anyone who can reach the port can read and change all data")
     out.print(_connect_snippets(result), markup=False)
 
 
-STATUS_KEYS = ("name", "container", "state", "healthy", "heartbeat_ms", "version", "image", "url", "volume")
+def pending_text(pending: PendingAction) -> str:
+    return {
+        Pending.PULL: f"image needed: pull or build {pending.target}",
+        Pending.CREATE: f"create needed: {pending.target}",
+        Pending.RECREATE: f"recreate needed: {pending.target}",
+        Pending.RESTART: f"restart needed: {pending.target} (its gateway restarted after it)",
+        Pending.RELOAD: f"reload needed: {pending.target} (credentials or certificate changed)",
+        Pending.REMOVE: f"removal needed: {pending.target}",
+    }[pending.action]
+
+
+def status_document(i: InstanceStatus) -> dict:
+    return {
+        "name": i.name, "container": i.container, "state": i.state, "healthy": i.healthy,
+        "heartbeat_ms": i.heartbeat_ms, "chroma_version": i.chroma_version, "api_version": i.api_version,
+        "image": i.image, "url": i.url, "volume": i.volume, "project": i.project,
+        "auth": {"mode": i.auth_mode, "enforced": i.auth_enforced},
+        "gateway": {"container": i.gateway.name, "state": i.gateway.state} if i.gateway else None,
+        "drift": i.drift,
+        "pending": [{"action": p.action.value, "target": p.target} for p in i.pending] if i.pending is not None else None,
+        "problem": i.problem, "hint": i.hint, "costly_users": list(i.costly_users),
+        "tls": tls_document(i.tls, i.tls_mode), "volume_bytes": i.volume_bytes, "last_backup": i.last_backup,
+    }
 
 
 def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
     if as_json:
-        print_json([{**{key: getattr(i, key) for key in STATUS_KEYS},
-                     "auth": {"mode": i.auth_mode, "enforced": i.auth_enforced}, "drift": i.drift,
-                     "pending": list(i.pending) if i.pending is not None else None,
-                     "problem": i.problem, "hint": i.hint, "costly_users": list(i.costly_users), "tls": i.tls,
-                     "volume_bytes": i.volume_bytes, "last_backup": i.last_backup,
-                     **({"gateway": i.gateway} if i.gateway else {})}
-                    for i in instances])
+        emit("status", {"instances": [status_document(i) for i in instances]})
         return
     if not instances:
         stdout().print("No chromactl containers on this engine.", markup=False)
@@ -347,17 +368,17 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
         if i.gateway:
             auth += " via gateway"
         if i.tls:
-            auth += f", TLS ({i.tls['days_left']} days left)"
+            auth += f", TLS ({i.tls.info.days_left} days left)"
+        pending = "?" if i.pending is None else "; ".join(pending_text(p) for p in i.pending) or "-"
         table.add_row(i.name, i.state, "yes" if i.healthy else "NO",
-                      f"{i.heartbeat_ms:.0f} ms" if i.heartbeat_ms is not None else "-", i.version or "-",
-                      i.url or "-", auth, "?" if i.pending is None else "; ".join(i.pending) or "-",
-                      i.image or "-", i.volume or "-")
+                      f"{i.heartbeat_ms:.0f} ms" if i.heartbeat_ms is not None else "-", i.chroma_version or "-",
+                      i.url or "-", auth, pending, i.image or "-", i.volume or "-")
     stdout().print(table)
     for i in instances:
         _data_line(i)
     for i in instances:
-        if i.tls and i.tls["days_left"] < TLS_WARN_DAYS:
-            warn(f"{i.name}: its certificate expires in {i.tls['days_left']} days: `chromactl tls renew`")
+        if i.tls and i.tls.info.days_left < TLS_WARN_DAYS:
+            warn(f"{i.name}: its certificate expires in {i.tls.info.days_left} days: `chromactl tls renew`")
         if i.costly_users:
             warn(f"{i.name}: every request by {', '.join(i.costly_users)} costs the server a slow bcrypt hash "
                  f"(cost above {CHEAP_ROUNDS}); `chromactl creds rotate USER` re-hashes it (a generated password "
@@ -365,21 +386,26 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
         if i.problem:
             warn(f"{i.name}: {i.problem}" + (f" ({i.hint})" if i.hint else ""))
         elif i.pending:
-            stderr().print(f"{i.name}: changed since it started ({'; '.join(i.pending)}): run `chromactl up`",
-                           markup=False)
+            stderr().print(f"{i.name}: changed since it started "
+                           f"({'; '.join(pending_text(p) for p in i.pending)}): run `chromactl up`", markup=False)
 
 
 def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> None:
     info = result.material.info
     if as_json:
-        print_json({"mode": result.mode, "ca": str(result.material.ca_path), "ca_fingerprint": result.ca_fingerprint,
-                    "names": list(info.names), "not_after": info.not_after.isoformat(), "days_left": info.days_left,
-                    "fingerprint": info.fingerprint, "applied": result.applied})
+        emit("tls renew" if renewed else "tls show",
+             {**tls_document(result.material, result.mode),
+              "applied": {"outcome": result.applied.value, "in_effect": result.applied.in_effect,
+                          "revocation_pending": False, "error": None} if result.applied is not None else None})
         return
     out = stdout()
     if renewed:
-        applied = result.applied or ""
-        out.print(f"Issued a new server certificate. {applied}".rstrip(), markup=False)
+        sentence = {Applied.RELOADED: "In service now: the gateway reloaded it.",
+                    Applied.RECREATED: "In service now: Chroma was recreated to serve it.",
+                    Applied.IN_EFFECT: "In service now.",
+                    Applied.NOT_RUNNING: "The server is not running; `chromactl up` serves it.",
+                    Applied.NO_ENGINE: "NOT in service: no container engine answers; `chromactl up` serves it."}
+        out.print(f"Issued a new server certificate. {sentence.get(result.applied, '')}".rstrip(), markup=False)
     out.print(f"CA (clients trust this): {result.material.ca_path}", markup=False)
     out.print(f"CA SHA-256 fingerprint:  {result.ca_fingerprint}", markup=False)
     out.print(f"Server certificate:      {', '.join(info.names)}; expires {info.not_after:%Y-%m-%d} "
@@ -392,9 +418,10 @@ def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> No
 
 def down_result(result: DownResult, as_json: bool) -> None:
     if as_json:
-        print_json({"container": result.container, "removed": result.removed, "volume": result.volume,
-                    "volume_removed": result.volume_removed, "gateway": result.gateway,
-                    "other_volumes": list(result.other_volumes)})
+        emit("down", {"container": result.container, "removed": result.removed, "volume": result.volume,
+                      "volume_removed": result.volume_removed,
+                      "gateway": {"container": result.gateway, "removed": True} if result.gateway else None,
+                      "other_volumes": list(result.other_volumes)})
         return
     out = stdout()
     out.print(f"Removed container {result.container}." if result.removed else f"No container {result.container}.",

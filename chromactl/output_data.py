@@ -4,9 +4,9 @@ document on stdout, progress on stderr. Kept apart from output.py, which it buil
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
-from chromactl.output import ProgressReporter, print_json, stdout, warn
+from chromactl.output import ProgressReporter, emit, stdout, warn
 
 if TYPE_CHECKING:
     from chromactl.commands.backup import BackupResult
@@ -47,7 +47,7 @@ def _collections(manifest: dict) -> list[dict]:
 def backup_result(result: BackupResult, as_json: bool) -> None:
     m = result.manifest
     if as_json:
-        print_json({"path": str(result.path), "bytes": result.size, "seconds": round(result.seconds, 3),
+        emit("backup", {"path": str(result.path), "bytes": result.size, "seconds": round(result.seconds, 3),
                     "downtime_seconds": None if result.downtime is None else round(result.downtime, 3),
                     "credentials": result.credentials, "manifest": m})
         return
@@ -65,26 +65,28 @@ def backup_result(result: BackupResult, as_json: bool) -> None:
 
 def restore_result(result: RestoreResult, as_json: bool) -> None:
     if as_json:
-        print_json({"path": str(result.path), "volume": result.volume, "previous_volume": result.previous_volume,
-                    "records": result.records, "verified": result.verified, "seconds": round(result.seconds, 3),
-                    "url": result.url, "collections": _collections(result.manifest)})
+        emit("restore", {"path": str(result.path), "volume": result.volume, "previous_volume": result.previous_volume,
+                         "records": result.records, "verified": list(result.verified),
+                         "seconds": round(result.seconds, 3), "url": result.url,
+                         "collections": _collections(result.manifest)})
         return
     out = stdout()
     out.print(f"Restored {result.records} records from {result.path} into volume {result.volume}; "
               f"the server runs on it at {result.url}.", markup=False)
-    out.print(f"  verified: {result.verified}", markup=False)
+    for line in result.verified:
+        out.print(f"  verified: {line}", markup=False)
     out.print(f"  the previous volume {result.previous_volume} is kept; when you no longer need it: "
               f"docker volume rm {result.previous_volume}", markup=False)
 
 
 def upgrade_result(result: UpgradeResult, as_json: bool) -> None:
     if as_json:
-        document: dict[str, Any] = {
+        emit("upgrade", {
             "from_image": result.from_image, "image": result.image, "volume": result.volume,
-            "previous_volume": result.previous_volume, "backup": str(result.backup), "gateway": result.gateway,
+            "previous_volume": result.previous_volume, "backup": str(result.backup),
+            "gateway": {"container": result.gateway} if result.gateway else None,
             "records": result.records, "verified": list(result.verified), "seconds": round(result.seconds, 3),
-            "url": result.url}
-        print_json(document)
+            "url": result.url})
         return
     out = stdout()
     out.print(f"Upgraded {result.from_image} -> {result.image}: {result.records} records, now in volume "
@@ -100,8 +102,8 @@ def upgrade_result(result: UpgradeResult, as_json: bool) -> None:
 
 def rollback_result(result, as_json: bool) -> None:
     if as_json:
-        print_json({"image": result.image, "volume": result.volume, "abandoned_volume": result.abandoned_volume,
-                    "url": result.url})
+        emit("upgrade --rollback", {"image": result.image, "volume": result.volume,
+                                    "abandoned_volume": result.abandoned_volume, "url": result.url})
         return
     out = stdout()
     out.print(f"Back on {result.image} and volume {result.volume} at {result.url}.", markup=False)

@@ -13,7 +13,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable, Protocol, Union
 from urllib.parse import urlsplit
 
 from chromactl.credentials import PROBE_USER
@@ -202,3 +202,27 @@ def wait_for_heartbeat(url: Target, timeout: float, still_running: Callable[[], 
             return beat if still_running() else None
         time.sleep(delay)
         delay = min(delay * 1.5, 0.1)
+
+
+class Prober(Protocol):
+    """The HTTP side of proving a deployment, as one object, so that the decisions built
+    on it can be tested with a stand-in (tests/fake_engine.py)."""
+
+    def wait_for_heartbeat(self, url: Target, timeout: float,
+                           still_running: Callable[[], bool]) -> Heartbeat | None: ...
+    def server_version(self, url: Target, api: str) -> str | None: ...
+    def port_open(self, host: str, port: int) -> bool: ...
+    def probe_auth(self, url: Target, api: str, settings: Settings | None,
+                   probe_secret: str | None) -> AuthProbe: ...
+
+
+class _HttpProber:
+    """The real thing: this module's functions, over the network."""
+
+    wait_for_heartbeat = staticmethod(wait_for_heartbeat)
+    server_version = staticmethod(server_version)
+    port_open = staticmethod(port_open)
+    probe_auth = staticmethod(probe_auth)
+
+
+HTTP_PROBER: Prober = _HttpProber()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -26,10 +26,14 @@ PUBLIC_MODE = 0o644
 
 @dataclass(frozen=True)
 class Project:
+    """Every project file, read once, checked, and passed down: no layer reads them again."""
+
     root: Path
     settings: Settings
     credentials: Credentials
     probe_secret: str | None  # the internal probe user's password or token
+    credential_texts: Mapping[str, str] = field(default_factory=dict)  # file name -> text, as read
+    env_text: str | None = None  # .chroma_env as read; None when missing
 
 
 def is_project(root: Path) -> bool:
@@ -60,8 +64,15 @@ def load_project(root: Path, given: Mapping[str, Any] | None = None) -> Project:
     with fsio.locked(root / LOCK_FILE, shared=True):
         texts = {name: fsio.read_text(root / name) for name in credential_file_names(settings)}
         secret = fsio.read_text(root / PROBE_SECRET_FILE)
+        env_text = fsio.read_text(root / ENV_FILE)
     credentials = load_credentials(settings, texts)
-    return Project(root, settings, credentials, secret.strip() if secret else None)
+    return Project(root, settings, credentials, secret.strip() if secret else None,
+                   {name: text for name, text in texts.items() if text is not None}, env_text)
+
+
+def write_settings(root: Path, settings: Settings) -> None:
+    """Rewrite chromactl.yaml for these settings, atomically."""
+    fsio.write_files({root / SETTINGS_FILE: (render_settings_file(settings), PUBLIC_MODE)})
 
 
 def credential_file_contents(root: Path, settings: Settings, credentials: Credentials,
@@ -103,3 +114,13 @@ def updated_gitignore(existing: str | None) -> str | None:
 def project_lock(root: Path) -> Iterator[None]:
     with fsio.locked(root / LOCK_FILE):
         yield
+
+
+def find_project(start: Path) -> Path | None:
+    """The nearest folder at or above `start` holding chromactl.yaml (as git finds its
+    repository), or None."""
+    start = start.absolute()
+    for folder in (start, *start.parents):
+        if is_project(folder):
+            return folder
+    return None

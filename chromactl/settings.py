@@ -13,7 +13,8 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
-from chromactl.errors import ChromactlError, ProjectFileError
+from chromactl.errors import ChromactlError, ProjectFileError, UsageError
+from chromactl.images import auth_verdict
 from chromactl.templates import render_template
 from chromactl.yamlfile import load_yaml, require_mapping
 
@@ -123,8 +124,9 @@ def resolve_settings(
     problem = validate_settings(settings)
     if problem:
         key, message = problem
-        source = "chromactl.yaml" if given.get(key) is None and key in stored else "--" + key.replace("_", "-")
-        raise ChromactlError(f"{source}: {message}")
+        if given.get(key) is None and key in stored:
+            raise ChromactlError(f"chromactl.yaml: {message}")
+        raise UsageError(f"--{key.replace('_', '-')}: {message}")  # a flag or its CHROMACTL_* variable
     return settings
 
 
@@ -165,8 +167,6 @@ def without_derived_defaults(stored: Mapping[str, Any]) -> dict[str, Any]:
 
 def default_gateway(auth: str, image: str) -> str:
     """nginx in front of a server that would ignore chromactl's auth settings (1.x, latest)."""
-    from chromactl.images import auth_verdict
-
     return "nginx" if auth != "none" and auth_verdict(image).enforces_auth is False else "none"
 
 

@@ -65,6 +65,27 @@ def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return result
 
 
+SCHEMA = json.loads((REPO / "chromactl" / "output.schema.json").read_text())
+
+
+def document(result: subprocess.CompletedProcess | str, command: str | None = None) -> dict:
+    """The one JSON document a --json run printed, checked against chromactl's published
+    schema (chromactl/output.schema.json), and against the command it should name."""
+    import jsonschema
+
+    text = result if isinstance(result, str) else result.stdout
+    doc = json.loads(text)
+    jsonschema.validate(doc, SCHEMA, format_checker=jsonschema.FormatChecker())
+    if command is not None:
+        assert doc["command"] == command, doc
+    return doc
+
+
+def instances(result: subprocess.CompletedProcess) -> list[dict]:
+    """The instances of a `status --json` run."""
+    return document(result, "status")["instances"]
+
+
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
     """Every file below the folder with its content and mode, to prove nothing changed."""
     return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mode)
@@ -268,12 +289,12 @@ def admin_secret(project):
 
 def add_user(project, name, role, stdin=None, flag=None):
     args = ["creds", "add", name, "--role", role, "--json"] + ([flag] if flag else [])
-    return json.loads(ok(project(*args, input=stdin)).stdout)["secret"]
+    return document(ok(project(*args, input=stdin)))["secret"]
 
 
 def up(project, *args, **kwargs):
     result = project("up", "--json", *args, **kwargs)
-    return result, (json.loads(result.stdout) if result.returncode == 0 else None)
+    return result, (document(result, "up") if result.returncode == 0 else None)
 
 
 def htpasswd_binary() -> str:

@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from conftest import COLLECTIONS, http_status, ok
+from conftest import COLLECTIONS, http_status, ok, document
 
 ROUNDS = {"CHROMACTL_BCRYPT_ROUNDS": "10"}
 NATIVE = "chromadb/chroma:0.6.3"  # Chroma's own auth: the server these tests run
@@ -17,12 +17,12 @@ def token_of(project, user):
 
 
 def add(chromactl, *args, stdin=None):
-    return json.loads(ok(chromactl("creds", "add", *args, "--json", input=stdin, env=ROUNDS)).stdout)["secret"]
+    return document(ok(chromactl("creds", "add", *args, "--json", input=stdin, env=ROUNDS)))["secret"]
 
 
 @pytest.mark.chroma
 def test_token_rbac_roles(chromactl, chroma_server, chroma_client):
-    admin = json.loads(ok(chromactl("init", "--image", NATIVE, "--json")).stdout)["secret"]
+    admin = document(ok(chromactl("init", "--image", NATIVE, "--json")))["secret"]
     writer = add(chromactl, "wanda", "--role", "writer")
     reader = add(chromactl, "rita")
     url = chroma_server(chromactl.project)
@@ -50,7 +50,7 @@ def test_token_rbac_roles(chromactl, chroma_server, chroma_client):
 
 @pytest.mark.chroma
 def test_x_chroma_token_header(chromactl, chroma_server, chroma_client):
-    admin = json.loads(ok(chromactl("init", "--image", NATIVE, "--token-header", "X-Chroma-Token", "--json")).stdout)["secret"]
+    admin = document(ok(chromactl("init", "--image", NATIVE, "--token-header", "X-Chroma-Token", "--json")))["secret"]
     url = chroma_server(chromactl.project)
     assert http_status(url + COLLECTIONS, {"X-Chroma-Token": admin}) == 200
     assert http_status(url + COLLECTIONS, {"Authorization": "Bearer " + admin}) == 403
@@ -89,7 +89,7 @@ def test_basic_auth_with_rbac(chromactl, chroma_server, chroma_client):
 
 @pytest.mark.chroma
 def test_basic_auth_several_users_without_rbac(chromactl, chroma_server, chroma_client):
-    admin = json.loads(ok(chromactl("init", "--image", NATIVE, "--auth", "basic", "--no-rbac", "--json", env=ROUNDS)).stdout)["secret"]
+    admin = document(ok(chromactl("init", "--image", NATIVE, "--auth", "basic", "--no-rbac", "--json", env=ROUNDS)))["secret"]
     other = add(chromactl, "bob")
     url = chroma_server(chromactl.project)
     for credentials in (f"admin:{admin}", f"bob:{other}"):
@@ -101,9 +101,9 @@ def test_basic_auth_several_users_without_rbac(chromactl, chroma_server, chroma_
 
 @pytest.mark.chroma
 def test_rotated_and_removed_credentials_stop_working(chromactl, chroma_server, chroma_client):
-    old = json.loads(ok(chromactl("init", "--image", NATIVE, "--json")).stdout)["secret"]
+    old = document(ok(chromactl("init", "--image", NATIVE, "--json")))["secret"]
     gone = add(chromactl, "temp", "--role", "admin")
-    new = json.loads(ok(chromactl("creds", "rotate", "admin", "--json")).stdout)["secret"]
+    new = document(ok(chromactl("creds", "rotate", "admin", "--json")))["secret"]
     ok(chromactl("creds", "rm", "temp"))
     url = chroma_server(chromactl.project)
     assert chroma_client(url, "token", old, ["connect"])["connect"] == "denied"

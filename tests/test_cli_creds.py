@@ -5,7 +5,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import htpasswd_binary, ok, snapshot
+from conftest import htpasswd_binary, ok, snapshot, document
 
 ROUNDS = {"CHROMACTL_BCRYPT_ROUNDS": "10"}  # keep basic-auth tests quick; cost 12 is the tested default elsewhere
 
@@ -28,7 +28,7 @@ def basic_project(chromactl):
 
 
 def test_add_token_user_defaults_to_reader(token_project):
-    doc = json.loads(ok(token_project("creds", "add", "alice", "--json")).stdout)
+    doc = document(ok(token_project("creds", "add", "alice", "--json")))
     assert doc["user"] == "alice" and doc["role"] == "reader"
     assert users(token_project.project)["alice"] == {"id": "alice", "role": "reader", "tokens": [doc["secret"]]}
 
@@ -48,7 +48,7 @@ def test_generated_secret_is_printed_once_and_never_on_stderr(token_project):
 def test_list_shows_no_secret(token_project):
     ok(token_project("creds", "add", "alice", "--role", "writer"))
     result = ok(token_project("creds", "list", "--json"))
-    listed = json.loads(result.stdout)
+    listed = document(result, "creds list")["users"]
     assert [(u["user"], u["role"], u["tokens"]) for u in listed] == [
         ("chromactl-probe", "chromactl-probe", 1), ("admin", "admin", 1), ("alice", "writer", 1)]
     for user in users(token_project.project).values():
@@ -59,12 +59,12 @@ def test_list_shows_no_secret(token_project):
 
 def test_rotate_replaces_the_token(token_project):
     old = users(token_project.project)["admin"]["tokens"]
-    doc = json.loads(ok(token_project("creds", "rotate", "admin", "--json")).stdout)
+    doc = document(ok(token_project("creds", "rotate", "admin", "--json")))
     assert users(token_project.project)["admin"]["tokens"] == [doc["secret"]] != old
 
 
 def test_rotating_the_probe_updates_its_secret_file(token_project):
-    doc = json.loads(ok(token_project("creds", "rotate", "chromactl-probe", "--json")).stdout)
+    doc = document(ok(token_project("creds", "rotate", "chromactl-probe", "--json")))
     assert (token_project.project / ".chromactl/probe-secret").read_text().strip() == doc["secret"]
 
 
@@ -77,7 +77,7 @@ def test_rm(token_project):
 def test_basic_add_with_password_stdin_verified_by_apache_htpasswd(basic_project):
     htpasswd = htpasswd_binary()
     ok(basic_project("creds", "add", "alice", "--role", "writer", "--password-stdin", input="pa:ss wörd, long enough\n", env=ROUNDS))
-    doc = json.loads(ok(basic_project("creds", "add", "bob", "--json", env=ROUNDS)).stdout)
+    doc = document(ok(basic_project("creds", "add", "bob", "--json", env=ROUNDS)))
     assert doc["role"] == "reader"
     path = basic_project.project / "server.htpasswd"
     for user, password, expected in (("alice", "pa:ss wörd, long enough", 0), ("bob", doc["secret"], 0), ("alice", "wrong", 3)):
@@ -91,7 +91,7 @@ def test_bcrypt_costs_generated_4_chosen_6_and_apache_accepts_them(chromactl):
     pays the hash on every request. A chosen one gets the project's cost, 6 by default.
     (Natively: Chroma 0.6 checks bcrypt only. Behind the gateway see the next test.)"""
     htpasswd = htpasswd_binary()
-    doc = json.loads(ok(chromactl("init", "--auth", "basic", "--image", "chromadb/chroma:0.6.3", "--json")).stdout)
+    doc = document(ok(chromactl("init", "--auth", "basic", "--image", "chromadb/chroma:0.6.3", "--json")))
     ok(chromactl("creds", "add", "carol", "--password-stdin", "--no-apply", input="carol chose this one\n"))
     lines = dict(l.split(":", 1) for l in (chromactl.project / "server.htpasswd").read_text().splitlines())
     assert lines["admin"].startswith("$2b$04$") and lines["chromactl-probe"].startswith("$2b$04$")
@@ -125,33 +125,34 @@ def test_role_without_rbac_warns_that_it_changes_nothing(chromactl):
     ok(chromactl("init", "--no-rbac"))
     result = ok(chromactl("creds", "add", "alice", "--role", "reader", "--json"))
     assert "RBAC is off" in result.stderr and "full access" in result.stderr
-    assert json.loads(result.stdout)["role"] == "admin"
+    assert document(result)["role"] == "admin"
     assert "role" not in users(chromactl.project)["alice"]
 
 
 def test_bad_input_changes_nothing(token_project):
     ok(token_project("creds", "add", "alice"))
     before = snapshot(token_project.project)
+    # Exit 2: a value that cannot be used (usage); exit 1: a refused operation.
     cases = [
-        (["creds", "add", ""], None, "empty"),
-        (["creds", "add", "a:b"], None, "':'"),
-        (["creds", "add", "a b"], None, "whitespace"),
-        (["creds", "add", "a\x07b"], None, "control characters"),
-        (["creds", "add", "alice"], None, "already exists"),
-        (["creds", "add", "chromactl-probe"], None, "reserved"),
-        (["creds", "add", "bob", "--role", "root"], None, "unknown role 'root'"),
-        (["creds", "add", "bob", "--token-stdin"], "has space in it 1234567\n", "letters, digits and punctuation"),
-        (["creds", "add", "bob", "--token-stdin"], "", "standard input is empty"),
-        (["creds", "add", "bob", "--password-stdin"], "secret\n", "this project uses tokens"),
-        (["creds", "add", "bob", "--token-stdin"], "a" * 20 + "\n" + "b" * 20 + "\n", "one line"),
-        (["creds", "rm", "nobody"], None, "no user 'nobody'"),
-        (["creds", "rotate", "nobody"], None, "no user 'nobody'"),
-        (["creds", "rm", "admin"], None, "last admin"),
-        (["creds", "rm", "chromactl-probe"], None, "cannot be removed"),
+        (["creds", "add", ""], None, "empty", 2),
+        (["creds", "add", "a:b"], None, "':'", 2),
+        (["creds", "add", "a b"], None, "whitespace", 2),
+        (["creds", "add", "a\x07b"], None, "control characters", 2),
+        (["creds", "add", "alice"], None, "already exists", 1),
+        (["creds", "add", "chromactl-probe"], None, "reserved", 2),
+        (["creds", "add", "bob", "--role", "root"], None, "unknown role 'root'", 2),
+        (["creds", "add", "bob", "--token-stdin"], "has space in it 1234567\n", "letters, digits and punctuation", 2),
+        (["creds", "add", "bob", "--token-stdin"], "", "standard input is empty", 2),
+        (["creds", "add", "bob", "--password-stdin"], "secret\n", "this project uses tokens", 2),
+        (["creds", "add", "bob", "--token-stdin"], "a" * 20 + "\n" + "b" * 20 + "\n", "one line", 2),
+        (["creds", "rm", "nobody"], None, "no user 'nobody'", 1),
+        (["creds", "rotate", "nobody"], None, "no user 'nobody'", 1),
+        (["creds", "rm", "admin"], None, "last admin", 1),
+        (["creds", "rm", "chromactl-probe"], None, "cannot be removed", 1),
     ]
-    for args, stdin, message in cases:
+    for args, stdin, message, code in cases:
         result = token_project(*args, input=stdin)
-        assert result.returncode == 1, (args, result.stderr)
+        assert result.returncode == code, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert result.stdout == ""
@@ -172,7 +173,7 @@ def test_basic_bad_input(basic_project):
         (["creds", "add", "bob", "--token-stdin"], "a" * 20, "this project uses basic auth"),
     ]:
         result = basic_project(*args, input=stdin)
-        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
         assert snapshot(basic_project.project) == before
 
 

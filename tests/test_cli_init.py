@@ -4,7 +4,7 @@ import stat
 import yaml
 from dotenv import dotenv_values
 
-from conftest import ok, snapshot
+from conftest import ok, snapshot, document
 
 
 def mode(path):
@@ -13,9 +13,11 @@ def mode(path):
 
 def test_init_defaults_write_every_file(chromactl):
     result = ok(chromactl("init", "--json"))
-    doc = json.loads(result.stdout)
+    doc = document(result, "init")
     project = chromactl.project
-    assert set(doc) == {"project", "user", "role", "secret"}
+    assert set(doc) == {"schema_version", "command", "project", "name", "reinitialised", "user", "role", "secret",
+                        "kept_users", "backups"}
+    assert doc["reinitialised"] is False and doc["kept_users"] == [] and doc["name"] == "proj"
     assert doc["project"] == str(project) and doc["user"] == "admin" and doc["role"] == "admin"
     assert len(doc["secret"]) >= 32 and doc["secret"].isalnum()
 
@@ -51,7 +53,7 @@ def test_human_output_shows_the_secret_once_and_nothing_on_stderr(chromactl):
 def test_basic_auth_with_password_from_stdin(chromactl):
     result = ok(chromactl("init", "--auth", "basic", "--image", "chromadb/chroma:0.6.3", "--password-stdin", "--json",
                           input="open sesame:42 and more\n"))
-    doc = json.loads(result.stdout)
+    doc = document(result)
     assert doc["secret"] == "open sesame:42 and more"
     lines = (chromactl.project / "server.htpasswd").read_text().splitlines()
     assert [line.split(":")[0] for line in lines] == ["chromactl-probe", "admin"]
@@ -64,7 +66,7 @@ def test_basic_auth_with_password_from_stdin(chromactl):
 
 def test_auth_none_defaults_to_loopback_and_writes_no_credentials(chromactl):
     result = ok(chromactl("init", "--auth", "none", "--json"))
-    assert json.loads(result.stdout)["secret"] is None
+    assert document(result)["secret"] is None
     settings = yaml.safe_load((chromactl.project / "chromactl.yaml").read_text())
     assert settings["host"] == "127.0.0.1" and settings["rbac"] is False
     assert not (chromactl.project / "authz.yaml").exists()
@@ -94,11 +96,11 @@ def test_existing_project_is_not_overwritten(chromactl):
 
 
 def test_force_keeps_users_and_their_secrets(chromactl):
-    first = json.loads(ok(chromactl("init", "--image", "chromadb/chroma:0.6.3", "--json")).stdout)
+    first = document(ok(chromactl("init", "--image", "chromadb/chroma:0.6.3", "--json")))
     ok(chromactl("creds", "add", "alice", "--role", "writer"))
     before = yaml.safe_load((chromactl.project / "authz.yaml").read_text())
-    result = json.loads(ok(chromactl("init", "--force", "--port", "9100", "--token-header", "X-Chroma-Token",
-                                     "--json")).stdout)
+    result = document(ok(chromactl("init", "--force", "--port", "9100", "--token-header", "X-Chroma-Token",
+                                     "--json")))
     assert result["secret"] is None and result["kept_users"] == ["admin", "alice"]
     after = yaml.safe_load((chromactl.project / "authz.yaml").read_text())
     assert after["users"] == before["users"]
@@ -120,8 +122,8 @@ def test_force_turning_rbac_on_keeps_full_access(chromactl):
 def test_force_changing_auth_mode_backs_up_old_credentials(chromactl):
     ok(chromactl("init"))
     old = (chromactl.project / "authz.yaml").read_text()
-    result = json.loads(ok(chromactl("init", "--force", "--auth", "basic", "--no-rbac", "--json",
-                                     env={"CHROMACTL_BCRYPT_ROUNDS": "10"})).stdout)
+    result = document(ok(chromactl("init", "--force", "--auth", "basic", "--no-rbac", "--json",
+                                     env={"CHROMACTL_BCRYPT_ROUNDS": "10"})))
     assert result["user"] == "admin" and result["secret"]
     [backup] = result["backups"]
     assert (chromactl.project / backup).read_text() == old
@@ -159,7 +161,7 @@ def test_bad_input_changes_nothing(chromactl):
     ]
     for args, message in cases:
         result = chromactl(*args, input="")
-        assert result.returncode != 0, args
+        assert result.returncode == 2, (args, result.returncode)  # every one a value that cannot be used
         assert message in result.stderr, (args, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert list(chromactl.project.iterdir()) == [], args

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HELPERS, IMAGE_063, IMAGE_159, add_user, admin_secret, ok, require
+from conftest import HELPERS, IMAGE_063, IMAGE_159, add_user, admin_secret, ok, require, document, instances
 
 pytestmark = pytest.mark.docker
 
@@ -55,7 +55,7 @@ def client(python, url, token, ops, **extra) -> dict:
     done = subprocess.run([python, str(HELPERS / "chroma_client.py")], input=json.dumps(request(url, token, ops, **extra)),
                           capture_output=True, text=True, timeout=600, env={"PATH": os.environ["PATH"]})
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+    return document(done)
 
 
 def sqlite_fingerprint(docker_client, volume: str, path: str = "/d") -> dict:
@@ -89,7 +89,7 @@ def test_backup_while_a_writer_runs_restores_one_moment(data_projects, chroma_py
     out, err = writer.stdout.read(), writer.stderr.read()
     assert writer.returncode == 0, err[-2000:]
     written = json.loads(out)["written"]
-    doc = json.loads(ok(result).stdout)
+    doc = document(ok(result))
 
     manifest = doc["manifest"]
     assert oct(archive.stat().st_mode & 0o777) == "0o600" and doc["credentials"] is False
@@ -104,7 +104,7 @@ def test_backup_while_a_writer_runs_restores_one_moment(data_projects, chroma_py
 
     now = client(chroma_python, p.url, token, ["connect", "count"])
     assert now["count"] == "ok"
-    restored = json.loads(ok(p("restore", str(archive), "--yes", "--json")).stdout)
+    restored = document(ok(p("restore", str(archive), "--yes", "--json")))
     assert restored["records"] == backed_up and restored["previous_volume"] == p.volume
     assert restored["volume"] != p.volume and docker_client.volumes.get(p.volume)  # the previous one is kept
 
@@ -113,10 +113,10 @@ def test_backup_while_a_writer_runs_restores_one_moment(data_projects, chroma_py
     assert check["verify_ids"] == "ok", check
     assert check["missing"] == 0 and check["count"] == backed_up, check
     assert check["self_nearest"] >= 0.9 * check["sampled"], check
-    status = json.loads(p("status", "--json").stdout)[0]
+    status = instances(p("status", "--json"))[0]
     assert status["volume"] == restored["volume"] and status["last_backup"]["path"] == str(archive)
     assert status["volume_bytes"] > 1_000_000
-    downed = json.loads(ok(p("down", "--json")).stdout)
+    downed = document(ok(p("down", "--json")))
     assert downed["volume"] == restored["volume"] and p.volume in downed["other_volumes"]
 
 
@@ -155,7 +155,7 @@ def test_restore_refuses_newer_older_and_damaged_data(data_projects, chroma_clie
 
     for p in (old, new):  # nothing switched
         assert (p.folder / "chromactl.yaml").read_text() == before[p.name]
-        assert json.loads(p("status", "--json").stdout)[0]["volume"] == p.volume
+        assert instances(p("status", "--json"))[0]["volume"] == p.volume
 
 
 def test_upgrade_063_to_159_keeps_records_and_roles_then_rolls_back(data_projects, chroma_python, python_1x,
@@ -169,8 +169,8 @@ def test_upgrade_063_to_159_keeps_records_and_roles_then_rolls_back(data_project
     assert legacy["query_ids"] == ["a"], legacy
 
     result = p("upgrade", "--image", IMAGE_159, "--yes", "--json")
-    doc = json.loads(ok(result).stdout)
-    assert doc["records"] == 5002 and doc["gateway"] is True and doc["previous_volume"] == p.volume, doc
+    doc = document(ok(result))
+    assert doc["records"] == 5002 and doc["gateway"] == {"container": f"{p.container}-gateway"} and doc["previous_volume"] == p.volume, doc
     assert any("sample queries answer as before" in line for line in doc["verified"]), doc
     assert Path(doc["backup"]).is_file()
     assert sqlite_fingerprint(docker_client, p.volume) == {"embeddings_queue": 2, "metadb": 4, "sysdb": 9}
@@ -187,7 +187,7 @@ def test_upgrade_063_to_159_keeps_records_and_roles_then_rolls_back(data_project
     assert write["add"] == "ok" and write["delete_collection"] == "denied", write
     assert client(python_1x, p.url, "Z" * 40, ["connect"])["connect"] == "denied"
 
-    back = json.loads(ok(p("upgrade", "--rollback", "--yes", "--json")).stdout)
+    back = document(ok(p("upgrade", "--rollback", "--yes", "--json")))
     assert back["volume"] == p.volume and back["abandoned_volume"] == doc["volume"]
     again = client(chroma_python, p.url, admin, ["connect", "verify_ids"], expect_ids=docs, dim=DIM)
     assert again["missing"] == 0 and again["count"] == 5000, again

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import IMAGE_063, IMAGE_159, COLLECTIONS, add_user, admin_secret, free_port, http_status, ok, up
+from conftest import IMAGE_063, IMAGE_159, COLLECTIONS, add_user, admin_secret, free_port, http_status, ok, up, document, instances
 
 GATEWAY_IMAGE = "chromactl-test/nginx:bookworm"
 
@@ -38,7 +38,8 @@ def test_token_roles_through_the_gateway(gateway_project, chroma_client_1x, dock
     result, doc = up(p)
     assert result.returncode == 0, result.stderr
     assert doc["gateway"] == {"container": f"{p.container}-gateway", "action": "created"}
-    assert doc["auth"] == {"mode": "token", "enforced": True} and doc["version"] == "1.0.0"
+    assert doc["auth"] == {"mode": "token", "enforced": True}
+    assert doc["chroma_version"] == "1.5.9" and doc["api_version"] == "1.0.0"  # the tag, and what the API says
 
     chroma = docker_client.containers.get(p.container)
     assert not chroma.attrs["HostConfig"]["PortBindings"]  # reachable only through the gateway
@@ -67,7 +68,7 @@ def test_token_roles_through_the_gateway(gateway_project, chroma_client_1x, dock
     # A raw path that nginx and Chroma could read differently is refused outright.
     assert http_status(p.url + COLLECTIONS + "/x/add/%2E%2E/get", {"Authorization": "Bearer " + reader}) == 400
 
-    status = json.loads(ok(p("status", "--json")).stdout)[0]
+    status = instances(ok(p("status", "--json")))[0]
     assert status["healthy"] and status["auth"]["enforced"] is True
     assert status["gateway"] == {"container": f"{p.container}-gateway", "state": "running"}
     assert "GET /api/v2" in ok(p("logs", "--service", "gateway", "-n", "20")).stdout
@@ -107,17 +108,16 @@ def test_creds_change_reloads_the_gateway_without_restarting_chroma(gateway_proj
     chroma_started = docker_client.containers.get(p.container).attrs["State"]["StartedAt"]
     gateway_started = docker_client.containers.get(p.container + "-gateway").attrs["State"]["StartedAt"]
 
-    new = json.loads(ok(p("creds", "rotate", "admin", "--no-apply", "--json")).stdout)["secret"]
-    assert json.loads(ok(p("status", "--json")).stdout)[0]["pending"] == [
-        f"reload needed: {p.container}-gateway (credentials or certificate changed)"]
-    assert json.loads(ok(p("status", "--json")).stdout)[0]["drift"] is True
+    new = document(ok(p("creds", "rotate", "admin", "--no-apply", "--json")))["secret"]
+    assert instances(ok(p("status", "--json")))[0]["pending"] == [{"action": "reload", "target": f"{p.container}-gateway"}]
+    assert instances(ok(p("status", "--json")))[0]["drift"] is True
     result, doc = up(p)
     assert doc["action"] == "unchanged" and doc["gateway"]["action"] == "reloaded", result.stderr
     assert docker_client.containers.get(p.container).attrs["State"]["StartedAt"] == chroma_started
     assert docker_client.containers.get(p.container + "-gateway").attrs["State"]["StartedAt"] == gateway_started
     assert chroma_client_1x(p.url, "token", old, ["connect"])["connect"] == "denied"
     assert chroma_client_1x(p.url, "token", new, ["connect", "get"])["get_ids"] == ["a", "b"]
-    assert json.loads(ok(p("status", "--json")).stdout)[0]["drift"] is False
+    assert instances(ok(p("status", "--json")))[0]["drift"] is False
 
     ok(p("down"))
     assert not docker_client.networks.list(names=[p.container])
@@ -251,15 +251,15 @@ def test_creds_changes_take_effect_at_once_through_the_gateway(gateway_project, 
     ok(p("up"))
     started = docker_client.containers.get(p.container).attrs["State"]["StartedAt"]
     assert chroma_client_1x(p.url, "token", reader, ["connect"])["connect"] == "ok"
-    rotated = json.loads(ok(p("creds", "rotate", "rita", "--json")).stdout)
-    assert "reloaded" in rotated["applied"], rotated
+    rotated = document(ok(p("creds", "rotate", "rita", "--json")))
+    assert rotated["applied"]["outcome"] == "reloaded" and rotated["applied"]["in_effect"], rotated
     assert chroma_client_1x(p.url, "token", reader, ["connect"])["connect"] == "denied"  # no `up` needed
     assert chroma_client_1x(p.url, "token", rotated["secret"], ["connect"])["connect"] == "ok"
-    removed = json.loads(ok(p("creds", "rm", "rita", "--json")).stdout)
-    assert "reloaded" in removed["applied"]
+    removed = document(ok(p("creds", "rm", "rita", "--json")))
+    assert removed["applied"]["outcome"] == "reloaded" and not removed["applied"]["revocation_pending"]
     assert chroma_client_1x(p.url, "token", rotated["secret"], ["connect"])["connect"] == "denied"
     assert docker_client.containers.get(p.container).attrs["State"]["StartedAt"] == started  # Chroma kept running
-    assert json.loads(ok(p("status", "--json")).stdout)[0]["pending"] == []
+    assert instances(ok(p("status", "--json")))[0]["pending"] == []
 
 
 def test_status_says_why_and_up_heals_a_dead_port_and_a_stranded_chroma(gateway_project, docker_client):
@@ -273,7 +273,7 @@ def test_status_says_why_and_up_heals_a_dead_port_and_a_stranded_chroma(gateway_
     assert killed.returncode == 0, "no docker-proxy for the port (is the engine's userland proxy off?)"
     result = p("status", "--json")
     assert result.returncode == 4
-    status = json.loads(result.stdout)[0]
+    status = instances(result)[0]
     assert status["state"] == "running" and "does not answer" in status["problem"], status
     assert "chromactl up" in status["hint"]
     healed, doc = up(p)
@@ -283,9 +283,9 @@ def test_status_says_why_and_up_heals_a_dead_port_and_a_stranded_chroma(gateway_
 
     docker_client.containers.get(p.container + "-gateway").restart()  # as the engine's restart policy would
     result = p("status", "--json")
-    status = json.loads(result.stdout)[0]
+    status = instances(result)[0]
     assert result.returncode == 4 and "Chroma behind it does not" in status["problem"], status
-    assert status["pending"] == [f"restart needed: {p.container} (its gateway restarted after it)"]
+    assert status["pending"] == [{"action": "restart", "target": p.container}]
     _, doc = up(p)
     assert doc["action"] == "restarted" and http_status(p.url + COLLECTIONS) == 403
 
@@ -301,7 +301,7 @@ def test_costly_hashes_are_flagged_limited_and_rehashed_by_rotate(gateway_projec
     ok(p("creds", "add", "lee", "--role", "reader", "--bcrypt-rounds", "12", "--password-stdin",
          input="lee chose this long one"))
     ok(p("up"))
-    status = json.loads(ok(p("status", "--json")).stdout)[0]
+    status = instances(ok(p("status", "--json")))[0]
     assert status["costly_users"] == ["lee"]
     assert "lee" in p("status").stderr and "creds rotate" in p("status").stderr
 
@@ -325,9 +325,9 @@ def test_costly_hashes_are_flagged_limited_and_rehashed_by_rotate(gateway_projec
     # A burst of 20 passes (one was spent above), then 26 a minute at cost 12.
     assert set(wrong) == {401, 429} and wrong.count(401) <= 22, wrong
 
-    new = json.loads(ok(p("creds", "rotate", "lee", "--json")).stdout)
-    assert "reloaded" in new["applied"]
-    assert json.loads(ok(p("status", "--json")).stdout)[0]["costly_users"] == []
+    new = document(ok(p("creds", "rotate", "lee", "--json")))
+    assert new["applied"]["outcome"] == "reloaded"
+    assert instances(ok(p("status", "--json")))[0]["costly_users"] == []
     with ThreadPoolExecutor(4) as pool:
         wrong = sum(pool.map(lambda _: attempts("wrong password guess", 10), range(4)), [])
     assert set(wrong) == {401}  # cheap now: no limit needed

@@ -18,7 +18,7 @@ from collections import namedtuple
 import pytest
 
 from chromactl.roles import READER
-from conftest import IMAGE_063, IMAGE_159, ROUNDS, add_user, admin_secret, free_port, ok, run_chromactl, up
+from conftest import IMAGE_063, IMAGE_159, ROUNDS, add_user, admin_secret, free_port, ok, run_chromactl, up, document
 
 GATEWAY_IMAGE = "chromactl-test/nginx:bookworm"
 LABEL = "org.chromactl.project"
@@ -189,8 +189,8 @@ def factory(tmp_path_factory, docker_client):
         run.folder, run.name, run.port = folder, name, port
         run.container, run.gateway = f"chromactl-{name}", f"chromactl-{name}-gateway"
         made.append(run)
-        run.init = json.loads(ok(run("init", "--name", name, "--image", IMAGE_159, "--gateway-image", GATEWAY_IMAGE,
-                                     "--host", "127.0.0.1", "--port", str(port), "--json", *init_args)).stdout)
+        run.init = document(ok(run("init", "--name", name, "--image", IMAGE_159, "--gateway-image", GATEWAY_IMAGE,
+                                     "--host", "127.0.0.1", "--port", str(port), "--json", *init_args)))
         return run
 
     def discard(run):

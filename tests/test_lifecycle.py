@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from conftest import (
+    document,
     COLLECTIONS,
     IMAGE_063,
     IMAGE_159,
@@ -32,7 +33,7 @@ def test_token_rbac_end_to_end_with_the_real_client(projects, chroma_client):
     reader = add_user(p, "rita", "reader")
     result, doc = up(p)
     assert result.returncode == 0, result.stderr
-    assert doc["action"] == "created" and doc["version"] == "0.6.3" and doc["auth"] == {"mode": "token", "enforced": True}
+    assert doc["action"] == "created" and doc["chroma_version"] == "0.6.3" and doc["auth"] == {"mode": "token", "enforced": True}
     assert doc["url"] == p.url and doc["volume"] == p.volume
     assert admin not in result.stdout + result.stderr  # secrets are never echoed by up
 
@@ -78,11 +79,11 @@ def test_idempotent_recreate_on_change_and_data_survives(projects, chroma_client
     container = docker_client.containers.get(p.container)
     assert container.attrs["State"]["StartedAt"] == started  # not restarted
 
-    status = json.loads(p("status", "--json").stdout)
+    status = instances(p("status", "--json"))
     assert status[0]["drift"] is False
     # --no-apply: only the files change; up applies them (below).
-    new_token = json.loads(ok(p("creds", "rotate", "admin", "--no-apply", "--json")).stdout)["secret"]
-    status = json.loads(p("status", "--json").stdout)
+    new_token = document(ok(p("creds", "rotate", "admin", "--no-apply", "--json")))["secret"]
+    status = instances(p("status", "--json"))
     assert status[0]["drift"] is True
     assert "recreate needed" in p("status").stdout
 
@@ -130,8 +131,8 @@ def test_auth_none_runs_on_1x(projects):
     p = projects("--auth", "none", image=IMAGE_159)
     result, doc = up(p)
     assert result.returncode == 0, result.stderr
-    assert doc["auth"] == {"mode": "none", "enforced": False} and doc["version"] == "1.0.0"
-    status = json.loads(ok(p("status", "--json")).stdout)[0]
+    assert doc["auth"] == {"mode": "none", "enforced": None} and doc["api_version"] == "1.0.0"
+    status = instances(ok(p("status", "--json")))[0]
     assert status["healthy"] is True and status["auth"]["enforced"] is None or status["auth"]["enforced"] is False
 
 
@@ -212,25 +213,25 @@ def test_status_all_and_containers_changed_behind_chromactls_back(projects, dock
     one, two = projects(), projects("--auth", "basic")
     ok(one("up"))
     ok(two("up"))
-    listed = json.loads(ok(one("status", "--all", "--json")).stdout)
+    listed = instances(ok(one("status", "--all", "--json")))
     mine = {i["name"]: i for i in listed if i["name"] in (one.name, two.name)}
     assert set(mine) == {one.name, two.name}
     for instance in mine.values():
-        assert set(instance) == {"name", "container", "state", "healthy", "heartbeat_ms", "version", "image", "url",
-                                 "volume", "auth", "drift", "pending", "problem", "hint", "costly_users", "tls",
-                                 "volume_bytes", "last_backup"}
+        assert set(instance) == {"name", "container", "state", "healthy", "heartbeat_ms", "chroma_version",
+                                 "api_version", "image", "url", "volume", "project", "auth", "gateway", "drift",
+                                 "pending", "problem", "hint", "costly_users", "tls", "volume_bytes", "last_backup"}
         assert instance["healthy"] and instance["auth"]["enforced"] is True and instance["state"] == "running"
     assert mine[two.name]["auth"]["mode"] == "basic"
 
     docker_client.containers.get(one.container).kill()
     result = one("status", "--json")
-    assert result.returncode == 4 and json.loads(result.stdout)[0]["state"] == "exited"
+    assert result.returncode == 4 and instances(result)[0]["state"] == "exited"
     result, doc = up(one)
     assert doc["action"] == "started", result.stderr
 
     docker_client.containers.get(two.container).remove(force=True)
     result = two("status", "--json")
-    assert result.returncode == 4 and json.loads(result.stdout)[0]["state"] == "missing"
+    assert result.returncode == 4 and instances(result)[0]["state"] == "missing"
     _, doc = up(two)
     assert doc["action"] == "created"
 
@@ -286,7 +287,7 @@ def test_down_keeps_the_volume_unless_confirmed_and_logs(projects, docker_client
     ok(p("down"))
     assert docker_client.volumes.get(p.volume)
     result = ok(p("down", "--volumes", "--yes", "--json"))
-    assert json.loads(result.stdout)["volume_removed"] is True
+    assert document(result)["volume_removed"] is True
     assert not [v for v in docker_client.volumes.list() if v.name == p.volume]
     result = p("logs")
     assert result.returncode == 1 and "no container" in result.stderr
@@ -317,7 +318,7 @@ def restart_engine(while_down=None) -> None:
     import subprocess
     import time
 
-    from conftest import REPO
+    from conftest import REPO, instances
 
     subprocess.run(["pkill", "-x", "dockerd"], check=True)
     deadline = time.monotonic() + 60
@@ -350,7 +351,7 @@ def test_engine_restart(projects, chroma_client):
             break
         time.sleep(1)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout)[0]["auth"]["enforced"] is True
+    assert instances(result)[0]["auth"]["enforced"] is True
     assert chroma_client(p.url, "token", token, ["connect", "get"])["get_ids"] == ["a", "b"]
 
 
@@ -360,11 +361,11 @@ def test_creds_changes_apply_at_once_natively(projects, chroma_client):
     ok(p("up"))
     old = admin_secret(p)
     chroma_client(p.url, "token", old, ["connect", "create", "add"])
-    rotated = json.loads(ok(p("creds", "rotate", "admin", "--json")).stdout)
-    assert "recreated" in rotated["applied"], rotated["applied"]
+    rotated = document(ok(p("creds", "rotate", "admin", "--json")))
+    assert rotated["applied"]["outcome"] == "recreated", rotated["applied"]
     assert chroma_client(p.url, "token", old, ["connect"])["connect"] == "denied"
     assert chroma_client(p.url, "token", rotated["secret"], ["connect", "get"])["get_ids"] == ["a", "b"]
-    assert json.loads(ok(p("status", "--json")).stdout)[0]["pending"] == []
+    assert instances(ok(p("status", "--json")))[0]["pending"] == []
 
 
 def test_status_asks_the_engine_from_one_thread(projects, monkeypatch):
@@ -411,10 +412,10 @@ def test_engine_restart_behind_the_gateway(projects, chroma_client_1x):
     chroma_client_1x(p.url, "token", token, ["connect", "create", "add"])
     restart_engine()
     time.sleep(3)  # the restart policy's turn
-    status = json.loads(p("status", "--json").stdout)[0]
+    status = instances(p("status", "--json"))[0]
     if not status["healthy"]:
         assert status["problem"] or status["state"] != "running", status
     result, doc = up(p)
     assert result.returncode == 0, result.stderr
-    assert json.loads(ok(p("status", "--json")).stdout)[0]["healthy"]
+    assert instances(ok(p("status", "--json")))[0]["healthy"]
     assert chroma_client_1x(p.url, "token", token, ["connect", "get"])["get_ids"] == ["a", "b"]

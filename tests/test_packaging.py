@@ -7,7 +7,7 @@ import venv
 
 import pytest
 
-from conftest import REPO, ok, run_chromactl
+from conftest import REPO, ok, run_chromactl, document
 
 
 def test_every_command_has_help_with_an_example():
@@ -64,7 +64,7 @@ def test_wheel_installs_in_a_fresh_virtualenv_and_inits(tmp_path):
     project.mkdir()
     result = ok(subprocess.run([str(env_dir / "bin/chromactl"), "init", "--json"], cwd=project, capture_output=True,
                                text=True, stdin=subprocess.DEVNULL))
-    assert json.loads(result.stdout)["user"] == "admin"
+    assert document(result)["user"] == "admin"
     assert {p.name for p in project.iterdir()} >= {"chromactl.yaml", ".chroma_env", "authz.yaml", ".gitignore"}
     # The templates came from inside the installed package, not from this checkout.
     located = subprocess.run([str(env_dir / "bin/python"), "-c",

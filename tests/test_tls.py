@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from conftest import IMAGE_063, IMAGE_159, admin_secret, ok, up
+from conftest import IMAGE_063, IMAGE_159, admin_secret, ok, up, document, instances
 
 GATEWAY_IMAGE = "chromactl-test/nginx:bookworm"
 
@@ -55,7 +55,7 @@ def test_gateway_serves_tls_with_the_projects_ca(projects, chroma_client_1x):
     assert result.returncode == 0, result.stderr
     ca = str(p.folder / ".chromactl/tls/ca.pem")
     assert doc["url"] == f"https://127.0.0.1:{p.port}" and doc["tls"]["ca"] == ca
-    assert set(doc["tls"]["names"]) >= {"localhost", "127.0.0.1", "chroma.example"}
+    assert set(doc["tls"]["certificate"]["names"]) >= {"localhost", "127.0.0.1", "chroma.example"}
     assert oct((p.folder / ".chromactl/tls/ca.key").stat().st_mode & 0o777) == "0o600"
     url = f"https://127.0.0.1:{p.port}"
     done = chroma_client_1x(url, "token", admin_secret(p), ["connect", "create", "add", "count"], ca=ca)
@@ -67,13 +67,13 @@ def test_gateway_serves_tls_with_the_projects_ca(projects, chroma_client_1x):
     assert handshake(p.port, cafile=ca, maximum=ssl.TLSVersion.TLSv1_1) == "refused"  # TLS 1.2 and 1.3 only
     answer = plain_request(p.port)
     assert answer.startswith(b"HTTP/1.1 400") and b"HTTPS port" in answer  # plain HTTP is not served
-    status = json.loads(ok(p("status", "--json")).stdout)[0]
-    assert status["healthy"] and status["url"] == url and status["tls"]["days_left"] > 300
+    status = instances(ok(p("status", "--json")))[0]
+    assert status["healthy"] and status["url"] == url and status["tls"]["certificate"]["days_left"] > 300
 
-    shown = json.loads(ok(p("tls", "show", "--json")).stdout)
+    shown = document(ok(p("tls", "show", "--json")))
     before = served_fingerprint(p.port)
-    renewed = json.loads(ok(p("tls", "renew", "--json")).stdout)
-    assert "reloaded" in renewed["applied"] and renewed["ca_fingerprint"] == shown["ca_fingerprint"]
+    renewed = document(ok(p("tls", "renew", "--json")))
+    assert renewed["applied"]["outcome"] == "reloaded" and renewed["ca_fingerprint"] == shown["ca_fingerprint"]
     assert served_fingerprint(p.port) != before  # a new leaf, from the same CA
     again = chroma_client_1x(url, "token", admin_secret(p), ["connect", "get"], ca=ca)
     assert again["get_ids"] == ["a", "b"], again  # no data lost
@@ -103,8 +103,8 @@ def test_chroma_063_serves_tls_itself(projects, chroma_client, docker_client):
         if not plain_request(p.port):
             raise ConnectionError("empty reply")
     container = docker_client.containers.get(p.container).id
-    renewed = json.loads(ok(p("tls", "renew", "--json")).stdout)
-    assert "recreated" in renewed["applied"]  # uvicorn reads its certificate only at start
+    renewed = document(ok(p("tls", "renew", "--json")))
+    assert renewed["applied"]["outcome"] == "recreated"  # uvicorn reads its certificate only at start
     assert docker_client.containers.get(p.container).id != container
     assert chroma_client(url, "token", admin_secret(p), ["connect", "get"], ca=ca)["get_ids"] == ["a", "b"]
 

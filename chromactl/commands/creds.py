@@ -1,4 +1,7 @@
-"""`chromactl creds add|list|rm|rotate`: the users and secrets of a project."""
+"""`chromactl creds add|list|rm|rotate`: the users and secrets of a project, changed in
+the files under the project lock, then put in effect on the running server at once
+(chromactl.deploy.apply_change). A revocation (rm, rotate) that could not reach a
+running server is reported as such: the old secret still works there."""
 
 from __future__ import annotations
 
@@ -8,24 +11,51 @@ from typing import Any, Callable, Mapping
 
 from chromactl import fsio
 from chromactl import roles as rolemod
-from chromactl.commands.init import effective_role
 from chromactl.credentials import (
     PROBE_USER,
+    credential_digests,
     User,
     check_username,
     generate_password,
-    hash_generated,
     generate_token,
+    hash_generated,
     hash_password,
     password_problem,
     token_problem,
 )
-from chromactl.errors import ChromactlError
+from chromactl.deploy import Applied, Reporter, apply_change
+from chromactl.engine_api import Engine
+from chromactl.errors import EXIT_DOCKER_UNAVAILABLE, ChromactlError, UsageError
 from chromactl.project import Project, credential_file_contents, load_project, project_lock
+from chromactl.records import revocation_pending
+from chromactl.scaffold import effective_role
 
 # Asked for a new secret of a kind ("password" or "token"); returns it, or None to
 # have one generated. The CLI decides where it comes from (stdin, a prompt).
 SecretSource = Callable[[str], "str | None"]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """How a change reached the running server."""
+
+    applied: Applied
+    revocation_pending: bool  # a running server may still accept a secret or right the change took away
+    error: ChromactlError | None = None  # why applying failed (applied is then FAILED)
+
+    @property
+    def in_effect(self) -> bool:
+        return self.error is None and self.applied.in_effect
+
+    @property
+    def exit_code(self) -> int:
+        """Non-zero when a revocation could not reach the server (not asked to wait: --no-apply),
+        or when applying failed."""
+        if self.error is not None:
+            return self.error.exit_code
+        if self.revocation_pending and self.applied is Applied.NO_ENGINE:
+            return EXIT_DOCKER_UNAVAILABLE
+        return 0
 
 
 @dataclass(frozen=True)
@@ -35,8 +65,9 @@ class SecretResult:
     secret: str  # shown once
     kind: str  # "password" or "token"
     generated: bool
+    rotated: bool = False
     warnings: tuple[str, ...] = ()
-    applied: str | None = None  # how the change reached the running server; None: not tried
+    effect: Effect | None = None
 
 
 @dataclass(frozen=True)
@@ -58,33 +89,7 @@ class ListResult:
 @dataclass(frozen=True)
 class RemoveResult:
     user: str
-    applied: str | None = None
-
-
-def apply_change(root: Path, reporter) -> str:
-    """Make a credentials change take effect on the running instance at once: the gateway
-    reloads (no restart), or, natively, Chroma is recreated (it reads credentials at start).
-    Returns what happened, in words."""
-    from chromactl.commands.up import up
-    from chromactl.engine import Engine, EngineUnavailable
-    from chromactl.plan import owned_container
-    from chromactl.spec import container_name
-
-    root = root.absolute()
-    settings = load_project(root).settings
-    try:
-        engine = Engine.connect()
-    except EngineUnavailable:
-        return "Not applied: no Docker engine answers; it takes effect at the next `chromactl up`"
-    chroma = owned_container(engine, root, container_name(settings))
-    if chroma is None or chroma.state != "running":
-        return "The server is not running; it takes effect at the next `chromactl up`"
-    result = up(root, reporter, pull="never")
-    if result.gateway_action == "reloaded":
-        return f"In effect now: {result.gateway.name} reloaded its credentials (Chroma kept running)"
-    if result.action == "recreated":
-        return f"In effect now: {result.spec.name} was recreated to read them (a few seconds without service)"
-    return f"In effect now (Chroma {result.action}, gateway {result.gateway_action or '-'})"
+    effect: Effect | None = None
 
 
 def _load(root: Path, given: Mapping[str, Any] | None = None) -> Project:
@@ -93,6 +98,23 @@ def _load(root: Path, given: Mapping[str, Any] | None = None) -> Project:
         raise ChromactlError("this project has auth none: there are no credentials to manage",
                              hint="turn auth on with `chromactl init --force --auth token` (or basic)")
     return project
+
+
+def _effect(root: Path, connect: Callable[[], Engine] | None, reporter: Reporter) -> Effect:
+    """Apply the files just written to the running server (connect None: --no-apply), and
+    tell whether a running server may still accept what the change took away."""
+    project = load_project(root)
+
+    def pending() -> bool:
+        return revocation_pending(root, credential_digests(project.credentials))
+
+    if connect is None:
+        return Effect(Applied.DEFERRED, pending())
+    try:
+        applied = apply_change(project, connect, reporter)
+    except ChromactlError as exc:  # the files are changed; the running server was not brought to them
+        return Effect(Applied.FAILED, pending(), exc)
+    return Effect(applied, pending() if not applied.in_effect else False)
 
 
 def _secret_kind(project: Project) -> str:
@@ -106,7 +128,7 @@ def _take_secret(project: Project, source: SecretSource) -> tuple[str, bool]:
         return (generate_token() if kind == "token" else generate_password()), True
     problem = token_problem(secret) if kind == "token" else password_problem(secret)
     if problem:
-        raise ChromactlError(f"cannot use that {kind}: {problem}")
+        raise UsageError(f"cannot use that {kind}: {problem}")
     return secret, False
 
 
@@ -136,12 +158,12 @@ def _save(project: Project, credentials, probe_secret: str | None = None) -> Non
     fsio.write_files(credential_file_contents(project.root, project.settings, credentials, probe_secret))
 
 
-def add_user(root: Path, name: str, role: str | None, source: SecretSource,
-             given: Mapping[str, Any] | None = None) -> SecretResult:
+def add_user(root: Path, name: str, role: str | None, source: SecretSource, connect: Callable[[], Engine] | None,
+             reporter: Reporter, given: Mapping[str, Any] | None = None) -> SecretResult:
     project = _load(root, given)
     check_username(name)
     if name == PROBE_USER:
-        raise ChromactlError(f"{PROBE_USER!r} is reserved for chromactl's own auth probe")
+        raise UsageError(f"{PROBE_USER!r} is reserved for chromactl's own auth probe")
     if project.credentials.get(name) is not None:
         raise ChromactlError(f"user {name!r} already exists", hint=f"change its secret with `chromactl creds rotate {name}`")
     warnings: tuple[str, ...] = ()
@@ -149,7 +171,7 @@ def add_user(root: Path, name: str, role: str | None, source: SecretSource,
         role = role or rolemod.DEFAULT_ROLE
         usable = [r for r in (project.credentials.roles or {}) if r != rolemod.PROBE_ROLE]
         if role not in usable:
-            raise ChromactlError(f"unknown role {role!r}: use one of {', '.join(usable)}")
+            raise UsageError(f"unknown role {role!r}: use one of {', '.join(usable)}")
     elif role is not None:
         warnings = (f"RBAC is off in this project: {name!r} gets full access whatever the role; "
                     "turn RBAC on with `chromactl init --force --rbac`",)
@@ -164,10 +186,12 @@ def add_user(root: Path, name: str, role: str | None, source: SecretSource,
         if current.settings.auth == "token":
             _check_token_unused(current, name, secret)
         _save(current, current.credentials.with_user(user))
-    return SecretResult(name, effective_role(project.settings, role), secret, _secret_kind(project), generated, warnings)
+    return SecretResult(name, effective_role(project.settings, role), secret, _secret_kind(project), generated,
+                        warnings=warnings, effect=_effect(project.root, connect, reporter))
 
 
-def rotate_user(root: Path, name: str, source: SecretSource, given: Mapping[str, Any] | None = None) -> SecretResult:
+def rotate_user(root: Path, name: str, source: SecretSource, connect: Callable[[], Engine] | None,
+                reporter: Reporter, given: Mapping[str, Any] | None = None) -> SecretResult:
     project = _load(root, given)
     existing = project.credentials.get(name)
     if existing is None:
@@ -181,11 +205,13 @@ def rotate_user(root: Path, name: str, source: SecretSource, given: Mapping[str,
         if current.settings.auth == "token":
             _check_token_unused(current, name, secret)
         _save(current, current.credentials.with_user(user), secret if name == PROBE_USER else None)
-    return SecretResult(name, effective_role(project.settings, existing.role), secret, _secret_kind(project), generated)
+    return SecretResult(name, effective_role(project.settings, existing.role), secret, _secret_kind(project),
+                        generated, rotated=True, effect=_effect(project.root, connect, reporter))
 
 
-def remove_user(root: Path, name: str, *, force: bool = False) -> RemoveResult:
-    with project_lock(root.absolute()):
+def remove_user(root: Path, name: str, connect: Callable[[], Engine] | None, reporter: Reporter, *,
+                force: bool = False) -> RemoveResult:
+    with project_lock(root):
         project = _load(root)
         user = project.credentials.get(name)
         if user is None:
@@ -199,7 +225,7 @@ def remove_user(root: Path, name: str, *, force: bool = False) -> RemoveResult:
             raise ChromactlError(f"{name!r} is the last admin: nobody could manage the server without it",
                                  hint="add another admin first, or pass --force")
         _save(project, project.credentials.without(name))
-    return RemoveResult(name)
+    return RemoveResult(name, _effect(project.root, connect, reporter))
 
 
 def list_users(root: Path) -> ListResult:

@@ -5,18 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from chromactl import fsio
+from chromactl.certs import SERVER_TLS_DIR, ensure_tls
 from chromactl.credentials import credential_file_names
 from chromactl.errors import ChromactlError
+from chromactl.gateway_files import gateway_user, write_gateway_files
 from chromactl.manifests import GATEWAY_POD_PORT, render_compose, render_kubernetes
-from chromactl.plan import (
-    SERVER_TLS_DIR,
-    check_image_enforces_auth,
-    ensure_tls,
-    gateway_user,
-    mounted_files,
-    plan_gateway,
-    read_environment,
-)
+from chromactl.plan import check_image_enforces_auth, mounted_files, plan_gateway, read_environment
 from chromactl.project import PUBLIC_MODE, SECRET_MODE, Project, load_project
 
 # The Compose gateway's own copy of its configuration, apart from the one `up` reloads.
@@ -24,7 +18,7 @@ COMPOSE_GATEWAY_DIR = ".chromactl/compose-gateway"
 
 
 def _load(root: Path) -> Project:
-    project = load_project(root.absolute())
+    project = load_project(root)
     check_image_enforces_auth(project)
     read_environment(project)  # a .chroma_env that contradicts the settings is refused here too
     return project
@@ -39,7 +33,7 @@ def export_compose(root: Path, output: Path | None) -> str:
     user = gateway_user()
     tls = ensure_tls(project)
     if project.settings.uses_gateway:
-        plan_gateway(project, folder=COMPOSE_GATEWAY_DIR, tls=tls).write()
+        write_gateway_files(plan_gateway(project, user, folder=COMPOSE_GATEWAY_DIR, tls=tls))
     else:
         mounted = list(credential_file_names(project.settings))
     text = render_compose(project, mounted, str(base), COMPOSE_GATEWAY_DIR, user,
@@ -56,7 +50,7 @@ def export_kubernetes(root: Path, output: Path | None, namespace: str | None) ->
     tls = ensure_tls(project)
     if project.settings.uses_gateway:
         # In a pod the gateway reaches Chroma on localhost and listens on a port of its own.
-        plan = plan_gateway(project, listen=GATEWAY_POD_PORT, tls=tls)
+        plan = plan_gateway(project, gateway_user(), listen=GATEWAY_POD_PORT, tls=tls)
         sidecar = {path.name: text.encode() for path, (text, *_) in plan.files.items()}
     tls_files = (tls.cert.encode(), tls.key.encode(), tls.ca_path.read_bytes()) if tls else None
     text = render_kubernetes(project, read_environment(project), mounted_files(project), namespace,

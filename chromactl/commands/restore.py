@@ -8,22 +8,21 @@ The previous volume is never deleted: the operator removes it."""
 
 from __future__ import annotations
 
-import secrets
 import tempfile
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from chromactl import archive, fsio
-from chromactl.commands.backup import fill_volume, live_fingerprint
+from chromactl import archive
 from chromactl.datacheck import reader_headers, take_snapshot
-from chromactl.errors import ChromactlError
+from chromactl.deploy import Deployed, deploy, ensure_image
+from chromactl.engine_api import Engine
+from chromactl.errors import Cancelled, ChromactlError
 from chromactl.fingerprint import compare, describe, expected_release
-from chromactl.project import Project, load_project, load_settings, project_lock
-from chromactl.settings import SETTINGS_FILE, render_settings_file
+from chromactl.project import Project, load_project, load_settings, project_lock, write_settings
 from chromactl.spec import container_name, volume_name
+from chromactl.volumes import fill_volume, live_fingerprint, new_volume_name
 
 
 @dataclass(frozen=True)
@@ -33,13 +32,9 @@ class RestoreResult:
     volume: str
     previous_volume: str
     records: int
-    verified: str
+    verified: tuple[str, ...]
     seconds: float
     url: str
-
-
-def new_volume_name(project: Project) -> str:
-    return f"chromactl-{project.settings.name}-data-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def check_readable(manifest: dict, image: str, path: Path) -> None:
@@ -64,17 +59,14 @@ def check_readable(manifest: dict, image: str, path: Path) -> None:
 
 def switch_volume(root: Path, volume: str | None) -> None:
     """Point chromactl.yaml at another data volume, atomically."""
-    settings = load_settings(root)
-    fsio.write_files({root / SETTINGS_FILE: (render_settings_file(replace(settings, data_volume=volume)), 0o644)})
+    write_settings(root, replace(load_settings(root), data_volume=volume))
 
 
-def restore(root: Path, path: Path, reporter, *, confirm: Callable[[str], bool], timeout: float = 60) -> RestoreResult:
-    from chromactl.commands.up import _ensure_image, up as run_up
-    from chromactl.engine import Engine
-
+def restore(root: Path, path: Path, connect: Callable[[], Engine], reporter, *, confirm: Callable[[str], bool],
+            timeout: float = 60) -> RestoreResult:
     started = time.monotonic()
-    project = load_project(root.absolute())
-    root, settings = project.root, project.settings
+    project = load_project(root)
+    settings = project.settings
     path = path.absolute()
     with tempfile.TemporaryDirectory(prefix="chromactl-restore-") as work:
         reporter.step(f"verifying {path}")
@@ -84,41 +76,43 @@ def restore(root: Path, path: Path, reporter, *, confirm: Callable[[str], bool],
         question = (f"Replace the data of {settings.name} (volume {previous}, kept) with {manifest['records']} records "
                     f"from {path} taken {manifest['created']}?")
         if not confirm(question):
-            raise ChromactlError("not restoring without confirmation", hint="pass --yes")
-        engine = Engine.connect()
-        _ensure_image(engine, settings.image, "missing", None, reporter)
+            raise Cancelled("cancelled: nothing was restored", hint="pass --yes to restore without asking")
+        engine = connect()
+        ensure_image(engine, settings.image, "missing", None, reporter)
         with project_lock(root):
             volume = new_volume_name(project)
             fill_volume(engine, project, volume, settings.image, lambda: archive.payload_file(path), reporter)
             reporter.step(f"switching {settings.name} to volume {volume}")
             switch_volume(root, volume)
             try:
-                up_result = run_up(root, reporter, pull="never", timeout=timeout)
-                verified = _verify(engine, load_project(root), up_result, manifest, Path(work))
+                deployed = deploy(load_project(root), engine, reporter, pull="never", timeout=timeout)
+                verified = _verify(engine, deployed, manifest, Path(work))
             except BaseException as exc:
                 reporter.step(f"switching back to volume {previous}")
                 switch_volume(root, settings.data_volume)
-                run_up(root, reporter, pull="never", timeout=timeout)
+                deploy(load_project(root), engine, reporter, pull="never", timeout=timeout)
                 message = exc.message if isinstance(exc, ChromactlError) else f"{type(exc).__name__}: {exc}"
                 raise ChromactlError(f"restore failed ({message}); {settings.name} runs again on volume {previous}",
                                      hint=f"the restored copy is kept in volume {volume} for inspection "
                                           f"(docker volume rm {volume})") from None
     return RestoreResult(path, manifest, volume, previous, manifest["records"], verified,
-                         time.monotonic() - started, up_result.url)
+                         time.monotonic() - started, deployed.url)
 
 
-def _verify(engine, project: Project, up_result, manifest: dict, work: Path) -> str:
+def _verify(engine: Engine, deployed: Deployed, manifest: dict, work: Path) -> tuple[str, ...]:
     """The restored server holds what the manifest says: counts through the API with a
     reader's credential, and the fingerprint and counts of its chroma.sqlite3."""
+    project = deployed.project
     expected = archive.counts_of(manifest["collections"])
-    fingerprint, collections = live_fingerprint(engine, container_name(project.settings), up_result.spec.data_path, work)
+    fingerprint, collections = live_fingerprint(engine, container_name(project.settings), deployed.spec.data_path, work)
     if fingerprint != manifest["fingerprint"] or archive.counts_of(collections) != expected:
         raise ChromactlError("the restored volume does not hold what the manifest says (fingerprint or counts)")
+    proofs = [f"{len(expected)} collections: counts and fingerprint of chroma.sqlite3 equal the manifest"]
     headers = reader_headers(project)
     if headers is None:
-        return f"{len(expected)} collections: counts and fingerprint of chroma.sqlite3 equal the manifest"
-    served = take_snapshot(up_result.target, headers, queries=[]).counts
+        return (*proofs, "counts not asked through the API: chromactl holds no reader's secret (basic auth)")
+    served = take_snapshot(deployed.target, headers, queries=[]).counts
     wanted = {k: v for k, v in expected.items() if k.startswith("default_tenant/default_database/")}
     if served != wanted:
         raise ChromactlError(f"the server counts {served}, the manifest {wanted}")
-    return f"{len(expected)} collections: counts served by the API and in chroma.sqlite3 equal the manifest"
+    return (*proofs, "the counts served by the API equal the manifest")

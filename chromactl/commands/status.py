@@ -9,24 +9,41 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
+from chromactl.certs import TlsMaterial, endpoint, read_tls
 from chromactl.credentials import CHEAP_ROUNDS, hash_cost
+from chromactl.deploy import started
+from chromactl.engine_api import ContainerInfo, Engine
 from chromactl.errors import ChromactlError
-from chromactl.plan import endpoint, plan_container, plan_gateway, read_tls, started
+from chromactl.gateway_files import files_changed, gateway_user
+from chromactl.images import chroma_version
+from chromactl.plan import plan_container, plan_gateway
 from chromactl.probe import Target, heartbeat, http_status, port_open, probe_auth, server_version
 from chromactl.project import Project, load_project
-from chromactl.spec import (
-    LABEL_AUTH,
-    LABEL_CONFIG,
-    LABEL_NAME,
-    LABEL_PROJECT,
-    LABEL_SERVICE,
-    container_name,
-    url_for,
-    volume_name,
-)
+from chromactl.records import last_backup
+from chromactl.spec import LABEL_AUTH, LABEL_CONFIG, LABEL_NAME, LABEL_PROJECT, LABEL_SERVICE, container_name, url_for, volume_name
+from chromactl.volumes import volume_bytes
+
+
+class Pending(str, Enum):
+    """What `chromactl up` would do to bring an instance to its files."""
+
+    PULL = "pull"  # the image is not on the engine
+    CREATE = "create"  # a container is missing
+    RECREATE = "recreate"  # its configuration changed
+    RESTART = "restart"  # Chroma joined a gateway that has restarted since
+    RELOAD = "reload"  # the gateway's credentials or certificate changed
+    REMOVE = "remove"  # a gateway the project no longer wants
+
+
+@dataclass(frozen=True)
+class PendingAction:
+    action: Pending
+    target: str  # the container (or image) concerned
 
 
 @dataclass(frozen=True)
@@ -36,7 +53,7 @@ class InstanceStatus:
     state: str  # running, exited, ..., or missing
     healthy: bool
     heartbeat_ms: float | None
-    version: str | None
+    api_version: str | None  # what the server's /version says
     image: str | None
     url: str | None
     volume: str | None
@@ -44,25 +61,29 @@ class InstanceStatus:
     auth_enforced: bool | None
     drift: bool | None  # files changed since the containers were created; None: cannot tell
     project: str | None = None
-    gateway: dict | None = None  # {"container", "state"} when a gateway stands in front
-    pending: tuple[str, ...] | None = None  # what `chromactl up` would do; None: cannot tell
+    gateway: ContainerInfo | None = None  # the gateway in front, when there is one
+    pending: tuple[PendingAction, ...] | None = None  # what `chromactl up` would do; None: cannot tell
     problem: str | None = None  # why a running instance does not answer, and what to do
     hint: str | None = None
     costly_users: tuple[str, ...] = ()  # basic auth users whose hash costs each request > a few ms
-    tls: dict | None = None  # {"mode", "days_left", "not_after", "fingerprint", "ca"} when served over TLS
+    tls: TlsMaterial | None = None  # the certificate served, when TLS
+    tls_mode: str | None = None
     volume_bytes: int | None = None  # the data volume's size; None: cannot tell
     last_backup: dict | None = None  # the last `chromactl backup`: path, created, age_seconds
 
+    @property
+    def chroma_version(self) -> str | None:
+        return chroma_version(self.image or "", self.api_version)
 
-def status(root: Path, *, all_instances: bool = False) -> list[InstanceStatus]:
-    from chromactl.engine import Engine
 
-    engine = Engine.connect()
+def status(root: Path | None, connect: Callable[[], Engine]) -> list[InstanceStatus]:
+    """The project's instance (root), or every chromactl instance on the engine (root None)."""
+    engine = connect()
     project = None
-    if all_instances:
+    if root is None:
         containers = engine.containers()
     else:
-        project = load_project(root.absolute())
+        project = load_project(root)
         containers = engine.containers(str(project.root))
     groups: dict[tuple[str, str], dict] = {}
     for info in containers:
@@ -102,7 +123,7 @@ class _Seen:
     target: Target | None = None  # the URL, and for https how to trust it
 
 
-def _from_engine(engine, key: tuple[str, str], services: dict, project: Project | None) -> _Seen:
+def _from_engine(engine: Engine, key: tuple[str, str], services: dict, project: Project | None) -> _Seen:
     project_path, name = key
     if project is None or str(project.root) != project_path:
         project = _load(project_path)
@@ -118,22 +139,17 @@ def _from_engine(engine, key: tuple[str, str], services: dict, project: Project 
     target = endpoint(*front.published, tls) if front and front.published else None
     status = InstanceStatus(
         name=name, container=chroma.name if chroma else (gateway.name if gateway else name), state=state,
-        healthy=False, heartbeat_ms=None, version=None, image=chroma.image if chroma else None,
+        healthy=False, heartbeat_ms=None, api_version=None, image=chroma.image if chroma else None,
         url=target.url if target else None,
         volume=chroma.volume if chroma else None, auth_mode=front.labels.get(LABEL_AUTH) if front else None,
         auth_enforced=None, drift=None if pending is None else bool(pending), project=project_path or None,
-        gateway={"container": gateway.name, "state": gateway.state} if gateway else None, pending=pending,
-        costly_users=costly_users(project),
-        tls={"mode": project.settings.tls, "days_left": tls.info.days_left, "not_after": tls.info.not_after.isoformat(),
-             "fingerprint": tls.info.fingerprint, "ca": str(tls.ca_path)} if tls else None,
-        **_data_facts(engine, chroma, project))
+        gateway=gateway, pending=pending, costly_users=costly_users(project), tls=tls,
+        tls_mode=project.settings.tls if tls is not None else None, **_data_facts(engine, chroma, project))
     exposed = gateway is not None and chroma is not None and chroma.published is not None
     return _Seen(status, project, exposed, target)
 
 
-def _data_facts(engine, chroma, project: Project | None) -> dict:
-    from chromactl.commands.backup import last_backup, volume_bytes
-
+def _data_facts(engine: Engine, chroma: ContainerInfo | None, project: Project | None) -> dict:
     try:
         size = volume_bytes(engine, chroma.volume if chroma else None)
     except ChromactlError:
@@ -165,7 +181,7 @@ def _probe(seen: _Seen) -> InstanceStatus:
         healthy = probe.enforced and (probe.credential_status is None or probe.accepted)
     if seen.exposed_around_gateway:
         healthy = False  # Chroma reachable around its gateway
-    return replace(status, healthy=healthy, heartbeat_ms=beat.latency_ms, version=version, auth_enforced=enforced)
+    return replace(status, healthy=healthy, heartbeat_ms=beat.latency_ms, api_version=version, auth_enforced=enforced)
 
 
 def costly_users(project: Project | None) -> tuple[str, ...]:
@@ -184,7 +200,7 @@ def _why_silent(status: InstanceStatus, target: Target) -> tuple[str, str]:
                 "may have died)", "`chromactl up` restarts the gateway, which publishes the port again")
     answer = http_status(target, "/api/v2/heartbeat")
     if status.gateway and answer in (502, 503, 504):
-        restart = [a for a in status.pending or () if a.startswith(("restart needed", "recreate needed"))]
+        restart = any(p.action in (Pending.RESTART, Pending.RECREATE) for p in status.pending or ())
         why = " (it joined a gateway that has restarted since)" if restart else ""
         return (f"the gateway answers but Chroma behind it does not (HTTP {answer}){why}",
                 "see `chromactl logs`; `chromactl up` starts it again")
@@ -192,35 +208,38 @@ def _why_silent(status: InstanceStatus, target: Target) -> tuple[str, str]:
             "see `chromactl logs` (and `chromactl logs --service gateway`)")
 
 
-def _pending(engine, chroma, gateway, project: Project | None, tls) -> tuple[str, ...] | None:
+def _pending(engine: Engine, chroma: ContainerInfo | None, gateway: ContainerInfo | None, project: Project | None,
+             tls: TlsMaterial | None) -> tuple[PendingAction, ...] | None:
     """What `chromactl up` would do to bring the instance to its files: () for nothing,
     None when it cannot tell."""
     if project is None or chroma is None:
         return None
+    settings = project.settings
     try:
-        image = engine.image_attrs(project.settings.image)
+        image = engine.image(settings.image)
         if image is None:
-            return (f"image needed: pull or build {project.settings.image}",)
-        if not project.settings.uses_gateway:
-            spec = plan_container(project, image["Id"], image.get("Config"), tls=tls)
-            actions = [f"recreate needed: {chroma.name}"] if spec.config_hash != chroma.labels.get(LABEL_CONFIG) else []
+            return (PendingAction(Pending.PULL, settings.image),)
+        if not settings.uses_gateway:
+            spec = plan_container(project, image, tls=tls)
+            actions = [PendingAction(Pending.RECREATE, chroma.name)] \
+                if spec.config_hash != chroma.labels.get(LABEL_CONFIG) else []
             if gateway is not None:
-                actions.append(f"removal needed: {gateway.name}")  # a gateway the project no longer wants
+                actions.append(PendingAction(Pending.REMOVE, gateway.name))
             return tuple(actions)
-        gateway_image = engine.image_attrs(project.settings.gateway_image)
+        gateway_image = engine.image(settings.gateway_image)
         if gateway is None or gateway_image is None:
-            return ("gateway needed: chromactl up creates it",)
-        plan = plan_gateway(project, gateway_image["Id"], tls=tls)
+            return (PendingAction(Pending.CREATE, f"chromactl-{settings.name}-gateway"),)
+        plan = plan_gateway(project, gateway_user(), gateway_image.id, tls=tls)
         if plan.spec.config_hash != gateway.labels.get(LABEL_CONFIG):
-            return (f"recreate needed: {gateway.name}", f"recreate needed: {chroma.name}")
+            return (PendingAction(Pending.RECREATE, gateway.name), PendingAction(Pending.RECREATE, chroma.name))
         actions = []
-        spec = plan_container(project, image["Id"], image.get("Config"), namespace_of=gateway.id)
+        spec = plan_container(project, image, namespace_of=gateway.id)
         if spec.config_hash != chroma.labels.get(LABEL_CONFIG):
-            actions.append(f"recreate needed: {chroma.name}")
+            actions.append(PendingAction(Pending.RECREATE, chroma.name))
         elif chroma.state == "running" and started(chroma) < started(gateway):
-            actions.append(f"restart needed: {chroma.name} (its gateway restarted after it)")
-        if plan.changed:
-            actions.append(f"reload needed: {gateway.name} (credentials or certificate changed)")
+            actions.append(PendingAction(Pending.RESTART, chroma.name))
+        if files_changed(plan):
+            actions.append(PendingAction(Pending.RELOAD, gateway.name))
         return tuple(actions)
     except ChromactlError:
         return None

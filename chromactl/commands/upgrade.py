@@ -18,7 +18,6 @@ losing a record, and a way back that never runs an old server on migrated data.
 from __future__ import annotations
 
 import base64
-import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,27 +26,20 @@ from pathlib import Path
 from typing import Callable
 
 from chromactl import archive, fsio
-from chromactl.commands.backup import (
-    build_manifest,
-    fill_volume,
-    holder_name,
-    live_fingerprint,
-    record_backup,
-    spool_volume,
-    stopped,
-    default_output,
-)
-from chromactl.commands.restore import new_volume_name
+from chromactl.backups import build_manifest, default_output
 from chromactl.credentials import credential_file_names
 from chromactl.datacheck import differences, reader_headers, take_snapshot
+from chromactl.deploy import Deployed, deploy, ensure_image
+from chromactl.engine_api import Engine
 from chromactl.envfile import ENV_FILE
-from chromactl.errors import ChromactlError
+from chromactl.errors import Cancelled, ChromactlError, UsageError
 from chromactl.fingerprint import describe, expected_release, is_upgrade
-from chromactl.project import PROBE_SECRET_FILE, STATE_DIR, Project, load_project, project_lock
+from chromactl.project import PROBE_SECRET_FILE, Project, load_project, project_lock
+from chromactl.records import UPGRADE_FILE, forget_upgrade, last_upgrade, record_backup, record_upgrade
+from chromactl.scaffold import init_project
 from chromactl.settings import SETTINGS_FILE
-from chromactl.spec import LABEL_PROJECT, container_name, volume_name
-
-UPGRADE_FILE = f"{STATE_DIR}/upgrade.json"
+from chromactl.spec import container_name, volume_name
+from chromactl.volumes import fill_volume, live_fingerprint, new_volume_name, spool_volume, stopped, volume_fingerprint
 
 
 @dataclass(frozen=True)
@@ -57,7 +49,7 @@ class UpgradeResult:
     volume: str
     previous_volume: str
     backup: Path
-    gateway: bool
+    gateway: str | None  # the gateway container now in front, if any
     records: int
     verified: tuple[str, ...]
     seconds: float
@@ -79,31 +71,28 @@ def _put_back(root: Path, saved: dict[str, bytes | None]) -> None:
             (root / name).unlink(missing_ok=True)
 
 
-def upgrade(root: Path, image: str, reporter, *, confirm: Callable[[str], bool], timeout: float = 60) -> UpgradeResult:
-    from chromactl.commands.init import init_project
-    from chromactl.commands.up import _ensure_image, up as run_up
-    from chromactl.engine import Engine
-
+def upgrade(root: Path, image: str, connect: Callable[[], Engine], reporter, *, confirm: Callable[[str], bool],
+            timeout: float = 60) -> UpgradeResult:
     started = time.monotonic()
-    project = load_project(root.absolute())
-    root, old = project.root, project.settings
+    project = load_project(root)
+    old = project.settings
     allowed, why = is_upgrade(old.image, image)
     if not allowed:
-        raise ChromactlError(f"cannot upgrade: {why}")
+        raise UsageError(f"cannot upgrade: {why}")
     target = expected_release(image)
-    engine = Engine.connect()
-    _ensure_image(engine, image, "missing", None, reporter)
+    engine = connect()
+    ensure_image(engine, image, "missing", None, reporter)
     if old.auth_enabled:
-        _ensure_image(engine, old.gateway_image, "missing", None, reporter)
+        ensure_image(engine, old.gateway_image, "missing", None, reporter)
     previous = volume_name(old)
     if not confirm(f"Upgrade {old.name} from {old.image} to {image}? Chroma migrates the data irreversibly; "
                    f"a backup is taken first and volume {previous} is kept untouched."):
-        raise ChromactlError("not upgrading without confirmation", hint="pass --yes")
+        raise Cancelled("cancelled: nothing was upgraded", hint="pass --yes to upgrade without asking")
 
     with project_lock(root), tempfile.TemporaryDirectory(prefix="chromactl-upgrade-") as work_dir:
         work = Path(work_dir)
         reporter.step(f"proving {old.name} answers on {old.image} before anything changes")
-        before_up = run_up(root, reporter, pull="never", timeout=timeout)
+        before_up = deploy(project, engine, reporter, pull="never", timeout=timeout)
         headers = reader_headers(project)
         before = take_snapshot(before_up.target, headers) if headers is not None else None
         backup_path = default_output(project)
@@ -117,17 +106,16 @@ def upgrade(root: Path, image: str, reporter, *, confirm: Callable[[str], bool],
             reporter.step(f"backup written: {backup_path}")
             fill_volume(engine, project, volume, image, lambda: open(spooled.payload, "rb"), reporter)
             spooled.payload.unlink()
-            stop.running = False  # the old server is not started again: the new one replaces it
+            stop.restart = False  # the old server is not started again: the new one replaces it
         try:
             reporter.step(f"switching {old.name} to {image} on volume {volume}")
             init_project(root, {"image": image, "data_volume": volume}, force=True)
-            new_project = load_project(root)
-            up_result = run_up(root, reporter, pull="never", timeout=timeout)
-            verified = _prove(engine, new_project, up_result, manifest, before, headers, target, work)
+            deployed = deploy(load_project(root), engine, reporter, pull="never", timeout=timeout)
+            verified = _prove(engine, deployed, manifest, before, headers, target, work)
         except BaseException as exc:
             reporter.step(f"putting {old.name} back on {old.image} and volume {previous} (untouched)")
             _put_back(root, saved)
-            run_up(root, reporter, pull="never", timeout=timeout)
+            deploy(load_project(root), engine, reporter, pull="never", timeout=timeout)
             message = exc.message if isinstance(exc, ChromactlError) else f"{type(exc).__name__}: {exc}"
             raise ChromactlError(
                 f"upgrade failed, nothing was switched: {message}; {old.name} runs again on {old.image} and volume "
@@ -135,14 +123,16 @@ def upgrade(root: Path, image: str, reporter, *, confirm: Callable[[str], bool],
                 hint=f"backup {backup_path}; the attempt's volume {volume} is kept for inspection "
                      f"(docker volume rm {volume})") from None
         _record_upgrade(root, old.image, image, previous, volume, backup_path, saved)
-    return UpgradeResult(old.image, image, volume, previous, backup_path, new_project.settings.uses_gateway,
-                         manifest["records"], verified, time.monotonic() - started, up_result.url)
+    return UpgradeResult(old.image, image, volume, previous, backup_path,
+                         deployed.gateway.name if deployed.gateway else None, manifest["records"], verified,
+                         time.monotonic() - started, deployed.url)
 
 
-def _prove(engine, project: Project, up_result, manifest: dict, before, headers, target, work: Path) -> tuple[str, ...]:
+def _prove(engine: Engine, deployed: Deployed, manifest: dict, before, headers, target, work: Path) -> tuple[str, ...]:
     proofs = []
+    project = deployed.project
     name = container_name(project.settings)
-    fingerprint, collections = live_fingerprint(engine, name, up_result.spec.data_path, work)
+    fingerprint, collections = live_fingerprint(engine, name, deployed.spec.data_path, work)
     if target is not None and fingerprint != target.fingerprint:
         raise ChromactlError(f"after the upgrade the data is {describe(fingerprint)}, not {target.label} as expected")
     proofs.append(f"the data is now {describe(fingerprint)}")
@@ -150,7 +140,7 @@ def _prove(engine, project: Project, up_result, manifest: dict, before, headers,
         raise ChromactlError("the record counts in chroma.sqlite3 differ from those before the upgrade")
     proofs.append(f"{manifest['records']} records in {len(collections)} collections, as before")
     if before is not None:
-        after = take_snapshot(up_result.target, headers, queries=[dict(q, ids=None) for q in before.queries])
+        after = take_snapshot(deployed.target, headers, queries=[dict(q, ids=None) for q in before.queries])
         problems = differences(before, after)
         if problems:
             raise ChromactlError("the server answers differently after the upgrade: " + "; ".join(problems[:3]))
@@ -171,7 +161,7 @@ def _record_upgrade(root: Path, from_image: str, image: str, previous: str, volu
     note = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from_image": from_image,
             "image": image, "previous_volume": previous, "volume": volume, "backup": str(backup),
             "files": {k: base64.b64encode(v).decode() if v is not None else None for k, v in saved.items()}}
-    fsio.write_files({root / UPGRADE_FILE: (json.dumps(note, indent=2) + "\n", 0o600)})
+    record_upgrade(root, note)
 
 
 @dataclass(frozen=True)
@@ -182,48 +172,31 @@ class RollbackResult:
     url: str
 
 
-def rollback(root: Path, reporter, *, confirm: Callable[[str], bool], timeout: float = 60) -> RollbackResult:
+def rollback(root: Path, connect: Callable[[], Engine], reporter, *, confirm: Callable[[str], bool],
+             timeout: float = 60) -> RollbackResult:
     """Back to the image and the volume from before the last upgrade. That volume was never
     opened by the new image (checked by its fingerprint); writes made since stay in the
     upgraded volume, which is kept."""
-    from chromactl.commands.up import up as run_up
-    from chromactl.engine import Engine
-
-    root = root.absolute()
-    try:
-        note = json.loads((root / UPGRADE_FILE).read_text())
-    except (OSError, ValueError):
-        raise ChromactlError("no upgrade to roll back", hint=f"{UPGRADE_FILE} is written by `chromactl upgrade`") from None
+    note = last_upgrade(root)
+    if note is None:
+        raise ChromactlError("no upgrade to roll back", hint=f"{UPGRADE_FILE} is written by `chromactl upgrade`")
     project = load_project(root)
     if volume_name(project.settings) != note["volume"]:
         raise ChromactlError(f"the project no longer runs on volume {note['volume']} from the last upgrade",
                              hint="restore a backup instead: chromactl restore FILE")
     saved = {k: base64.b64decode(v) if v is not None else None for k, v in note["files"].items()}
-    engine = Engine.connect()
+    engine = connect()
     with tempfile.TemporaryDirectory(prefix="chromactl-rollback-") as work:
-        spooled = _fingerprint_of_volume(engine, project, note["previous_volume"], note["from_image"], Path(work), reporter)
+        spooled = volume_fingerprint(engine, project, note["previous_volume"], note["from_image"], Path(work))
     expected = expected_release(note["from_image"])
     if expected is not None and spooled != expected.fingerprint:
         raise ChromactlError(f"volume {note['previous_volume']} holds {describe(spooled)}, not what "
                              f"{note['from_image']} wrote: refusing to run an old server on migrated data")
     if not confirm(f"Go back to {note['from_image']} on volume {note['previous_volume']} as of {note['created']}? "
                    f"Writes made since stay in volume {note['volume']} (kept) and are not carried back."):
-        raise ChromactlError("not rolling back without confirmation", hint="pass --yes")
+        raise Cancelled("cancelled: nothing was rolled back", hint="pass --yes to roll back without asking")
     with project_lock(root):
         _put_back(root, saved)
-        up_result = run_up(root, reporter, pull="never", timeout=timeout)
-        (root / UPGRADE_FILE).unlink(missing_ok=True)
-    return RollbackResult(note["from_image"], note["previous_volume"], note["volume"], up_result.url)
-
-
-def _fingerprint_of_volume(engine, project: Project, volume: str, image: str, work: Path, reporter) -> dict[str, int]:
-    from chromactl.commands.backup import image_data_path
-
-    path, _ = image_data_path(engine, image)
-    holder = holder_name(project)
-    engine.create_holder(holder, image, volume, path, {LABEL_PROJECT: str(project.root)})
-    try:
-        archive.extract_single(engine.archive_out(holder, f"{path}/{archive.SQLITE}"), work / "old.sqlite3")
-    finally:
-        engine.remove(holder)
-    return archive.inspect_sqlite(work / "old.sqlite3")[0]
+        deployed = deploy(load_project(root), engine, reporter, pull="never", timeout=timeout)
+        forget_upgrade(root)
+    return RollbackResult(note["from_image"], note["previous_volume"], note["volume"], deployed.url)

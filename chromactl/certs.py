@@ -1,0 +1,119 @@
+"""The project's TLS files on disk: the CA chromactl keeps (auto) or the operator's own
+files (files), the server's certificate, and how chromactl reaches and trusts the
+server. The certificates themselves are made by chromactl.tls (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from chromactl import fsio
+from chromactl.errors import ChromactlError
+from chromactl.probe import Endpoint
+from chromactl.project import Project, project_lock
+from chromactl.spec import url_for
+from chromactl.tls import CertInfo, Issued, cert_info, check_server_files, issue_server, new_ca, server_names
+
+TLS_DIR = ".chromactl/tls"  # the project's CA (ca.key never leaves this folder)
+SERVER_TLS_DIR = ".chromactl/tls/server"  # what a server is given: server.pem (with its chain), server.key
+CONTAINER_TLS_DIR = "/etc/chromactl/tls"  # where Chroma 0.x finds that folder, natively
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    cert: str  # PEM: the server's certificate, then its chain
+    key: str  # PEM, private
+    ca_path: Path  # the CA clients trust, absolute
+    info: CertInfo
+    server_name: str | None  # the name to check when chromactl probes over loopback
+
+    def files(self) -> dict[str, bytes]:
+        return {"tls/server.pem": self.cert.encode(), "tls/server.key": self.key.encode()}
+
+    @property
+    def ca_fingerprint(self) -> str:
+        """The SHA-256 fingerprint of the CA: what clients pin."""
+        return cert_info(self.ca_path.read_text(), "the CA certificate").fingerprint
+
+
+def ensure_tls(project: Project, *, renew: bool = False) -> TlsMaterial | None:
+    """The server's certificate and key for a project with TLS (None without): the
+    operator's own files, checked, or chromactl's CA and a certificate it issues -- made
+    when missing, and issued anew when renewing or when its names no longer cover the
+    address and --tls-san names."""
+    settings = project.settings
+    if not settings.uses_tls:
+        return None
+    root = project.root
+    if settings.tls == "files":
+        if renew:
+            raise ChromactlError("tls is files: renew the certificate where it was issued; `chromactl up` then "
+                                 "serves the new one")
+        texts = {}
+        for key in ("tls_cert", "tls_key", "tls_ca"):
+            path = root / getattr(settings, key)
+            texts[key] = fsio.read_text(path)
+            if texts[key] is None:
+                raise ChromactlError(f"{key.replace('_', '-')} {path}: no such file")
+        info = check_server_files(texts["tls_cert"], texts["tls_key"], texts["tls_ca"], settings.host,
+                                  where="tls files")
+        material = _material(project, texts["tls_cert"], texts["tls_key"], info)
+        _write_server_tls(root, material)
+        return material
+    with project_lock(root):
+        ca_key, ca_pem = fsio.read_text(root / TLS_DIR / "ca.key"), fsio.read_text(root / TLS_DIR / "ca.pem")
+        if ca_key is None or ca_pem is None:
+            ca = new_ca(settings.name)
+            fsio.ensure_dir(root / TLS_DIR, 0o700)
+            fsio.write_files({root / TLS_DIR / "ca.key": (ca.key, 0o600), root / TLS_DIR / "ca.pem": (ca.cert, 0o644)})
+            ca_key, ca_pem = ca.key, ca.cert
+        names = server_names(settings.host, settings.tls_san)
+        cert = fsio.read_text(root / SERVER_TLS_DIR / "server.pem")
+        key = fsio.read_text(root / SERVER_TLS_DIR / "server.key")
+        info = cert_info(cert) if cert else None
+        if renew or cert is None or key is None or not set(names) <= set(info.names) or info.days_left < 1:
+            leaf = issue_server(Issued(ca_key, ca_pem), names)
+            cert, key, info = leaf.cert + ca_pem, leaf.key, cert_info(leaf.cert)
+        material = _material(project, cert, key, info)
+        _write_server_tls(root, material)
+    return material
+
+
+def read_tls(project: Project) -> TlsMaterial | None:
+    """The certificate the project's server was given, as on disk, changing nothing (None
+    without TLS or before the first `up`)."""
+    settings, root = project.settings, project.root
+    if not settings.uses_tls:
+        return None
+    cert = fsio.read_text(root / SERVER_TLS_DIR / "server.pem")
+    key = fsio.read_text(root / SERVER_TLS_DIR / "server.key")
+    if cert is None or key is None:
+        return None
+    return _material(project, cert, key, cert_info(cert))
+
+
+def _material(project: Project, cert: str, key: str, info: CertInfo) -> TlsMaterial:
+    """The certificate with what clients trust: the operator's CA, or the project's. An
+    operator's certificate may not name 127.0.0.1: chromactl's probes then check its first name."""
+    if project.settings.tls == "files":
+        return TlsMaterial(cert, key, (project.root / project.settings.tls_ca).absolute(), info,
+                           None if "127.0.0.1" in info.names else info.names[0])
+    return TlsMaterial(cert, key, (project.root / TLS_DIR / "ca.pem").absolute(), info, None)
+
+
+def _write_server_tls(root: Path, material: TlsMaterial) -> None:
+    folder = root / SERVER_TLS_DIR
+    files = {folder / "server.pem": (material.cert, 0o644), folder / "server.key": (material.key, 0o600)}
+    if any(fsio.read_text(path) != text for path, (text, _) in files.items()):
+        fsio.ensure_dir(folder, 0o700)
+        fsio.write_files(files)
+
+
+def endpoint(host: str, port: int, tls: TlsMaterial | None) -> Endpoint:
+    """How chromactl reaches and trusts the project's server from this machine."""
+    return trusted(url_for(host, port, "https" if tls else "http"), tls)
+
+
+def trusted(url: str, tls: TlsMaterial | None) -> Endpoint:
+    """The URL with, for https, the CA and name to check the server's certificate against."""
+    return Endpoint(url) if tls is None else Endpoint(url, str(tls.ca_path), tls.server_name)

@@ -1,0 +1,364 @@
+"""Reconcile and prove: bring a loaded project's containers to what its files say, then
+prove the result (the heartbeat answers, strangers are refused, chromactl's probe user
+is accepted, Chroma cannot be reached around its gateway). Below the commands: `up`,
+`creds`, `tls renew`, `backup`, `restore` and `upgrade` all come through here with a
+project loaded once and an engine connected once.
+
+Every outcome is typed (Action, Applied, Deployed); chromactl.output phrases them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Protocol
+
+from chromactl.certs import TlsMaterial, endpoint, ensure_tls, trusted
+from chromactl.credentials import credential_digests
+from chromactl.engine_api import ContainerInfo, Engine, EngineError, EngineUnavailable, ImageInfo, NoSuchImage
+from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
+from chromactl.gateway import CHECK_COMMAND as GATEWAY_CHECK
+from chromactl.gateway_files import gateway_user, write_gateway_files
+from chromactl.plan import GatewayPlan, check_image_enforces_auth, check_probe, plan_container, plan_gateway
+from chromactl.probe import HTTP_PROBER, AuthProbe, Endpoint, Heartbeat, Prober
+from chromactl.project import Project
+from chromactl.records import record_served
+from chromactl.spec import (
+    CONTAINER_PORT,
+    LABEL_CONFIG,
+    LABEL_PROJECT,
+    ContainerSpec,
+    container_name,
+    gateway_name,
+    network_name,
+    probe_host,
+)
+
+PULL_POLICIES = ("missing", "always", "never")
+LOG_LINES_ON_FAILURE = 20
+
+
+class Action(str, Enum):
+    """What was done to one container."""
+
+    CREATED = "created"
+    RECREATED = "recreated"
+    STARTED = "started"
+    RESTARTED = "restarted"
+    RELOADED = "reloaded"  # the gateway re-read its files (SIGHUP), without a restart
+    UNCHANGED = "unchanged"
+
+
+class Applied(str, Enum):
+    """How a change of the project's files (credentials, certificate) reached the server."""
+
+    RELOADED = "reloaded"  # the gateway reloaded: in effect now, Chroma kept running
+    RECREATED = "recreated"  # Chroma was recreated to read them (natively): in effect now
+    IN_EFFECT = "in_effect"  # `up` brought the running server to the files some other way
+    NOT_RUNNING = "not_running"  # nothing serves: the next `up` starts with the new files
+    NO_ENGINE = "no_engine"  # no engine answers: a running server still has the OLD files
+    DEFERRED = "deferred"  # --no-apply: a running server still has the OLD files
+    FAILED = "failed"  # bringing the server to the files failed: it may still have the OLD ones
+
+    @property
+    def in_effect(self) -> bool:
+        """Whether no running server still honours what the change replaced."""
+        return self not in (Applied.NO_ENGINE, Applied.DEFERRED, Applied.FAILED)
+
+
+class Reporter(Protocol):
+    def step(self, message: str) -> None: ...
+    def pull_event(self, event: dict) -> None: ...
+    def pull_done(self) -> None: ...
+    def build_output(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """A proven deployment."""
+
+    project: Project
+    spec: ContainerSpec
+    action: Action
+    url: str
+    tls: TlsMaterial | None = None  # what the server presents; None: plain HTTP
+    gateway: ContainerSpec | None = None
+    gateway_action: Action | None = None
+    container_id: str | None = None
+    api_version: str | None = None  # what the server's /version route says (1.x says 1.0.0)
+    heartbeat_ms: float | None = None
+    auth: AuthProbe | None = None
+
+    @property
+    def target(self) -> Endpoint:
+        """The URL, and for https how to trust the server."""
+        return trusted(self.url, self.tls)
+
+
+def owned_container(engine: Engine, root: Path, name: str) -> ContainerInfo | None:
+    """The project's container of that name, or None; one of another owner is refused."""
+    existing = engine.container(name)
+    if existing is not None and existing.labels.get(LABEL_PROJECT) != str(root):
+        owner = existing.labels.get(LABEL_PROJECT, "something other than chromactl")
+        raise ChromactlError(f"a container named {name} already exists and belongs to {owner}",
+                             hint="give this project another name: chromactl init --force --name NAME")
+    return existing
+
+
+def started(info: ContainerInfo):
+    """When the container last started, from the engine's RFC 3339 timestamp."""
+    from datetime import datetime
+
+    text = (info.started_at or "").rstrip("Z")
+    stamp, _, fraction = text.partition(".")
+    try:
+        return datetime.fromisoformat(f"{stamp}.{(fraction + '000000')[:6]}")
+    except ValueError:
+        return datetime.min
+
+
+def deploy(project: Project, engine: Engine, reporter: Reporter, *, pull: str = "missing", build: str | None = None,
+           timeout: float = 60, prober: Prober | None = None) -> Deployed:
+    """Bring the project's containers to its files and prove them. Idempotent."""
+    prober = prober or HTTP_PROBER
+    if pull not in PULL_POLICIES:
+        raise ChromactlError(f"unknown pull policy {pull!r}: use one of {', '.join(PULL_POLICIES)}")
+    check_image_enforces_auth(project)
+    check_probe(project)
+    tls = ensure_tls(project)
+    settings = project.settings
+    image = ensure_image(engine, settings.image, pull, build, reporter)
+    gateway = None
+    if settings.uses_gateway:
+        gateway_image = ensure_image(engine, settings.gateway_image, pull, None, reporter)
+        gateway = plan_gateway(project, gateway_user(), gateway_image.id, tls=tls)
+        owned_container(engine, project.root, gateway.spec.name)
+    owned_container(engine, project.root, container_name(settings))
+    spec, action, gateway_action = _apply_plan(engine, project, image, gateway, reporter, tls, prober)
+    record_served(project.root, credential_digests(project.credentials))  # what the containers now have
+    return _verify(engine, project, spec, action, timeout, gateway.spec if gateway else None, gateway_action, tls,
+                   prober)
+
+
+def ensure_image(engine: Engine, image: str, pull: str, build: str | None, reporter: Reporter) -> ImageInfo:
+    """The image, present now: built, pulled, or already there, as the policy says."""
+    no_registry = "no registry reachable? build the image locally: chromactl up --build DIR"
+    if build is not None:
+        if "://" not in build and not build.startswith("git@") and not Path(build).is_dir():
+            raise ChromactlError(f"--build {build}: no such folder (give a folder with a Dockerfile, or a git URL)")
+        reporter.step(f"building {image} from {build}")
+        engine.build(build, image, reporter.build_output)
+    else:
+        present = engine.image(image)
+        if pull == "always" or (pull == "missing" and present is None):
+            reporter.step(f"pulling {image}")
+            try:
+                engine.pull(image, reporter.pull_event)
+            except EngineUnavailable:
+                raise
+            except EngineError as exc:
+                raise ChromactlError(exc.message, hint=no_registry) from None
+            reporter.pull_done()
+        elif present is None:
+            raise NoSuchImage(f"image {image} is not present and --pull is never",
+                              hint="pull it (--pull missing), or build it: chromactl up --build DIR")
+    info = engine.image(image)
+    if info is None:
+        raise NoSuchImage(f"image {image} is still not present after {'building' if build else 'pulling'} it")
+    return info
+
+
+def _apply_plan(engine: Engine, project: Project, image: ImageInfo, gateway: GatewayPlan | None, reporter: Reporter,
+                tls: TlsMaterial | None, prober: Prober) -> tuple[ContainerSpec, Action, Action | None]:
+    """Bring the containers to their specs: Chroma's spec, and what was done to Chroma and
+    to the gateway. The gateway comes first: it owns the network namespace Chroma joins."""
+    root, settings = project.root, project.settings
+    if gateway is None:
+        spec = plan_container(project, image, tls=tls)
+        _remove_stale_gateway(engine, root, settings, reporter)
+        action = _apply(engine, spec, reporter)
+        engine.remove_network(network_name(settings))  # left from a gateway, if any
+        return spec, action, None
+
+    engine.ensure_network(network_name(settings), str(root))
+    changed = write_gateway_files(gateway)
+    gateway_action = _apply(engine, gateway.spec, reporter)
+    front = engine.container(gateway.spec.name)
+    if gateway_action is Action.UNCHANGED and not prober.port_open(probe_host(gateway.spec.host), gateway.spec.port):
+        # Both run but the published port is dead (Docker's userland proxy can die under
+        # a flood of connections): restarting the gateway publishes it again.
+        reporter.step(f"port {gateway.spec.port} does not answer: restarting {gateway.spec.name}")
+        engine.restart(gateway.spec.name)
+        front, gateway_action = engine.container(gateway.spec.name), Action.RESTARTED
+    spec = plan_container(project, image, namespace_of=front.id)
+    action = _apply(engine, spec, reporter)
+    chroma = engine.container(spec.name)
+    if action is Action.UNCHANGED and chroma is not None and started(chroma) < started(front):
+        # The gateway started again after Chroma joined it, so Chroma holds a namespace
+        # that is gone: start it again in the current one.
+        reporter.step(f"restarting {spec.name}: its gateway restarted after it")
+        engine.restart(spec.name)
+        action = Action.RESTARTED
+    if gateway_action is Action.UNCHANGED and changed:
+        # New credentials or certificate: no restart, but a check first (see CHECK_COMMAND).
+        problem = engine.exec(gateway.spec.name, list(GATEWAY_CHECK))
+        if problem is not None:
+            raise ChromactlError(f"{gateway.spec.name} refuses its new configuration, so it keeps serving the old: "
+                                 f"{problem}", hint="see `chromactl logs --service gateway`")
+        reporter.step(f"reloading {gateway.spec.name}")
+        engine.signal(gateway.spec.name, "SIGHUP")
+        gateway_action = Action.RELOADED
+    return spec, action, gateway_action
+
+
+def _remove_stale_gateway(engine: Engine, root: Path, settings, reporter: Reporter) -> None:
+    """A gateway left from before `init --force --gateway none` would hold the port."""
+    stale = engine.container(gateway_name(settings))
+    if stale is not None and stale.labels.get(LABEL_PROJECT) == str(root):
+        reporter.step(f"removing {stale.name}: this project no longer has a gateway")
+        engine.remove(stale.name)
+
+
+def _apply(engine: Engine, spec: ContainerSpec, reporter: Reporter) -> Action:
+    """Bring one container to its spec: create, recreate (a changed configuration; the data
+    volume is kept), start, or leave it be."""
+    existing = engine.container(spec.name)
+    if existing is None:
+        reporter.step(f"creating {spec.name}")
+        engine.create_and_start(spec)
+        return Action.CREATED
+    if existing.labels.get(LABEL_CONFIG) != spec.config_hash:
+        kept = f" (volume {spec.volume} is kept)" if spec.volume else ""
+        reporter.step(f"configuration changed: recreating {spec.name}{kept}")
+        engine.remove(spec.name)
+        engine.create_and_start(spec)
+        return Action.RECREATED
+    if existing.state != "running":
+        reporter.step(f"starting {spec.name}")
+        engine.start(spec.name, spec.host, spec.port if spec.publish else None)
+        return Action.STARTED
+    return Action.UNCHANGED
+
+
+def last_logs(engine: Engine, name: str) -> str:
+    try:
+        return b"".join(engine.logs(name, tail=LOG_LINES_ON_FAILURE)).decode(errors="replace").rstrip()
+    except ChromactlError:
+        return ""
+
+
+def _verify(engine: Engine, project: Project, spec: ContainerSpec, action: Action, timeout: float,
+            gateway: ContainerSpec | None, gateway_action: Action | None, tls: TlsMaterial | None,
+            prober: Prober) -> Deployed:
+    """Prove the server works: it answers (over TLS, trusted through the project's CA), and
+    with auth refuses strangers and accepts users."""
+    url = endpoint(spec.host, spec.port, tls)
+    watched = [spec] + ([gateway] if gateway else [])
+    beat = _wait_until_up(engine, url, spec, watched, timeout, prober)
+    version = prober.server_version(url, beat.api)
+    if gateway is not None:
+        _check_behind_gateway(engine, spec, gateway, prober)
+    auth = _prove_auth(engine, project, url, beat.api, spec, watched, prober)
+    container = engine.container(spec.name)
+    return Deployed(project, spec, action, url.url, tls, gateway, gateway_action,
+                    container.id if container else None, version, beat.latency_ms, auth)
+
+
+def _wait_until_up(engine: Engine, url: Endpoint, spec: ContainerSpec, watched: list[ContainerSpec],
+                   timeout: float, prober: Prober) -> Heartbeat:
+    """The first heartbeat; if a container stops or restarts first, or time runs out, every
+    watched container is stopped (no crash loop, nothing half-started left serving)."""
+    restarts = {}
+    for watched_spec in watched:
+        info = engine.container(watched_spec.name)
+        restarts[watched_spec.name] = info.restart_count if info else 0
+
+    def stopped_container() -> ContainerSpec | None:
+        for watched_spec in watched:
+            info = engine.container(watched_spec.name)
+            if info is None or info.state != "running" or info.restart_count != restarts[watched_spec.name]:
+                return watched_spec
+        return None
+
+    beat = prober.wait_for_heartbeat(url, timeout, lambda: stopped_container() is None)
+    if beat is not None and beat.ok:
+        return beat
+    if beat is not None and beat.tls_error:
+        for watched_spec in watched:
+            engine.stop(watched_spec.name)
+        raise ChromactlError(f"{url.url} presents a certificate that does not verify with {url.cafile}: "
+                             f"{beat.tls_error}; the containers are stopped", exit_code=EXIT_NOT_HEALTHY,
+                             hint="check tls_cert and tls_ca (tls files), or `chromactl tls renew`")
+    failed = stopped_container() or spec
+    info = engine.container(failed.name)
+    logs = last_logs(engine, failed.name)
+    for watched_spec in watched:
+        engine.stop(watched_spec.name)
+    if beat is None:
+        service = "" if failed is spec else " --service gateway"
+        code = f" (exit code {info.exit_code})" if info is not None and info.exit_code else ""
+        raise ChromactlError(f"{failed.name} exited while starting{code}; it is stopped, the data volume kept",
+                             hint=f"see `chromactl logs{service}`", details=logs, exit_code=EXIT_NOT_HEALTHY)
+    raise ChromactlError(f"no heartbeat from {url.url} within {timeout:g} s; {spec.name} is stopped, its volume kept",
+                         hint="see `chromactl logs`, or allow more time with --timeout", details=logs,
+                         exit_code=EXIT_NOT_HEALTHY)
+
+
+def _check_behind_gateway(engine: Engine, spec: ContainerSpec, gateway: ContainerSpec, prober: Prober) -> None:
+    """Behind a gateway, Chroma must be reachable no other way: it publishes nothing, has
+    no address of its own, and its port does not answer on the gateway's addresses (it
+    listens on the shared namespace's loopback only). Found otherwise, it is removed."""
+    behind, front = engine.container(spec.name), engine.container(gateway.name)
+    problem = None
+    if behind is not None and (behind.published is not None or behind.addresses):
+        problem = "has a port or an address of its own"
+    elif front is not None and any(prober.port_open(address, CONTAINER_PORT) for address in front.addresses):
+        problem = f"answers on port {CONTAINER_PORT} of the gateway's address, not only on its loopback"
+    if problem:
+        engine.remove(spec.name)
+        raise ChromactlError(f"{spec.name} {problem}, so it could be reached around the gateway; it was removed "
+                             "(volume kept)", hint="the image must honour CHROMA_LISTEN_ADDRESS (1.x) or "
+                             "CHROMA_HOST_ADDR (0.x), or take --host in its command", exit_code=EXIT_NOT_HEALTHY)
+
+
+def _prove_auth(engine: Engine, project: Project, url: Endpoint, api: str, spec: ContainerSpec,
+                watched: list[ContainerSpec], prober: Prober) -> AuthProbe | None:
+    """Strangers refused, the probe user accepted; a server found open is removed at once."""
+    settings = project.settings
+    if not settings.auth_enabled:
+        return None
+    auth = prober.probe_auth(url, api, settings, project.probe_secret)
+    if not auth.enforced:
+        for watched_spec in watched:
+            engine.remove(watched_spec.name)
+        seen = f"HTTP {auth.anonymous_status}" if auth.anonymous_status else "no answer"
+        raise ChromactlError(
+            f"{url.url} did not refuse a request without credentials ({seen}): auth is NOT enforced, so "
+            f"{spec.name} was removed (volume {spec.volume} kept)",
+            hint="this image ignores the auth settings: use the gateway (`chromactl init --force --gateway nginx`) "
+                 "or chromadb/chroma:0.6.3", exit_code=EXIT_NOT_HEALTHY)
+    if not auth.accepted:
+        raise ChromactlError(
+            f"{url.url} refused chromactl's probe credential (HTTP {auth.credential_status}): the server does not "
+            "accept the project's credential files", hint="see `chromactl logs`", exit_code=EXIT_NOT_HEALTHY)
+    return auth
+
+
+def apply_change(project: Project, connect: Callable[[], Engine], reporter: Reporter,
+                 prober: Prober | None = None) -> Applied:
+    """Make a change of the project's files take effect on the running instance at once:
+    the gateway reloads (no restart), or, natively, Chroma is recreated (it reads
+    credentials and its certificate at start)."""
+    try:
+        engine = connect()
+    except EngineUnavailable:
+        return Applied.NO_ENGINE
+    chroma = owned_container(engine, project.root, container_name(project.settings))
+    if chroma is None or chroma.state != "running":
+        return Applied.NOT_RUNNING
+    result = deploy(project, engine, reporter, pull="never", prober=prober)
+    if result.gateway_action is Action.RELOADED:
+        return Applied.RELOADED
+    if result.action is Action.RECREATED:
+        return Applied.RECREATED
+    return Applied.IN_EFFECT

@@ -1,0 +1,86 @@
+"""What chromactl remembers between runs, in .chromactl/: what the running server was last
+given (so that a revocation that has not reached it is known), the last backup (for
+`status`) and the last upgrade (for `upgrade --rollback`). Small JSON files, 0600,
+written atomically; none holds a secret."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from chromactl import fsio
+from chromactl.project import STATE_DIR
+
+SERVED_FILE = f"{STATE_DIR}/served.json"
+LAST_BACKUP_FILE = f"{STATE_DIR}/last-backup.json"
+UPGRADE_FILE = f"{STATE_DIR}/upgrade.json"
+
+
+def _write(root: Path, name: str, note: dict[str, Any]) -> None:
+    fsio.ensure_dir(root / STATE_DIR, 0o700)
+    fsio.write_files({root / name: (json.dumps(note, indent=2) + "\n", 0o600)})
+
+
+def _read(root: Path, name: str) -> dict[str, Any] | None:
+    text = fsio.read_text(root / name)
+    if text is None:
+        return None
+    try:
+        note = json.loads(text)
+    except ValueError:
+        return None
+    return note if isinstance(note, dict) else None
+
+
+def record_served(root: Path, digests: frozenset[str]) -> None:
+    """The credentials (as credential_digests) the project's containers were last given;
+    empty when none run (a new project, or after `down`)."""
+    if served(root) != digests:
+        _write(root, SERVED_FILE, {"credentials": sorted(digests)})
+
+
+def served(root: Path) -> frozenset[str] | None:
+    """What the containers were last given; None when unknown (a project from before this record)."""
+    note = _read(root, SERVED_FILE)
+    if note is None or not isinstance(note.get("credentials"), list):
+        return None
+    return frozenset(str(d) for d in note["credentials"])
+
+
+def revocation_pending(root: Path, current: frozenset[str]) -> bool:
+    """Whether a running server may still accept something the files no longer grant."""
+    given = served(root)
+    return given is None or bool(given - current)
+
+
+def record_backup(root: Path, output: Path, manifest: dict) -> None:
+    """Remember the last backup, for `status`."""
+    _write(root, LAST_BACKUP_FILE, {"path": str(output), "created": manifest["created"],
+                                    "sha256": manifest["payload"]["sha256"], "records": manifest["records"],
+                                    "volume": manifest["volume"]})
+
+
+def last_backup(root: Path) -> dict | None:
+    """The last backup's note, with its age in seconds; None when there is none."""
+    note = _read(root, LAST_BACKUP_FILE)
+    try:
+        created = datetime.fromisoformat(note["created"])
+    except (TypeError, KeyError, ValueError):
+        return None
+    note["age_seconds"] = max(0.0, (datetime.now(timezone.utc) - created).total_seconds())
+    note["exists"] = Path(note.get("path", "")).is_file()
+    return note
+
+
+def record_upgrade(root: Path, note: dict[str, Any]) -> None:
+    _write(root, UPGRADE_FILE, note)
+
+
+def last_upgrade(root: Path) -> dict | None:
+    return _read(root, UPGRADE_FILE)
+
+
+def forget_upgrade(root: Path) -> None:
+    (root / UPGRADE_FILE).unlink(missing_ok=True)

@@ -1,0 +1,287 @@
+"""The decisions of up, creds, status, restore and upgrade, checked with a stand-in engine
+(tests/fake_engine.py) in the fast suite: what is created, recreated, reloaded, stopped or
+removed, and what is reported, for each state a deployment can be in. The Docker suite
+checks the same commands against the real engine and real servers."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from chromactl import deploy as deploy_module
+from chromactl.commands import creds, restore, status, upgrade
+from chromactl.deploy import Action, Applied, apply_change, deploy
+from chromactl.engine_api import EngineUnavailable
+from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
+from chromactl.fingerprint import CHROMA_06, CHROMA_1X
+from chromactl.project import load_project
+from chromactl.records import revocation_pending, served
+from chromactl.credentials import credential_digests
+from chromactl.scaffold import init_project
+from fake_engine import FakeEngine, FakeProber
+
+GATEWAY_IMAGE = "nginx:1.27.5"
+
+
+class Reporter:
+    def __init__(self):
+        self.steps: list[str] = []
+
+    def step(self, message):
+        self.steps.append(message)
+
+    def pull_event(self, event):
+        pass
+
+    def pull_done(self):
+        pass
+
+    def build_output(self, text):
+        pass
+
+    def transfer(self, verb):
+        return lambda done: None
+
+    def transfer_done(self):
+        pass
+
+
+@pytest.fixture
+def engine(monkeypatch):
+    engine = FakeEngine()
+    engine.add_image("chromadb/chroma:1.5.9", working_dir="/data", command=("run", "/config.yaml"))
+    engine.add_image("chromadb/chroma:0.6.3", working_dir="/chroma", command=None)
+    engine.add_image(GATEWAY_IMAGE, working_dir=None, command=None)
+    prober = FakeProber(engine)
+    monkeypatch.setattr(deploy_module, "HTTP_PROBER", prober)  # every deploy of the commands asks the fake
+    engine.prober = prober
+    return engine
+
+
+def project_at(tmp_path: Path, image="chromadb/chroma:1.5.9", **given):
+    root = tmp_path / "proj"
+    init_project(root, {"image": image, "host": "127.0.0.1", "port": 18000, **given})
+    return root
+
+
+def test_first_up_creates_the_gateway_then_chroma_in_its_namespace_and_proves_auth(tmp_path, engine):
+    root = project_at(tmp_path)
+    result = deploy(load_project(root), engine, Reporter())
+    assert (result.action, result.gateway_action) == (Action.CREATED, Action.CREATED)
+    created = [call[1] for call in engine.calls if call[0] == "create"]
+    assert created == ["chromactl-proj-gateway", "chromactl-proj"]  # the namespace owner first
+    chroma = engine.container("chromactl-proj")
+    assert chroma.published is None and chroma.network_mode.startswith("container:")
+    assert result.auth.enforced and result.auth.accepted
+    assert engine.prober.probed == ["heartbeat", "auth"]
+
+
+def test_up_again_changes_nothing_and_a_credentials_change_reloads_the_gateway_only(tmp_path, engine):
+    root = project_at(tmp_path)
+    deploy(load_project(root), engine, Reporter())
+    engine.calls.clear()
+    again = deploy(load_project(root), engine, Reporter())
+    assert (again.action, again.gateway_action) == (Action.UNCHANGED, Action.UNCHANGED)
+    assert [c for c in engine.calls if c[0] in ("create", "remove", "restart", "signal")] == []
+
+    creds.add_user(root, "rita", "reader", lambda kind: None, None, Reporter())
+    applied = apply_change(load_project(root), lambda: engine, Reporter())
+    assert applied is Applied.RELOADED
+    # nginx -t first (nginx keeps its old configuration silently when a reload meets a bad one), then SIGHUP
+    assert engine.calls[-2:] == [("exec", "chromactl-proj-gateway", "nginx"),
+                                 ("signal", "chromactl-proj-gateway", "SIGHUP")]
+
+
+def test_a_configuration_the_gateway_refuses_is_not_reloaded(tmp_path, engine):
+    root = project_at(tmp_path)
+    deploy(load_project(root), engine, Reporter())
+    creds.add_user(root, "rita", "reader", lambda kind: None, None, Reporter())
+    engine.check_fails = "nginx: [emerg] cannot load certificate"
+    with pytest.raises(ChromactlError, match="refuses its new configuration"):
+        deploy(load_project(root), engine, Reporter())
+    assert not any(call[0] == "signal" for call in engine.calls)
+
+
+def test_natively_a_credentials_change_recreates_chroma_and_keeps_the_volume(tmp_path, engine):
+    root = project_at(tmp_path, image="chromadb/chroma:0.6.3")
+    first = deploy(load_project(root), engine, Reporter())
+    assert first.gateway is None and engine.container("chromactl-proj").published == ("127.0.0.1", 18000)
+    creds.add_user(root, "rita", "reader", lambda kind: None, None, Reporter())
+    engine.calls.clear()
+    assert apply_change(load_project(root), lambda: engine, Reporter()) is Applied.RECREATED
+    assert ("remove", "chromactl-proj") in engine.calls and ("create", "chromactl-proj") in engine.calls
+    assert ("remove volume", "chromactl-proj-data") not in engine.calls
+
+
+def test_a_server_found_open_is_removed_at_once_and_the_volume_kept(tmp_path, engine):
+    root = project_at(tmp_path, image="chromadb/chroma:0.6.3")
+    engine.server.enforces_auth = False
+    with pytest.raises(ChromactlError, match="NOT enforced") as refused:
+        deploy(load_project(root), engine, Reporter())
+    assert refused.value.exit_code == EXIT_NOT_HEALTHY
+    assert engine.container("chromactl-proj") is None and engine.volume_exists("chromactl-proj-data")
+
+
+def test_chroma_answering_around_the_gateway_is_removed(tmp_path, engine):
+    root = project_at(tmp_path)
+    engine.server.listens_everywhere = True
+    with pytest.raises(ChromactlError, match="around the gateway"):
+        deploy(load_project(root), engine, Reporter())
+    assert engine.container("chromactl-proj") is None
+
+
+def test_a_container_that_exits_while_starting_is_stopped_with_its_exit_code(tmp_path, engine):
+    root = project_at(tmp_path)
+    engine.server.exits_at_start = True
+    with pytest.raises(ChromactlError, match=r"exited while starting \(exit code 1\)") as failed:
+        deploy(load_project(root), engine, Reporter())
+    assert failed.value.exit_code == EXIT_NOT_HEALTHY
+    assert engine.container("chromactl-proj-gateway").state == "exited"  # nothing half-started left serving
+
+
+def test_chroma_is_restarted_when_its_gateway_restarted_after_it(tmp_path, engine):
+    root = project_at(tmp_path)
+    deploy(load_project(root), engine, Reporter())
+    engine.restart("chromactl-proj-gateway")
+    engine.calls.clear()
+    result = deploy(load_project(root), engine, Reporter())
+    assert result.action is Action.RESTARTED and ("restart", "chromactl-proj") in engine.calls
+
+
+def test_a_stale_gateway_is_removed_when_the_project_has_none(tmp_path, engine):
+    root = project_at(tmp_path, image="chromadb/chroma:0.6.3", gateway="nginx")
+    deploy(load_project(root), engine, Reporter())
+    init_project(root, {"gateway": "none"}, force=True)
+    deploy(load_project(root), engine, Reporter())
+    assert engine.container("chromactl-proj-gateway") is None
+
+
+def test_apply_change_tells_where_the_change_went(tmp_path, engine):
+    root = project_at(tmp_path)
+    project = load_project(root)
+    assert apply_change(project, lambda: engine, Reporter()) is Applied.NOT_RUNNING
+
+    def unreachable():
+        raise EngineUnavailable("no container engine answers at fake://engine", "fake://engine", "a test")
+
+    assert apply_change(project, unreachable, Reporter()) is Applied.NO_ENGINE
+
+
+def test_a_revocation_that_cannot_reach_a_running_server_exits_non_zero(tmp_path, engine):
+    root = project_at(tmp_path)
+    creds.add_user(root, "dan", "reader", lambda kind: None, None, Reporter())
+
+    def unreachable():
+        raise EngineUnavailable("no container engine answers at fake://engine", "fake://engine", "a test")
+
+    # Never served: removing dan takes nothing away from any server, engine or not.
+    assert creds.remove_user(root, "dan", unreachable, Reporter()).effect.exit_code == 0
+    creds.add_user(root, "dan", "reader", lambda kind: None, None, Reporter())
+    deploy(load_project(root), engine, Reporter())
+    assert served(root) == credential_digests(load_project(root).credentials)
+    removed = creds.remove_user(root, "dan", unreachable, Reporter())
+    assert removed.effect.revocation_pending and removed.effect.exit_code == 3
+    assert revocation_pending(root, credential_digests(load_project(root).credentials))
+    # Adding a user takes nothing away: not reaching the server is no failure.
+    added = creds.add_user(root, "erin", "reader", lambda kind: None, unreachable, Reporter())
+    assert added.effect.applied is Applied.NO_ENGINE and added.effect.exit_code == 3  # dan's removal still pending
+    deploy(load_project(root), engine, Reporter())
+    assert not revocation_pending(root, credential_digests(load_project(root).credentials))
+    rotated = creds.rotate_user(root, "erin", lambda kind: None, lambda: engine, Reporter())
+    assert rotated.effect.applied is Applied.RELOADED and rotated.effect.exit_code == 0
+
+
+def test_status_names_what_up_would_do(tmp_path, engine):
+    root = project_at(tmp_path)
+    deploy(load_project(root), engine, Reporter())
+    [seen] = status.status(root, lambda: engine)
+    assert seen.pending == () and seen.drift is False and seen.gateway.name == "chromactl-proj-gateway"
+    creds.add_user(root, "rita", "reader", lambda kind: None, None, Reporter())
+    [seen] = status.status(root, lambda: engine)
+    assert [(p.action, p.target) for p in seen.pending] == [(status.Pending.RELOAD, "chromactl-proj-gateway")]
+    engine.restart("chromactl-proj-gateway")
+    [seen] = status.status(root, lambda: engine)
+    assert status.PendingAction(status.Pending.RESTART, "chromactl-proj") in seen.pending
+
+
+# --- data: restore and upgrade, with real chroma.sqlite3 files in fake volumes -----------------
+
+
+def chroma_files(tmp_path: Path, fingerprint: dict[str, int], records: int = 3) -> dict[str, bytes]:
+    from test_archive import make_sqlite
+
+    path = tmp_path / f"made-{records}.sqlite3"
+    path.unlink(missing_ok=True)
+    make_sqlite(path, migrations=fingerprint, records=records)
+    return {"chroma.sqlite3": path.read_bytes(), "v1/data_level0.bin": b"\x01" * 100}
+
+
+def test_a_restore_whose_proof_fails_switches_back_and_keeps_both_volumes(tmp_path, engine):
+    from chromactl.commands.backup import backup
+
+    root = project_at(tmp_path, auth="basic")  # basic: counts from chroma.sqlite3, no HTTP sampling
+    deploy(load_project(root), engine, Reporter())
+    engine.put_volume("chromactl-proj-data", chroma_files(tmp_path, CHROMA_1X.fingerprint, records=3))
+    made = backup(root, tmp_path / "b.tar", lambda: engine, Reporter())
+    assert made.manifest["records"] == 3
+
+    # The new volume is filled from the backup, but the server answers nothing on it: the proof fails.
+    original = engine.create_volume
+
+    def create_volume(name, labels):
+        engine.server.silent_on.add(name)
+        original(name, labels)
+
+    engine.create_volume = create_volume
+    with pytest.raises(ChromactlError, match="restore failed") as failed:
+        restore.restore(root, made.path, lambda: engine, Reporter(), confirm=lambda q: True, timeout=1)
+    assert load_project(root).settings.data_volume is None  # pointed back at the previous volume
+    assert engine.container("chromactl-proj").volume == "chromactl-proj-data"  # and serving from it
+    kept = [v for v in engine._volumes if v.startswith("chromactl-proj-data-")]
+    assert len(kept) == 1 and kept[0] in str(failed.value.hint)
+    assert engine.volume_files(kept[0])["chroma.sqlite3"] == engine.volume_files("chromactl-proj-data")["chroma.sqlite3"]
+
+
+def test_a_restore_declined_is_cancelled_and_changes_nothing(tmp_path, engine):
+    from chromactl.commands.backup import backup
+    from chromactl.errors import Cancelled
+
+    root = project_at(tmp_path, auth="basic")
+    deploy(load_project(root), engine, Reporter())
+    engine.put_volume("chromactl-proj-data", chroma_files(tmp_path, CHROMA_1X.fingerprint))
+    made = backup(root, tmp_path / "b.tar", lambda: engine, Reporter())
+    before = set(engine._volumes)
+    with pytest.raises(Cancelled):
+        restore.restore(root, made.path, lambda: engine, Reporter(), confirm=lambda q: False)
+    assert set(engine._volumes) == before
+
+
+def test_an_upgrade_that_fails_its_proof_puts_every_file_back(tmp_path, engine):
+    root = project_at(tmp_path, image="chromadb/chroma:0.6.3", auth="basic")
+    deploy(load_project(root), engine, Reporter())
+    engine.put_volume("chromactl-proj-data", chroma_files(tmp_path, CHROMA_06.fingerprint, records=5))
+    before = {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
+    # Chroma 1.x would migrate the data; the fake does not, so the fingerprint proof fails.
+    with pytest.raises(ChromactlError, match="upgrade failed, nothing was switched"):
+        upgrade.upgrade(root, "chromadb/chroma:1.5.9", lambda: engine, Reporter(), confirm=lambda q: True)
+    after = {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()}
+    assert after == before
+    running = engine.container("chromactl-proj")
+    assert running.state == "running" and running.image == "chromadb/chroma:0.6.3"
+    assert running.volume == "chromactl-proj-data"
+
+
+def test_rollback_refuses_a_previous_volume_that_holds_migrated_data(tmp_path, engine):
+    from chromactl.records import record_upgrade
+
+    root = project_at(tmp_path, auth="basic")
+    init_project(root, {"data_volume": "chromactl-proj-data-new"}, force=True)
+    engine.put_volume("chromactl-proj-data", chroma_files(tmp_path, CHROMA_1X.fingerprint))
+    record_upgrade(root, {"created": "2026-12-01T00:00:00+00:00", "from_image": "chromadb/chroma:0.6.3",
+                          "image": "chromadb/chroma:1.5.9", "previous_volume": "chromactl-proj-data",
+                          "volume": "chromactl-proj-data-new", "backup": "b.tar", "files": {}})
+    with pytest.raises(ChromactlError, match="refusing to run an old server on migrated data"):
+        upgrade.rollback(root, lambda: engine, Reporter(), confirm=lambda q: True)
+    assert not any(call[0] in ("create", "start") for call in engine.calls)
