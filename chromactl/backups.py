@@ -22,7 +22,7 @@ SUFFIX = ".chromactl-backup.tar"
 def default_output(project: Project) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     folder = project.root / BACKUP_DIR
-    fsio.ensure_dir(folder, 0o700)
+    fsio.ensure_dir(folder, 0o700, root=project.root)
     return folder / f"{project.settings.name}-{stamp}{SUFFIX}"
 
 

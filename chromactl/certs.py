@@ -52,7 +52,7 @@ def ensure_tls(project: Project, *, renew: bool = False) -> TlsMaterial | None:
         texts = {}
         for key in ("tls_cert", "tls_key", "tls_ca"):
             path = root / getattr(settings, key)
-            texts[key] = fsio.read_text(path)
+            texts[key] = fsio.read_text(path, root)
             if texts[key] is None:
                 raise ChromactlError(f"{key.replace('_', '-')} {path}: no such file")
         info = check_server_files(texts["tls_cert"], texts["tls_key"], texts["tls_ca"], settings.host,
@@ -61,15 +61,16 @@ def ensure_tls(project: Project, *, renew: bool = False) -> TlsMaterial | None:
         _write_server_tls(root, material)
         return material
     with project_lock(root):
-        ca_key, ca_pem = fsio.read_text(root / TLS_DIR / "ca.key"), fsio.read_text(root / TLS_DIR / "ca.pem")
+        ca_key, ca_pem = fsio.read_text(root / TLS_DIR / "ca.key", root), fsio.read_text(root / TLS_DIR / "ca.pem", root)
         if ca_key is None or ca_pem is None:
             ca = new_ca(settings.name)
-            fsio.ensure_dir(root / TLS_DIR, 0o700)
-            fsio.write_files({root / TLS_DIR / "ca.key": (ca.key, 0o600), root / TLS_DIR / "ca.pem": (ca.cert, 0o644)})
+            fsio.ensure_dir(root / TLS_DIR, 0o700, root=root)
+            fsio.write_files({root / TLS_DIR / "ca.key": (ca.key, 0o600), root / TLS_DIR / "ca.pem": (ca.cert, 0o644)},
+                             root)
             ca_key, ca_pem = ca.key, ca.cert
         names = server_names(settings.host, settings.tls_san)
-        cert = fsio.read_text(root / SERVER_TLS_DIR / "server.pem")
-        key = fsio.read_text(root / SERVER_TLS_DIR / "server.key")
+        cert = fsio.read_text(root / SERVER_TLS_DIR / "server.pem", root)
+        key = fsio.read_text(root / SERVER_TLS_DIR / "server.key", root)
         info = cert_info(cert) if cert else None
         if renew or cert is None or key is None or not set(names) <= set(info.names) or info.days_left < 1:
             leaf = issue_server(Issued(ca_key, ca_pem), names)
@@ -85,8 +86,8 @@ def read_tls(project: Project) -> TlsMaterial | None:
     settings, root = project.settings, project.root
     if not settings.uses_tls:
         return None
-    cert = fsio.read_text(root / SERVER_TLS_DIR / "server.pem")
-    key = fsio.read_text(root / SERVER_TLS_DIR / "server.key")
+    cert = fsio.read_text(root / SERVER_TLS_DIR / "server.pem", root)
+    key = fsio.read_text(root / SERVER_TLS_DIR / "server.key", root)
     if cert is None or key is None:
         return None
     return _material(project, cert, key, cert_info(cert))
@@ -104,9 +105,9 @@ def _material(project: Project, cert: str, key: str, info: CertInfo) -> TlsMater
 def _write_server_tls(root: Path, material: TlsMaterial) -> None:
     folder = root / SERVER_TLS_DIR
     files = {folder / "server.pem": (material.cert, 0o644), folder / "server.key": (material.key, 0o600)}
-    if any(fsio.read_text(path) != text for path, (text, _) in files.items()):
-        fsio.ensure_dir(folder, 0o700)
-        fsio.write_files(files)
+    if any(fsio.read_text(path, root) != text for path, (text, _) in files.items()):
+        fsio.ensure_dir(folder, 0o700, root=root)
+        fsio.write_files(files, root)
 
 
 def endpoint(host: str, port: int, tls: TlsMaterial | None) -> Endpoint:

@@ -181,7 +181,7 @@ def _apply_plan(engine: Engine, project: Project, image: ImageInfo, gateway: Gat
         return spec, action, None
 
     engine.ensure_network(network_name(settings), str(root))
-    changed = write_gateway_files(gateway)
+    changed = write_gateway_files(gateway, root)
     gateway_action = _apply(engine, gateway.spec, reporter)
     front = engine.container(gateway.spec.name)
     if gateway_action is Action.UNCHANGED and not prober.port_open(probe_host(gateway.spec.host), gateway.spec.port):

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from chromactl import fsio
-from chromactl.errors import ChromactlError
 from chromactl.gateway import UNPRIVILEGED_ID
 from chromactl.plan import GatewayPlan
 
@@ -21,29 +20,20 @@ def gateway_user() -> tuple[int, int]:
     return UNPRIVILEGED_ID, UNPRIVILEGED_ID
 
 
-def files_changed(plan: GatewayPlan) -> bool:
+def files_changed(plan: GatewayPlan, root: Path) -> bool:
     """Whether the files on disk differ from the plan's (content, or owner)."""
     for path, (text, *_) in plan.files.items():
-        if fsio.read_text(path) != text or (path.stat().st_uid, path.stat().st_gid) != plan.user:
+        if fsio.read_text(path, root) != text or (path.stat().st_uid, path.stat().st_gid) != plan.user:
             return True
     return False
 
 
-def write_gateway_files(plan: GatewayPlan) -> bool:
-    """Write the files when they changed; True if they did."""
-    if not files_changed(plan):
+def write_gateway_files(plan: GatewayPlan, root: Path) -> bool:
+    """Write the files when they changed; True if they did. The folder mounted into the
+    gateway is its user's alone, and never a link to somewhere else."""
+    if not files_changed(plan, root):
         return False
-    _ensure_gateway_dir(plan.folder, plan.user)
-    fsio.write_files(plan.files)
+    fsio.ensure_dir(plan.folder, 0o700, root=root)
+    fsio.own_dir(plan.folder, plan.user)
+    fsio.write_files(plan.files, root)
     return True
-
-
-def _ensure_gateway_dir(folder: Path, user: tuple[int, int]) -> None:
-    """The folder mounted into the gateway: its user's alone."""
-    fsio.ensure_dir(folder, 0o700)
-    try:
-        os.chown(folder, *user)
-        os.chmod(folder, 0o700)
-    except OSError as exc:
-        raise ChromactlError(f"cannot give {folder} to uid {user[0]} (the gateway's user): "
-                             f"{os.strerror(exc.errno).lower()}") from None

@@ -41,7 +41,7 @@ def is_project(root: Path) -> bool:
 
 
 def read_stored_settings(root: Path) -> dict[str, Any] | None:
-    text = fsio.read_text(root / SETTINGS_FILE)
+    text = fsio.read_text(root / SETTINGS_FILE, root)
     return None if text is None else parse_settings_file(text)
 
 
@@ -61,10 +61,10 @@ def load_project(root: Path, given: Mapping[str, Any] | None = None) -> Project:
     """Load and check every project file; `given` holds flag/env overrides. The files are
     read under a shared lock: a concurrent `creds` run replaces them together."""
     settings = load_settings(root, given)
-    with fsio.locked(root / LOCK_FILE, shared=True):
-        texts = {name: fsio.read_text(root / name) for name in credential_file_names(settings)}
-        secret = fsio.read_text(root / PROBE_SECRET_FILE)
-        env_text = fsio.read_text(root / ENV_FILE)
+    with fsio.locked(root / LOCK_FILE, shared=True, root=root):
+        texts = {name: fsio.read_text(root / name, root) for name in credential_file_names(settings)}
+        secret = fsio.read_text(root / PROBE_SECRET_FILE, root)
+        env_text = fsio.read_text(root / ENV_FILE, root)
     credentials = load_credentials(settings, texts)
     return Project(root, settings, credentials, secret.strip() if secret else None,
                    {name: text for name, text in texts.items() if text is not None}, env_text)
@@ -72,7 +72,7 @@ def load_project(root: Path, given: Mapping[str, Any] | None = None) -> Project:
 
 def write_settings(root: Path, settings: Settings) -> None:
     """Rewrite chromactl.yaml for these settings, atomically."""
-    fsio.write_files({root / SETTINGS_FILE: (render_settings_file(settings), PUBLIC_MODE)})
+    fsio.write_files({root / SETTINGS_FILE: (render_settings_file(settings), PUBLIC_MODE)}, root)
 
 
 def credential_file_contents(root: Path, settings: Settings, credentials: Credentials,
@@ -89,10 +89,11 @@ def project_file_contents(root: Path, settings: Settings, credentials: Credentia
     files = {
         root / SETTINGS_FILE: (render_settings_file(settings), PUBLIC_MODE),
         # No secrets by default, but it is where operators are told to put them.
-        root / ENV_FILE: (render_env_file(settings, operator_variables(fsio.read_text(root / ENV_FILE))), SECRET_MODE),
+        root / ENV_FILE: (render_env_file(settings, operator_variables(fsio.read_text(root / ENV_FILE, root))),
+                          SECRET_MODE),
     }
     files.update(credential_file_contents(root, settings, credentials, probe_secret))
-    gitignore = updated_gitignore(fsio.read_text(root / GITIGNORE_FILE))
+    gitignore = updated_gitignore(fsio.read_text(root / GITIGNORE_FILE, root))
     if gitignore is not None:
         files[root / GITIGNORE_FILE] = (gitignore, PUBLIC_MODE)
     return files
@@ -112,7 +113,7 @@ def updated_gitignore(existing: str | None) -> str | None:
 
 @contextmanager
 def project_lock(root: Path) -> Iterator[None]:
-    with fsio.locked(root / LOCK_FILE):
+    with fsio.locked(root / LOCK_FILE, root=root):
         yield
 
 

@@ -19,12 +19,12 @@ UPGRADE_FILE = f"{STATE_DIR}/upgrade.json"
 
 
 def _write(root: Path, name: str, note: dict[str, Any]) -> None:
-    fsio.ensure_dir(root / STATE_DIR, 0o700)
-    fsio.write_files({root / name: (json.dumps(note, indent=2) + "\n", 0o600)})
+    fsio.ensure_dir(root / STATE_DIR, 0o700, root=root)
+    fsio.write_files({root / name: (json.dumps(note, indent=2) + "\n", 0o600)}, root)
 
 
 def _read(root: Path, name: str) -> dict[str, Any] | None:
-    text = fsio.read_text(root / name)
+    text = fsio.read_text(root / name, root)
     if text is None:
         return None
     try:

@@ -107,12 +107,12 @@ def _write_project(root: Path, settings: Settings, stored: Mapping[str, Any] | N
 
     if stored is not None:
         old = resolve_settings({}, stored, folder_name=root.name)
-        old_texts = {name: fsio.read_text(root / name) for name in credential_file_names(old)}
+        old_texts = {name: fsio.read_text(root / name, root) for name in credential_file_names(old)}
         # Refuses (rather than drops) credentials it cannot read.
         old_credentials = load_credentials(old, old_texts)
         if old.auth == settings.auth and settings.auth != "none":
             credentials = _carry_over(old, old_credentials, settings)
-            probe_secret = fsio.read_text(root / PROBE_SECRET_FILE)
+            probe_secret = fsio.read_text(root / PROBE_SECRET_FILE, root)
             probe_secret = probe_secret.strip() if probe_secret and credentials.get(PROBE_USER) else None
         else:
             # Tokens cannot become passwords or the reverse: keep the old files aside.
@@ -141,9 +141,9 @@ def _write_project(root: Path, settings: Settings, stored: Mapping[str, Any] | N
 
     files = project_file_contents(root, settings, credentials, probe_secret)
     if backups:
-        fsio.ensure_dir(root / STATE_DIR / "backups", 0o700)
+        fsio.ensure_dir(root / STATE_DIR / "backups", 0o700, root=root)
         files = {**backups, **files}
-    fsio.write_files(files)
+    fsio.write_files(files, root)
     if stored is None:
         record_served(root, frozenset())  # a new project: no server has been given anything yet
     for path in obsolete:

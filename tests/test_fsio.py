@@ -38,3 +38,69 @@ def test_an_unwritable_folder_changes_nothing(tmp_path):
         fsio.write_files({tmp_path / "a": ("new\n", 0o600), missing: ("x", 0o600)})
     assert (tmp_path / "a").read_text() == "old\n"
     assert os.listdir(tmp_path) == ["a"]
+
+
+# --- a run killed between two renames; links planted in a project -------------------------
+
+KILL_BETWEEN_RENAMES = """
+import os, signal, sys
+from pathlib import Path
+from chromactl import fsio
+root = Path(sys.argv[1])
+real_replace = os.replace
+count = [0]
+def replace(src, dst):
+    real_replace(src, dst)
+    count[0] += 1
+    if str(dst).startswith(str(root)) and not str(dst).startswith(str(root / ".chromactl")) and count[0] >= 2:
+        os.kill(os.getpid(), signal.SIGKILL)  # after the first file's rename: a power cut, say
+os.replace = replace
+fsio.write_files({root / "authz.yaml": ("users: [new]\\n", 0o600), root / "server.htpasswd": ("new\\n", 0o600)}, root)
+"""
+
+
+def test_a_run_killed_between_renames_leaves_no_secret_behind_and_the_next_run_finishes_it(tmp_path):
+    import subprocess
+    import sys
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "authz.yaml").write_text("users: [old]\n")
+    (root / "server.htpasswd").write_text("old\n")
+    killed = subprocess.run([sys.executable, "-c", KILL_BETWEEN_RENAMES, str(root)], capture_output=True)
+    assert killed.returncode == -9, killed.stderr
+    # One file renamed, the other not; nothing secret beside them where `git add .` would take it.
+    assert (root / "authz.yaml").read_text() == "users: [new]\n" and (root / "server.htpasswd").read_text() == "old\n"
+    assert sorted(p.name for p in root.iterdir()) == [".chromactl", "authz.yaml", "server.htpasswd"]
+    # The next write or lock under the project finishes what was started.
+    with fsio.locked(root / ".chromactl" / "lock", root=root):
+        pass
+    assert (root / "server.htpasswd").read_text() == "new\n"
+    assert sorted(os.listdir(root / ".chromactl" / "tmp")) == []
+
+
+@pytest.mark.parametrize("plant", [".chromactl/gateway", ".chromactl/lock", ".chromactl/tls", ".chromactl"])
+def test_a_planted_link_is_refused_and_its_target_untouched(tmp_path, plant):
+    root = tmp_path / "proj"
+    (root / ".chromactl").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = root / plant
+    if link.exists():
+        link.rmdir()
+    target = elsewhere / "nologin" if plant.endswith("lock") else elsewhere
+    link.symlink_to(target)
+    with pytest.raises(fsio.UnsafePath, match="symbolic link"):
+        with fsio.locked(root / ".chromactl" / "lock", root=root):
+            fsio.ensure_dir(root / ".chromactl" / "gateway", 0o700, root=root)
+            fsio.write_files({root / ".chromactl" / "gateway" / "nginx.conf": ("secret\n", 0o600)}, root)
+            fsio.write_files({root / ".chromactl" / "tls" / "ca.key": ("key\n", 0o600)}, root)
+    assert list(elsewhere.iterdir()) == []  # nothing written, created or chowned there
+
+
+def test_reading_a_fifo_in_a_project_is_refused_not_a_hang(tmp_path):
+    root = tmp_path / "proj"
+    root.mkdir()
+    os.mkfifo(root / "authz.yaml")
+    with pytest.raises(fsio.UnsafePath, match="not a regular file"):
+        fsio.read_text(root / "authz.yaml", root)

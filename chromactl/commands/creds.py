@@ -155,7 +155,7 @@ def _reload_locked(root: Path, before: Project, given: Mapping[str, Any] | None)
 
 
 def _save(project: Project, credentials, probe_secret: str | None = None) -> None:
-    fsio.write_files(credential_file_contents(project.root, project.settings, credentials, probe_secret))
+    fsio.write_files(credential_file_contents(project.root, project.settings, credentials, probe_secret), project.root)
 
 
 def add_user(root: Path, name: str, role: str | None, source: SecretSource, connect: Callable[[], Engine] | None,

@@ -33,7 +33,7 @@ def export_compose(root: Path, output: Path | None) -> str:
     user = gateway_user()
     tls = ensure_tls(project)
     if project.settings.uses_gateway:
-        write_gateway_files(plan_gateway(project, user, folder=COMPOSE_GATEWAY_DIR, tls=tls))
+        write_gateway_files(plan_gateway(project, user, folder=COMPOSE_GATEWAY_DIR, tls=tls), project.root)
     else:
         mounted = list(credential_file_names(project.settings))
     text = render_compose(project, mounted, str(base), COMPOSE_GATEWAY_DIR, user,

@@ -238,7 +238,7 @@ def _pending(engine: Engine, chroma: ContainerInfo | None, gateway: ContainerInf
             actions.append(PendingAction(Pending.RECREATE, chroma.name))
         elif chroma.state == "running" and started(chroma) < started(gateway):
             actions.append(PendingAction(Pending.RESTART, chroma.name))
-        if files_changed(plan):
+        if files_changed(plan, project.root):
             actions.append(PendingAction(Pending.RELOAD, gateway.name))
         return tuple(actions)
     except ChromactlError:

@@ -65,7 +65,7 @@ def _saved_files(project: Project) -> dict[str, bytes | None]:
 def _put_back(root: Path, saved: dict[str, bytes | None]) -> None:
     present = {root / name: (content.decode(), 0o644 if name == SETTINGS_FILE else 0o600)
                for name, content in saved.items() if content is not None}
-    fsio.write_files(present)
+    fsio.write_files(present, root)
     for name, content in saved.items():
         if content is None:
             (root / name).unlink(missing_ok=True)
