@@ -251,6 +251,23 @@ def payload_file(path: Path) -> Iterator[IO[bytes]]:
         yield tar.extractfile(PAYLOAD)
 
 
+def extract_bytes(chunks: Iterable[bytes], limit: int = 1024 * 1024) -> bytes | None:
+    """The one regular file of an engine archive, in memory (small files: at most `limit`)."""
+    reader = io.BufferedReader(ChunkReader(chunks), CHUNK)
+    with tarfile.open(fileobj=reader, mode="r|") as source:
+        for member in source:
+            if member.isfile() and member.size <= limit:
+                return source.extractfile(member).read()
+    return None
+
+
+def holds_file(chunks: Iterable[bytes]) -> bool:
+    """Whether an engine archive holds a regular file (read no further than its header)."""
+    reader = io.BufferedReader(ChunkReader(chunks), CHUNK)
+    with tarfile.open(fileobj=reader, mode="r|") as source:
+        return any(member.isfile() for member in source)
+
+
 def extract_single(chunks: Iterable[bytes], target: Path) -> None:
     """The one regular file of an engine archive (e.g. of /data/chroma.sqlite3), to `target`."""
     reader = io.BufferedReader(ChunkReader(chunks), CHUNK)

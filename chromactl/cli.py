@@ -382,6 +382,9 @@ def up(
         metavar="CONTEXT", help="Build the image from a folder with a Dockerfile (or a git URL) instead of pulling.")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for the server to answer.")] = 60,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the equivalent docker run command; change nothing.")] = False,
+    start_empty: Annotated[bool, typer.Option(
+        "--start-empty", help="When the data volume that held this project's data is gone, start on a new, empty "
+                              "one (instead of refusing; a backup restores the data).")] = False,
     as_json: JsonOption = False,
     name: _hidden(NameOption) = None,
     auth: _hidden(AuthOption) = None,
@@ -414,7 +417,7 @@ def up(
     given = _settings_given(name, auth, rbac, token_header, image, port, host, gateway, gateway_image, bcrypt_rounds,
                             tls)
     result = run_up(_root(ctx), _connect, reporter, pull=pull.value, build=build, timeout=timeout, dry_run=dry_run,
-                    init_settings=given, on_init=reporter.initialised)
+                    start_empty=start_empty, init_settings=given, on_init=reporter.initialised)
     output.up_result(result, as_json)
 
 
@@ -445,22 +448,22 @@ def status(
 @app.command()
 def down(
     ctx: typer.Context,
-    volumes: Annotated[bool, typer.Option("--volumes", help="Also delete the data volume (asks first).")] = False,
+    volumes: Annotated[bool, typer.Option("--volumes", help="Also delete the project's volumes (asks first).")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before deleting the data volume.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Stop and remove the containers; the data volume only when asked and confirmed.
+    """Stop and remove the containers; the data volumes only when asked and confirmed.
 
-    The data volume is kept unless --volumes is given and confirmed (on a terminal, or
-    with --yes).
+    The volumes are kept unless --volumes is given and confirmed once (on a terminal, or
+    with --yes): then the data volume and every volume restore and upgrade left go.
 
     Example: chromactl down
     """
     from chromactl import output
     from chromactl.commands.down import down as run_down
 
-    def confirm(volume: str) -> bool:
-        return _confirm(yes)(f"Delete volume {volume} and all the data in it? (a backup first: chromactl backup)")
+    def confirm(volumes: str) -> bool:
+        return _confirm(yes)(f"Delete {volumes} and all the data in them? (a backup first: chromactl backup)")
 
     output.down_result(run_down(_root(ctx), _connect, volumes=volumes, confirm=confirm), as_json)
 
@@ -510,9 +513,17 @@ def export_compose(ctx: typer.Context, output: OutputOption = None) -> None:
 
     Example: chromactl export compose | docker compose -f - config
     """
+    from chromactl import output as out
     from chromactl.commands.export import export_compose as run
 
-    _emit(run(_root(ctx), output), output)
+    result = run(_root(ctx), output, _connect)
+    _emit(result.text, output)
+    if result.volume_created:
+        out.stderr().print(f"created the data volume {result.volume} (external: no `docker-compose down -v` "
+                           "deletes it)", markup=False)
+    elif not result.engine_reached:
+        out.warn(f"no container engine answered: create the data volume before `docker-compose up`: "
+                 f"docker volume create {result.volume}")
 
 
 @export_app.command("kubernetes")

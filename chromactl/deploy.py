@@ -8,6 +8,9 @@ Every outcome is typed (Action, Applied, Deployed); chromactl.output phrases the
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import struct
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -19,19 +22,31 @@ from chromactl.engine_api import ContainerInfo, Engine, EngineError, EngineUnava
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
 from chromactl.gateway import CHECK_COMMAND as GATEWAY_CHECK
 from chromactl.gateway_files import gateway_user, write_gateway_files
-from chromactl.plan import GatewayPlan, check_image_enforces_auth, check_probe, plan_container, plan_gateway
+from chromactl.envfile import ENV_FILE, legacy_listen, parse_env_file
+from chromactl.archive import holds_file
+from chromactl.images import data_path, persist_path_of
+from chromactl.plan import (
+    check_image_enforces_auth,
+    check_probe,
+    choose_subnet,
+    plan_container,
+    plan_gateway,
+    unknown_data_path,
+)
 from chromactl.probe import HTTP_PROBER, AuthProbe, Endpoint, Heartbeat, Prober
-from chromactl.project import Project
-from chromactl.records import record_served
+from chromactl.project import Project, load_project, rewrite_env_file
+from chromactl.records import held_volume, record_served, record_volume
 from chromactl.spec import (
-    CONTAINER_PORT,
     LABEL_CONFIG,
+    LABEL_ORIGIN,
     LABEL_PROJECT,
     ContainerSpec,
     container_name,
     gateway_name,
+    internal_network_name,
     network_name,
     probe_host,
+    volume_name,
 )
 
 PULL_POLICIES = ("missing", "always", "never")
@@ -59,11 +74,12 @@ class Applied(str, Enum):
     NO_ENGINE = "no_engine"  # no engine answers: a running server still has the OLD files
     DEFERRED = "deferred"  # --no-apply: a running server still has the OLD files
     FAILED = "failed"  # bringing the server to the files failed: it may still have the OLD ones
+    COMPOSE = "compose"  # a deployment Compose started serves the project: export again and restart it
 
     @property
     def in_effect(self) -> bool:
         """Whether no running server still honours what the change replaced."""
-        return self not in (Applied.NO_ENGINE, Applied.DEFERRED, Applied.FAILED)
+        return self not in (Applied.NO_ENGINE, Applied.DEFERRED, Applied.FAILED, Applied.COMPOSE)
 
 
 class Reporter(Protocol):
@@ -105,39 +121,54 @@ def owned_container(engine: Engine, root: Path, name: str) -> ContainerInfo | No
     return existing
 
 
-def started(info: ContainerInfo):
-    """When the container last started, from the engine's RFC 3339 timestamp."""
-    from datetime import datetime
-
-    text = (info.started_at or "").rstrip("Z")
-    stamp, _, fraction = text.partition(".")
-    try:
-        return datetime.fromisoformat(f"{stamp}.{(fraction + '000000')[:6]}")
-    except ValueError:
-        return datetime.min
+def compose_containers(engine: Engine, root: Path) -> list[str]:
+    """The running containers Compose started for this project from an export."""
+    return [c.name for c in engine.containers(str(root))
+            if c.labels.get(LABEL_ORIGIN) == "compose" and c.state in ("running", "restarting")]
 
 
 def deploy(project: Project, engine: Engine, reporter: Reporter, *, pull: str = "missing", build: str | None = None,
-           timeout: float = 60, prober: Prober | None = None) -> Deployed:
-    """Bring the project's containers to its files and prove them. Idempotent."""
+           timeout: float = 60, prober: Prober | None = None, start_empty: bool = False) -> Deployed:
+    """Bring the project's containers to its files and prove them. Idempotent. A data volume
+    that held the project's data and is gone is an error, not a fresh start (unless
+    `start_empty`, the operator's explicit choice)."""
     prober = prober or HTTP_PROBER
+    volume = volume_name(project.settings)
+    if held_volume(project.root) == volume and not start_empty and not engine.volume_exists(volume):
+        raise ChromactlError(f"data volume {volume} is gone, and it held this project's data",
+                             hint="restore the last backup (`chromactl restore FILE`; `chromactl status` names it), "
+                                  "or start with an empty volume on purpose: `chromactl up --start-empty`")
+    composed = compose_containers(engine, project.root)
+    if composed:
+        raise ChromactlError(f"this project runs under Compose ({', '.join(composed)}), started from "
+                             "`chromactl export compose`", hint="stop it with `docker-compose down` first, or keep "
+                             "managing it with docker-compose")
     if pull not in PULL_POLICIES:
         raise ChromactlError(f"unknown pull policy {pull!r}: use one of {', '.join(PULL_POLICIES)}")
     check_image_enforces_auth(project)
     check_probe(project)
     tls = ensure_tls(project)
     settings = project.settings
+    project = refresh_env_file(project, reporter)
     image = ensure_image(engine, settings.image, pull, build, reporter)
-    gateway = None
-    if settings.uses_gateway:
-        gateway_image = ensure_image(engine, settings.gateway_image, pull, None, reporter)
-        gateway = plan_gateway(project, gateway_user(), gateway_image.id, tls=tls)
-        owned_container(engine, project.root, gateway.spec.name)
+    gateway_image = ensure_image(engine, settings.gateway_image, pull, None, reporter) if settings.uses_gateway else None
     owned_container(engine, project.root, container_name(settings))
-    spec, action, gateway_action = _apply_plan(engine, project, image, gateway, reporter, tls, prober)
+    spec, action, gateway, gateway_action = _apply_plan(engine, project, image, gateway_image, reporter, tls, prober)
     record_served(project.root, credential_digests(project.credentials))  # what the containers now have
-    return _verify(engine, project, spec, action, timeout, gateway.spec if gateway else None, gateway_action, tls,
-                   prober)
+    return _verify(engine, project, spec, action, timeout, gateway, gateway_action, tls, prober)
+
+
+def refresh_env_file(project: Project, reporter: Reporter) -> Project:
+    """Rewrite .chroma_env when an earlier chromactl left variables in it that would keep
+    Chroma where no gateway reaches it now (the operator's own variables are kept)."""
+    if project.env_text is None:
+        return project
+    stale = legacy_listen(project.settings, parse_env_file(project.env_text))
+    if not stale:
+        return project
+    reporter.step(f"rewriting {ENV_FILE}: {', '.join(stale)} no longer apply (Chroma has a network of its own)")
+    rewrite_env_file(project.root, project.settings)
+    return load_project(project.root)
 
 
 def ensure_image(engine: Engine, image: str, pull: str, build: str | None, reporter: Reporter) -> ImageInfo:
@@ -168,37 +199,35 @@ def ensure_image(engine: Engine, image: str, pull: str, build: str | None, repor
     return info
 
 
-def _apply_plan(engine: Engine, project: Project, image: ImageInfo, gateway: GatewayPlan | None, reporter: Reporter,
-                tls: TlsMaterial | None, prober: Prober) -> tuple[ContainerSpec, Action, Action | None]:
-    """Bring the containers to their specs: Chroma's spec, and what was done to Chroma and
-    to the gateway. The gateway comes first: it owns the network namespace Chroma joins."""
+def _apply_plan(engine: Engine, project: Project, image: ImageInfo, gateway_image: ImageInfo | None,
+                reporter: Reporter, tls: TlsMaterial | None,
+                prober: Prober) -> tuple[ContainerSpec, Action, ContainerSpec | None, Action | None]:
+    """Bring the containers to their specs: (Chroma's spec, what was done to it, the
+    gateway's spec, what was done to it)."""
     root, settings = project.root, project.settings
-    if gateway is None:
-        spec = plan_container(project, image, tls=tls)
+    path = resolve_data_path(engine, project, settings.image, image, settings.data_path)
+    if gateway_image is None:
+        spec = plan_container(project, image, tls=tls, data_path=path)
         _remove_stale_gateway(engine, root, settings, reporter)
         action = _apply(engine, spec, reporter)
-        engine.remove_network(network_name(settings))  # left from a gateway, if any
-        return spec, action, None
+        for name in (network_name(settings), internal_network_name(settings)):  # left from a gateway, if any
+            engine.remove_network(name)
+        return spec, action, None, None
 
     engine.ensure_network(network_name(settings), str(root))
+    subnet = ensure_internal_network(engine, settings, root)
+    gateway = plan_gateway(project, gateway_user(), gateway_image.id, tls=tls, subnet=subnet)
+    owned_container(engine, root, gateway.spec.name)
     changed = write_gateway_files(gateway, root)
+    spec = plan_container(project, image, subnet=subnet, data_path=path)
+    action = _apply(engine, spec, reporter)  # each stands alone: the order does not matter
     gateway_action = _apply(engine, gateway.spec, reporter)
-    front = engine.container(gateway.spec.name)
     if gateway_action is Action.UNCHANGED and not prober.port_open(probe_host(gateway.spec.host), gateway.spec.port):
         # Both run but the published port is dead (Docker's userland proxy can die under
         # a flood of connections): restarting the gateway publishes it again.
         reporter.step(f"port {gateway.spec.port} does not answer: restarting {gateway.spec.name}")
         engine.restart(gateway.spec.name)
-        front, gateway_action = engine.container(gateway.spec.name), Action.RESTARTED
-    spec = plan_container(project, image, namespace_of=front.id)
-    action = _apply(engine, spec, reporter)
-    chroma = engine.container(spec.name)
-    if action is Action.UNCHANGED and chroma is not None and started(chroma) < started(front):
-        # The gateway started again after Chroma joined it, so Chroma holds a namespace
-        # that is gone: start it again in the current one.
-        reporter.step(f"restarting {spec.name}: its gateway restarted after it")
-        engine.restart(spec.name)
-        action = Action.RESTARTED
+        gateway_action = Action.RESTARTED
     if gateway_action is Action.UNCHANGED and changed:
         # New credentials or certificate: no restart, but a check first (see CHECK_COMMAND).
         problem = engine.exec(gateway.spec.name, list(GATEWAY_CHECK))
@@ -208,7 +237,73 @@ def _apply_plan(engine: Engine, project: Project, image: ImageInfo, gateway: Gat
         reporter.step(f"reloading {gateway.spec.name}")
         engine.signal(gateway.spec.name, "SIGHUP")
         gateway_action = Action.RELOADED
-    return spec, action, gateway_action
+    return spec, action, gateway.spec, gateway_action
+
+
+def resolve_data_path(engine: Engine, project: Project, reference: str, image: ImageInfo,
+                      explicit: str | None = None) -> str:
+    """Where the image keeps its data (chromactl.images.data_path; `explicit`: the operator's
+    data_path), reading the configuration file the image's command names when that is what
+    tells; refused when nothing tells."""
+    found = data_path(reference, image, explicit)
+    if found.path is not None:
+        return found.path
+    if found.config_file is not None:
+        text = engine.image_file(reference, found.config_file)
+        path = persist_path_of(text.decode(errors="replace"), image.working_dir) if text else None
+        if path is not None:
+            return path
+    raise unknown_data_path(reference, found.source)
+
+
+def _check_data_lands_in_volume(engine: Engine, spec: ContainerSpec) -> None:
+    """After a start on a volume: Chroma's database must be in the volume, or every write
+    would be lost at the next recreate. Found elsewhere, Chroma is stopped."""
+    try:
+        found = holds_file(engine.archive_out(spec.name, f"{spec.data_path}/chroma.sqlite3"))
+    except ChromactlError:
+        found = False
+    if not found:
+        engine.stop(spec.name)
+        raise ChromactlError(f"{spec.name} keeps no chroma.sqlite3 under {spec.data_path}, where volume {spec.volume} "
+                             "is mounted: its data would be lost at the next recreate; it is stopped",
+                             hint="set data_path in chromactl.yaml to where this image keeps its data",
+                             exit_code=EXIT_NOT_HEALTHY)
+
+
+def ensure_internal_network(engine: Engine, settings, root: Path) -> str:
+    """The project's internal network (made when missing, on a free subnet), and its subnet."""
+    name = internal_network_name(settings)
+    found = engine.network(name)
+    if found is None:
+        taken = engine.subnets() + (host_routes() if engine.address.startswith("unix://") else [])
+        engine.ensure_network(name, str(root), internal=True, subnet=choose_subnet(taken, str(root)))
+        found = engine.network(name)
+    if found is None or found.subnet is None:
+        raise ChromactlError(f"network {name} has no IPv4 subnet", hint="remove it (`chromactl down`) and run up again")
+    return found.subnet
+
+
+def host_routes() -> list[str]:
+    """The IPv4 destinations this host routes (its own networks, VPNs): an internal network
+    overlapping one would take its traffic. Read from /proc/net/route; none elsewhere."""
+    import ipaddress
+    import socket
+    import struct
+
+    try:
+        lines = open("/proc/net/route").read().splitlines()[1:]
+    except OSError:
+        return []
+    routes = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8 or fields[1] == "00000000":  # the default route overlaps everything: skip it
+            continue
+        destination = socket.inet_ntoa(struct.pack("<L", int(fields[1], 16)))
+        mask = socket.inet_ntoa(struct.pack("<L", int(fields[7], 16)))
+        routes.append(str(ipaddress.ip_network(f"{destination}/{mask}", strict=False)))
+    return routes
 
 
 def _remove_stale_gateway(engine: Engine, root: Path, settings, reporter: Reporter) -> None:
@@ -259,6 +354,9 @@ def _verify(engine: Engine, project: Project, spec: ContainerSpec, action: Actio
     if gateway is not None:
         _check_behind_gateway(engine, spec, gateway, prober)
     auth = _prove_auth(engine, project, url, beat.api, spec, watched, prober)
+    if action in (Action.CREATED, Action.RECREATED) or held_volume(project.root) != spec.volume:
+        _check_data_lands_in_volume(engine, spec)
+    record_volume(project.root, spec.volume)
     container = engine.container(spec.name)
     return Deployed(project, spec, action, url.url, tls, gateway, gateway_action,
                     container.id if container else None, version, beat.latency_ms, auth)
@@ -266,8 +364,11 @@ def _verify(engine: Engine, project: Project, spec: ContainerSpec, action: Actio
 
 def _wait_until_up(engine: Engine, url: Endpoint, spec: ContainerSpec, watched: list[ContainerSpec],
                    timeout: float, prober: Prober) -> Heartbeat:
-    """The first heartbeat; if a container stops or restarts first, or time runs out, every
-    watched container is stopped (no crash loop, nothing half-started left serving)."""
+    """The first heartbeat. A container that exits or restarts while starting is stopped
+    (no crash loop); anything else that keeps the heartbeat away (a slow server, one under
+    a flood, a certificate that does not verify) is reported with exit 4 and the containers
+    left as they are: only what proves a server unsafe takes it down (_prove_auth,
+    _check_behind_gateway), never a proof that ran out of time."""
     restarts = {}
     for watched_spec in watched:
         info = engine.container(watched_spec.name)
@@ -284,41 +385,44 @@ def _wait_until_up(engine: Engine, url: Endpoint, spec: ContainerSpec, watched: 
     if beat is not None and beat.ok:
         return beat
     if beat is not None and beat.tls_error:
-        for watched_spec in watched:
-            engine.stop(watched_spec.name)
         raise ChromactlError(f"{url.url} presents a certificate that does not verify with {url.cafile}: "
-                             f"{beat.tls_error}; the containers are stopped", exit_code=EXIT_NOT_HEALTHY,
+                             f"{beat.tls_error}; the containers keep running", exit_code=EXIT_NOT_HEALTHY,
                              hint="check tls_cert and tls_ca (tls files), or `chromactl tls renew`")
-    failed = stopped_container() or spec
-    info = engine.container(failed.name)
-    logs = last_logs(engine, failed.name)
-    for watched_spec in watched:
-        engine.stop(watched_spec.name)
-    if beat is None:
+    failed = stopped_container()
+    if failed is not None:
+        info = engine.container(failed.name)
+        logs = last_logs(engine, failed.name)
+        engine.stop(failed.name)
         service = "" if failed is spec else " --service gateway"
         code = f" (exit code {info.exit_code})" if info is not None and info.exit_code else ""
         raise ChromactlError(f"{failed.name} exited while starting{code}; it is stopped, the data volume kept",
                              hint=f"see `chromactl logs{service}`", details=logs, exit_code=EXIT_NOT_HEALTHY)
-    raise ChromactlError(f"no heartbeat from {url.url} within {timeout:g} s; {spec.name} is stopped, its volume kept",
-                         hint="see `chromactl logs`, or allow more time with --timeout", details=logs,
-                         exit_code=EXIT_NOT_HEALTHY)
+    raise ChromactlError(f"no heartbeat from {url.url} within {timeout:g} s: the deployment is degraded; its "
+                         "containers keep running (a slow server is not taken down)",
+                         hint="see `chromactl status` and `chromactl logs`; run `chromactl up` again, or allow more "
+                              "time with --timeout", details=last_logs(engine, spec.name), exit_code=EXIT_NOT_HEALTHY)
 
 
 def _check_behind_gateway(engine: Engine, spec: ContainerSpec, gateway: ContainerSpec, prober: Prober) -> None:
-    """Behind a gateway, Chroma must be reachable no other way: it publishes nothing, has
-    no address of its own, and its port does not answer on the gateway's addresses (it
-    listens on the shared namespace's loopback only). Found otherwise, it is removed."""
-    behind, front = engine.container(spec.name), engine.container(gateway.name)
+    """Behind a gateway, Chroma must be reachable no other way: it publishes nothing, is on
+    the internal network alone, and that network is internal (no way out), has no address
+    on the host's side (no way in from the host) and holds nothing but Chroma and the
+    gateway. Found otherwise, Chroma is removed."""
+    internal = spec.networks[0].network
+    behind, network = engine.container(spec.name), engine.network(internal)
     problem = None
-    if behind is not None and (behind.published is not None or behind.addresses):
-        problem = "has a port or an address of its own"
-    elif front is not None and any(prober.port_open(address, CONTAINER_PORT) for address in front.addresses):
-        problem = f"answers on port {CONTAINER_PORT} of the gateway's address, not only on its loopback"
+    if behind is not None and (behind.published is not None or set(behind.networks) != {internal}):
+        problem = "has a port of its own or is on another network"
+    elif network is None or not network.internal or network.host_address:
+        problem = f"is on network {internal}, which is not internal or has an address on the host"
+    elif set(network.containers) - {spec.name, gateway.name}:
+        others = ", ".join(sorted(set(network.containers) - {spec.name, gateway.name}))
+        problem = f"shares network {internal} with {others}"
     if problem:
         engine.remove(spec.name)
         raise ChromactlError(f"{spec.name} {problem}, so it could be reached around the gateway; it was removed "
-                             "(volume kept)", hint="the image must honour CHROMA_LISTEN_ADDRESS (1.x) or "
-                             "CHROMA_HOST_ADDR (0.x), or take --host in its command", exit_code=EXIT_NOT_HEALTHY)
+                             "(volume kept)", hint="`chromactl down` and `chromactl up` make the networks again",
+                             exit_code=EXIT_NOT_HEALTHY)
 
 
 def _prove_auth(engine: Engine, project: Project, url: Endpoint, api: str, spec: ContainerSpec,
@@ -353,6 +457,8 @@ def apply_change(project: Project, connect: Callable[[], Engine], reporter: Repo
         engine = connect()
     except EngineUnavailable:
         return Applied.NO_ENGINE
+    if compose_containers(engine, project.root):
+        return Applied.COMPOSE
     chroma = owned_container(engine, project.root, container_name(project.settings))
     if chroma is None or chroma.state != "running":
         return Applied.NOT_RUNNING

@@ -15,12 +15,14 @@ import docker.types
 import requests.exceptions
 import urllib3.exceptions
 
+from chromactl.archive import extract_bytes
 from chromactl.engine_api import (
     Conflict,
     ContainerInfo,
     EngineError,
     EngineUnavailable,
     ImageInfo,
+    NetworkInfo,
     NoSuchImage,
     PortInUse,
 )
@@ -165,16 +167,29 @@ class DockerEngine:
                   for m in spec.mounts]
         if spec.volume:
             mounts.append(docker.types.Mount(target=spec.data_path, source=spec.volume, type="volume"))
+        first = spec.networks[0] if spec.networks else None
         with self._translated(f"cannot create container {spec.name}"):
             if spec.volume and not self.volume_exists(spec.volume):
                 self._client.volumes.create(name=spec.volume, labels={LABEL_PROJECT: spec.labels[LABEL_PROJECT]})
             host_config = self._api.create_host_config(
                 mounts=mounts, port_bindings={spec.container_port: (spec.host, spec.port)} if spec.publish else None,
-                restart_policy={"Name": spec.restart_policy}, network_mode=spec.network)
+                restart_policy={"Name": spec.restart_policy}, network_mode=first.network if first else None,
+                tmpfs={path: "" for path in spec.tmpfs} or None)
+            networking = None
+            if first is not None:
+                endpoint = self._api.create_endpoint_config(ipv4_address=first.address) if first.address else {}
+                networking = self._api.create_networking_config({first.network: endpoint})
             created = self._api.create_container(
                 spec.image, name=spec.name, environment=spec.environment, labels=spec.labels,
                 ports=[spec.container_port] if spec.publish else None, host_config=host_config, detach=True,
-                command=list(spec.command) if spec.command else None, user=spec.user)
+                command=list(spec.command) if spec.command else None, user=spec.user, networking_config=networking)
+        try:
+            with self._translated(f"cannot attach {spec.name} to its networks"):
+                for more in spec.networks[1:]:
+                    self._api.connect_container_to_network(created["Id"], more.network, ipv4_address=more.address)
+        except EngineError:
+            self.remove(created["Id"])
+            raise
         try:
             self.start(spec.name, spec.host, spec.port if spec.publish else None)
         except EngineError:
@@ -254,10 +269,43 @@ class DockerEngine:
 
     # --- networks ------------------------------------------------------------------
 
-    def ensure_network(self, name: str, project: str) -> None:
+    def ensure_network(self, name: str, project: str, *, internal: bool = False, subnet: str | None = None) -> None:
+        """A bridge network of that name. `internal`: no route out, and (Docker's bridge
+        option inhibit_ipv4) no address on the host's side, so the host cannot route in."""
         with self._translated(f"cannot create network {name}"):
-            if not self._api.networks(names=[name]):
-                self._api.create_network(name, driver="bridge", labels={LABEL_PROJECT: project})
+            if self.network(name) is not None:
+                return
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)]) if subnet else None
+            options = {"com.docker.network.bridge.inhibit_ipv4": "true"} if internal else None
+            self._api.create_network(name, driver="bridge", internal=internal, options=options, ipam=ipam,
+                                     labels={LABEL_PROJECT: project})
+
+    def network(self, name: str) -> NetworkInfo | None:
+        with self._translated(f"cannot inspect network {name}"):
+            try:
+                attrs = self._api.inspect_network(name)
+            except docker.errors.NotFound:
+                return None
+        if attrs.get("Name") != name:
+            return None
+        configs = (attrs.get("IPAM") or {}).get("Config") or []
+        subnet = next((c["Subnet"] for c in configs if c.get("Subnet") and ":" not in c["Subnet"]), None)
+        options = attrs.get("Options") or {}
+        containers = {c.get("Name", ""): (c.get("IPv4Address") or "").split("/")[0]
+                      for c in (attrs.get("Containers") or {}).values()}
+        return NetworkInfo(name=name, subnet=subnet, internal=bool(attrs.get("Internal")),
+                           host_address=options.get("com.docker.network.bridge.inhibit_ipv4") != "true",
+                           containers=containers)
+
+    def subnets(self) -> list[str]:
+        """The IPv4 subnets of every network on the engine."""
+        with self._translated("cannot list networks"):
+            found = []
+            for summary in self._api.networks():
+                for config in (summary.get("IPAM") or {}).get("Config") or []:
+                    if config.get("Subnet") and ":" not in config["Subnet"]:
+                        found.append(config["Subnet"])
+            return found
 
     def remove_network(self, name: str) -> None:
         with self._translated(f"cannot remove network {name}"):
@@ -316,6 +364,20 @@ class DockerEngine:
             self._api.create_container(image, name=name, labels=labels, host_config=host_config,
                                        network_disabled=True, detach=True)
 
+    def image_file(self, image: str, path: str) -> bytes | None:
+        """One file of an image (e.g. its /config.yaml), read through a container that is
+        created and never started; None when the image has no such file."""
+        with self._translated(f"cannot read {path} from image {image}"):
+            created = self._api.create_container(image, host_config=self._api.create_host_config(network_mode="none"),
+                                                 network_disabled=True, labels={LABEL_PROJECT + ".reader": "1"})
+            try:
+                chunks, _ = self._api.get_archive(created["Id"], path)
+                return extract_bytes(chunks)
+            except docker.errors.NotFound:
+                return None
+            finally:
+                self._api.remove_container(created["Id"], force=True)
+
     def archive_out(self, name: str, path: str) -> Iterator[bytes]:
         """A tar stream of `path` in a (stopped) container, in chunks; the top entry is the
         folder's own name. An error mid-stream is an engine error too."""
@@ -353,5 +415,5 @@ def _info(attrs: dict) -> ContainerInfo:
         started_at=state.get("StartedAt"), restart_count=attrs.get("RestartCount", 0), volume=volume,
         published=published, network_mode=attrs.get("HostConfig", {}).get("NetworkMode") or "",
         addresses=tuple(n["IPAddress"] for n in networks.values() if n.get("IPAddress")),
-        image_id=attrs.get("Image", ""),
+        image_id=attrs.get("Image", ""), networks=tuple(sorted(networks)),
     )

@@ -19,11 +19,10 @@ MOUNT_DIR = "/etc/chromactl"
 BASIC_PROVIDER = "chromadb.auth.basic_authn.BasicAuthenticationServerProvider"
 TOKEN_PROVIDER = "chromadb.auth.token_authn.TokenAuthenticationServerProvider"
 RBAC_PROVIDER = "chromadb.auth.simple_rbac_authz.SimpleRBACAuthorizationProvider"
-# Where Chroma is told to listen behind a gateway.
-LOOPBACK_ENV = {
-    "CHROMA_LISTEN_ADDRESS": "127.0.0.1",  # 1.x started from a config file (the official image)
-    "CHROMA_HOST_ADDR": "127.0.0.1",  # 0.5/0.6 images, whose entrypoint passes it to uvicorn
-}
+# What chromactl before the internal network wrote behind a gateway (Chroma then shared the
+# gateway's namespace and listened on its loopback): dropped when the file is rewritten,
+# since Chroma now listens on its own internal network, where only the gateway reaches it.
+LEGACY_LISTEN = ("CHROMA_LISTEN_ADDRESS", "CHROMA_HOST_ADDR")
 
 BASIC_CLIENT = "chromadb.auth.basic_authn.BasicAuthClientProvider"
 TOKEN_CLIENT = "chromadb.auth.token_authn.TokenAuthClientProvider"
@@ -40,9 +39,8 @@ def server_environment(settings: Settings) -> dict[str, str]:
     # A locked-down server does not report usage to a third party.
     env = {"ANONYMIZED_TELEMETRY": "False"}
     if settings.uses_gateway:
-        # The gateway enforces auth; the server behind it runs without, listening only on
-        # the loopback of the network namespace it shares with the gateway.
-        env.update(LOOPBACK_ENV)
+        # The gateway enforces auth; the server behind it runs without, on an internal
+        # network that nothing but the gateway reaches (chromactl.deploy proves it).
         return env
     if settings.auth == "token":
         env["CHROMA_SERVER_AUTHN_PROVIDER"] = TOKEN_PROVIDER
@@ -67,7 +65,15 @@ def describe_auth(settings: Settings) -> str:
 
 def is_managed(key: str) -> bool:
     """Whether chromactl writes this variable for some settings (auth, telemetry, listening)."""
-    return key in ("ANONYMIZED_TELEMETRY", *LOOPBACK_ENV) or key.startswith(("CHROMA_SERVER_AUTH", "CHROMA_AUTH_"))
+    return key in ("ANONYMIZED_TELEMETRY", *LEGACY_LISTEN) or key.startswith(("CHROMA_SERVER_AUTH", "CHROMA_AUTH_"))
+
+
+def legacy_listen(settings: Settings, env: dict[str, str]) -> list[str]:
+    """Variables left by an earlier chromactl that would keep Chroma on a loopback no gateway
+    can reach now (the file is rewritten by `up`, keeping the operator's own variables)."""
+    if not settings.uses_gateway:
+        return []
+    return [key for key in LEGACY_LISTEN if env.get(key) == "127.0.0.1"]
 
 
 def operator_variables(existing: str | None) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """The nginx auth gateway: chromactl's users, tokens and roles, written as nginx
 configuration so that no auth code of ours sits in the request path. Pure.
 
-The gateway's container owns the network namespace and publishes the port; Chroma joins
-that namespace and listens on its loopback only, so nothing but the gateway reaches it.
+The gateway's container publishes the port and reaches Chroma at a static address on an
+internal network with no address on the host's side: nothing but the gateway reaches
+Chroma, and each container restarts on its own (no shared namespace to lose).
 
 Tokens are matched by case-sensitive, anchored regular expressions (nginx compares plain
 map strings ignoring case); every character of a token or name that is not a letter or
@@ -17,13 +18,23 @@ import re
 from chromactl.credentials import CHEAP_ROUNDS, HTPASSWD_FILE, Credentials, hash_cost, name_problem, render_htpasswd
 from chromactl.routes import AUTHENTICATED, PUBLIC_ROUTES, ROUTES
 from chromactl.settings import Settings
-from chromactl.spec import CONTAINER_PORT, ContainerSpec, Mount, gateway_name, labelled, network_name
+from chromactl.spec import (
+    CONTAINER_PORT,
+    Attachment,
+    ContainerSpec,
+    Mount,
+    gateway_name,
+    internal_network_name,
+    labelled,
+    network_name,
+)
 from chromactl.templates import render_template
 
 CONFIG_FILE = "nginx.conf"
 MOUNT_DIR = "/etc/chromactl-gateway"  # the gateway's folder, mounted whole (see gateway_spec)
-LISTEN_PORT = 8080  # inside the gateway's namespace; Chroma has 127.0.0.1:8000 there
-UPSTREAM = f"127.0.0.1:{CONTAINER_PORT}"
+LISTEN_PORT = 8080  # inside the gateway's container
+REFUSED_PORT = 8081  # on the gateway's own loopback: where refused requests get their 403
+UPSTREAM = f"127.0.0.1:{CONTAINER_PORT}"  # Chroma in the same pod (Kubernetes); `up` gives its internal address
 COMMAND = ("nginx", "-e", "stderr", "-c", f"{MOUNT_DIR}/{CONFIG_FILE}", "-g", "daemon off;")
 # Checks the configuration in the running gateway: nginx keeps the old one, silently, when a
 # reload meets a bad one (a certificate that does not match its key, say).
@@ -81,9 +92,10 @@ def _role_rules(role: str, actions: tuple[str, ...], value: str) -> list[str]:
     return lines
 
 
-def _maps(settings: Settings, credentials: Credentials) -> list[str]:
+def _maps(settings: Settings, credentials: Credentials, probe_header: str | None = None) -> list[str]:
     """Who the caller is ($chromactl_user, or $remote_user under basic auth), which role
-    that is, and where the request goes ($chromactl_backend: Chroma, or the refusal)."""
+    that is, and where the request goes ($chromactl_backend: Chroma, or the refusal); and
+    whose requests count against their address's limit ($chromactl_limit_key: strangers')."""
     maps: list[str] = []
     if settings.auth == "token":
         header = "$http_x_chroma_token" if settings.token_header == "X-Chroma-Token" else "$http_authorization"
@@ -95,8 +107,17 @@ def _maps(settings: Settings, credentials: Credentials) -> list[str]:
                 maps.append(f"        {_anchored(_pcre_literal(prefix + token))} {_quoted_name(user.name)};")
         maps.append("    }")
         user_variable = "$chromactl_user"
+        # A token matched exactly is as good as authenticated: its requests are not limited.
+        maps += ["    map $chromactl_user $chromactl_limit_key {", '        "" $binary_remote_addr;',
+                 '        default "";', "    }"]
     else:
         user_variable = "$remote_user"  # checked against the htpasswd file by auth_basic first
+        # The password is checked only after the limit (access phase): only the exact header
+        # of chromactl's probe, which it knows, is exempt; everyone else counts per address.
+        maps += ["    map $http_authorization $chromactl_limit_key {", "        default $binary_remote_addr;"]
+        if probe_header:
+            maps.append(f"        {_anchored(_pcre_literal(probe_header))} \"\";")
+        maps.append("    }")
 
     for cost, users in _costly_users(settings, credentials).items():
         maps.append(f"    map $remote_user $chromactl_cost{cost} {{")
@@ -143,7 +164,8 @@ TLS_KEY_FILE = "server.key"
 
 
 def render_gateway(settings: Settings, credentials: Credentials, upstream: str = UPSTREAM,
-                   listen: int = LISTEN_PORT, tls: tuple[str, str] | None = None) -> dict[str, str]:
+                   listen: int = LISTEN_PORT, tls: tuple[str, str] | None = None,
+                   probe_header: str | None = None) -> dict[str, str]:
     """The gateway's files: name in its folder -> content. With `tls` (certificate with its
     chain, key), the port speaks TLS 1.2 and 1.3 only; a plain request on it gets nginx's 400."""
     files: dict[str, str] = {}
@@ -177,8 +199,9 @@ def render_gateway(settings: Settings, credentials: Credentials, upstream: str =
     how = f"token in {settings.token_header}" if settings.auth == "token" else "basic"
     files[CONFIG_FILE] = render_template(
         "gateway-nginx.conf.tmpl", summary=how + (", RBAC" if settings.rbac else ""), upstream=upstream,
+        refused=f"127.0.0.1:{REFUSED_PORT}",
         listen=f"{listen} ssl" if tls else str(listen), tls_directives=tls_directives, forbidden=FORBIDDEN, conn_per_client=str(CONNECTIONS_PER_CLIENT),
-        maps="\n".join(_maps(settings, credentials)), public_locations="\n".join(public),
+        maps="\n".join(_maps(settings, credentials, probe_header)), public_locations="\n".join(public),
         auth_directives="\n".join(directives))
     return files
 
@@ -191,14 +214,17 @@ def uncovered_actions(roles: dict[str, tuple[str, ...]]) -> list[str]:
 
 
 def gateway_spec(project_root: str, settings: Settings, gateway_dir: str, image_id: str,
-                 user: tuple[int, int]) -> ContainerSpec:
-    """The nginx gateway: it owns the network namespace Chroma joins, and publishes the
-    only port. Its configuration folder is mounted whole, so rewritten files are seen by a
-    reload (SIGHUP) without a restart; their content is not part of its configuration hash."""
+                 user: tuple[int, int], internal_address: str | None) -> ContainerSpec:
+    """The nginx gateway: it publishes the only port, on the project's network, and reaches
+    Chroma on the internal network (at `internal_address` there). Its configuration folder
+    is mounted whole, so rewritten files are seen by a reload (SIGHUP) without a restart;
+    their content is not part of its configuration hash. /tmp is a tmpfs: a gateway killed
+    and restarted finds none of its old pid and temporary files."""
     spec = ContainerSpec(
         name=gateway_name(settings), image=settings.gateway_image, environment={},
         mounts=(Mount(gateway_dir, MOUNT_DIR),), volume=None, data_path=None,
-        host=settings.host, port=settings.port, network=network_name(settings), command=COMMAND,
-        container_port=LISTEN_PORT, user=f"{user[0]}:{user[1]}",
+        host=settings.host, port=settings.port, command=COMMAND, container_port=LISTEN_PORT,
+        networks=(Attachment(network_name(settings)), Attachment(internal_network_name(settings), internal_address)),
+        user=f"{user[0]}:{user[1]}", tmpfs=("/tmp",),
     )
     return labelled(spec, project_root, settings, "gateway", image_id, {})

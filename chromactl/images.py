@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
+
+import yaml
+
+from chromactl.engine_api import ImageInfo
 
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
 
@@ -60,18 +65,69 @@ def auth_verdict(image: str) -> ImageVerdict:
     return ImageVerdict(True, f"{image} enforces auth")
 
 
-def data_path(image: str, working_dir: str | None = None) -> str:
-    """Where the image keeps its data. From the tag's version; for other tags, from the
-    image's working directory (/chroma in the 0.x images) when it is known."""
+@dataclass(frozen=True)
+class DataPath:
+    """Where an image keeps its data, as far as its reference and metadata tell: a path,
+    or a configuration file inside the image that names it (read through the engine),
+    or neither (unknown: chromactl then refuses rather than guess)."""
+
+    path: str | None
+    config_file: str | None = None
+    source: str = ""  # how it is known, for messages
+
+
+OCI_VERSION_LABEL = "org.opencontainers.image.version"
+
+
+def data_path(image: str, info: ImageInfo | None = None, explicit: str | None = None) -> DataPath:
+    """Where the image keeps its data: the operator's data_path; else the version (tag or
+    OCI label: /chroma/chroma up to 0.6, /data from 1.0); else the image's command (`--path
+    X`, or `run CONFIG.yaml` whose persist_path says), its PERSIST_DIRECTORY, or, for the
+    0.x Python server (its entrypoint or command runs chromadb's app), the default ./chroma
+    under its working directory. Never a guess from the working directory alone."""
+    if explicit:
+        return DataPath(explicit, source="data_path in chromactl.yaml")
     version = tag_version(image)
-    if version is not None:
-        return DATA_PATH_1X if version >= (1, 0, 0) else DATA_PATH_0X
+    label = (info.labels.get(OCI_VERSION_LABEL) if info else None) or ""
+    if version is None and _VERSION_RE.match(label):
+        version = tag_version(f"x:{label}")
     _, tag, digest = split_reference(image)
-    if tag in (None, "latest") and not digest:
-        return DATA_PATH_1X
-    if working_dir is not None:
-        return DATA_PATH_0X if working_dir.rstrip("/") == "/chroma" else DATA_PATH_1X
-    return DATA_PATH_0X
+    if version is None and tag in (None, "latest") and not digest:
+        version = (1, 0, 0)  # Chroma's latest release is a 1.x server
+    if version is not None:
+        return DataPath(DATA_PATH_1X if version >= (1, 0, 0) else DATA_PATH_0X, source=f"Chroma {version[0]}.x")
+    if info is None:
+        return DataPath(None, source="the image is not inspected")
+    words = [*(info.entrypoint or ()), *(info.command or ())]
+    for index, word in enumerate(words):
+        if word == "--path" and index + 1 < len(words):
+            return DataPath(words[index + 1], source="--path in the image's command")
+        if word.startswith("--path="):
+            return DataPath(word.split("=", 1)[1], source="--path in the image's command")
+    if "run" in words:
+        following = words[words.index("run") + 1:]
+        if following and following[0].endswith((".yaml", ".yml")):
+            return DataPath(None, config_file=following[0], source=f"persist_path in {following[0]}")
+    if info.environment.get("PERSIST_DIRECTORY"):
+        return DataPath(_absolute(info.environment["PERSIST_DIRECTORY"], info.working_dir),
+                        source="PERSIST_DIRECTORY in the image")
+    if any("chromadb.app" in w or "docker_entrypoint" in w for w in words) and info.working_dir:
+        return DataPath(_absolute("chroma", info.working_dir), source="the 0.x server's default under its working dir")
+    return DataPath(None, source="its tag, labels and command do not say")
+
+
+def persist_path_of(config_text: str, working_dir: str | None) -> str | None:
+    """persist_path from a Chroma 1.x configuration file, absolute."""
+    try:
+        config = yaml.safe_load(config_text)
+    except yaml.YAMLError:
+        return None
+    value = config.get("persist_path") if isinstance(config, dict) else None
+    return _absolute(value, working_dir) if isinstance(value, str) and value else None
+
+
+def _absolute(path: str, working_dir: str | None) -> str:
+    return path if path.startswith("/") else posixpath.normpath(posixpath.join(working_dir or "/", path))
 
 
 def chroma_version(image: str, api_version: str | None = None) -> str | None:

@@ -12,9 +12,21 @@ import yaml
 
 from chromactl import gateway
 from chromactl.envfile import ENV_FILE, MOUNT_DIR
-from chromactl.images import data_path, tag_version
+from chromactl.images import tag_version
+from chromactl.plan import known_data_path
 from chromactl.project import Project
-from chromactl.spec import CONTAINER_PORT, LABEL_NAME, LABEL_PROJECT, container_name, tls_command, volume_name
+from chromactl.spec import (
+    CONTAINER_PORT,
+    LABEL_AUTH,
+    LABEL_NAME,
+    LABEL_ORIGIN,
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    container_name,
+    internal_addresses,
+    tls_command,
+    volume_name,
+)
 
 TLS_IN_CONTAINER = "/etc/chromactl/tls"  # where a 0.x Chroma serving TLS itself finds server.pem and server.key
 
@@ -28,6 +40,11 @@ _HEALTH_SCRIPT = (
     "printf 'GET {path} HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && "
     "head -n 1 <&3 | grep -q ' 200 '"
 )
+
+
+def _is_0x(image: str) -> bool:
+    version = tag_version(image)
+    return version is not None and version < (1, 0, 0)
 
 
 def heartbeat_path(image: str) -> str:
@@ -67,11 +84,13 @@ def _healthcheck(image: str, port: int = CONTAINER_PORT, tls: bool = False) -> d
 
 def render_compose(project: Project, mounted_names: list[str], base_dir: str, gateway_dir: str,
                    gateway_user: tuple[int, int] = (gateway.UNPRIVILEGED_ID, gateway.UNPRIVILEGED_ID),
-                   tls_dir: str | None = None) -> str:
+                   tls_dir: str | None = None, subnet: str | None = None) -> str:
     """A Compose file; paths are relative to `base_dir`, the folder the file is used from.
-    With a gateway, Chroma publishes nothing and the gateway service fronts it. With TLS
-    (`tls_dir`: the folder holding server.pem and server.key), the gateway or, natively,
-    Chroma 0.x's uvicorn serves it."""
+    With a gateway, Chroma publishes nothing and lives on an internal network (`subnet`)
+    that has no address on the host and nothing on it but the gateway, which fronts it.
+    With TLS (`tls_dir`: the folder holding server.pem and server.key), the gateway or,
+    natively, Chroma 0.x's uvicorn serves it. The data volume is external: `docker-compose
+    down -v` cannot delete it."""
     s = project.settings
     relative = os.path.relpath(project.root, base_dir)
 
@@ -81,48 +100,58 @@ def render_compose(project: Project, mounted_names: list[str], base_dir: str, ga
 
     host = f"[{s.host}]" if ":" in s.host else s.host
     published = [f"{host}:{s.port}:{gateway.LISTEN_PORT if s.uses_gateway else CONTAINER_PORT}"]
-    labels = {LABEL_PROJECT: str(project.root), LABEL_NAME: s.name}
+    labels = {LABEL_PROJECT: str(project.root), LABEL_NAME: s.name, LABEL_ORIGIN: "compose", LABEL_AUTH: s.auth}
     volumes = [f"{path(name)}:{MOUNT_DIR}/{name}:ro" for name in mounted_names]
-    volumes.append(f"data:{data_path(s.image)}")
+    volumes.append(f"data:{known_data_path(project)}")
     chroma: dict[str, Any] = {
         "image": s.image,
         "env_file": [path(ENV_FILE)],
         "volumes": volumes,
         "restart": "unless-stopped",
-        "labels": labels,
+        "labels": {**labels, LABEL_SERVICE: "chroma"},
         "healthcheck": _healthcheck(s.image, tls=bool(tls_dir) and not s.uses_gateway),
     }
     if tls_dir and not s.uses_gateway:
         volumes.append(f"{path(tls_dir)}:{TLS_IN_CONTAINER}:ro")
         chroma["command"] = list(tls_command(None, f"{TLS_IN_CONTAINER}/server.key", f"{TLS_IN_CONTAINER}/server.pem"))
     services: dict[str, Any] = {"chroma": chroma}
+    networks: dict[str, Any] = {}
     if s.uses_gateway:
-        # Chroma joins the gateway's network namespace and listens on its loopback only
-        # (.chroma_env says so): nothing but the gateway can reach it.
-        chroma["network_mode"] = "service:gateway"
-        chroma["depends_on"] = ["gateway"]
+        # Chroma on an internal network alone, at a static address the gateway's nginx.conf
+        # names; each container restarts on its own (no shared namespace to lose).
+        chroma_address, gateway_address = internal_addresses(subnet)
+        chroma["networks"] = {"internal": {"ipv4_address": chroma_address}}
         services["gateway"] = {
             "image": s.gateway_image,
             "command": list(gateway.COMMAND),
             "user": "{}:{}".format(*gateway_user),
             "volumes": [f"{path(gateway_dir)}:{gateway.MOUNT_DIR}:ro"],
+            "tmpfs": ["/tmp"],
             "ports": published,
+            "networks": {"default": None, "internal": {"ipv4_address": gateway_address}},
             "restart": "unless-stopped",
-            "labels": labels,
+            "labels": {**labels, LABEL_SERVICE: "gateway"},
             "healthcheck": _healthcheck(s.image, gateway.LISTEN_PORT, tls=bool(tls_dir)),
         }
+        networks["internal"] = {"internal": True,
+                                "driver_opts": {"com.docker.network.bridge.inhibit_ipv4": "true"},
+                                "ipam": {"config": [{"subnet": subnet}]}}
     else:
         chroma["ports"] = published
     document = {
         "version": "3.8",  # read by Compose v1 (Debian's docker-compose); Compose v2 ignores it
         "services": services,
-        "volumes": {"data": {"name": volume_name(s)}},
+        **({"networks": networks} if networks else {}),
+        # External: made by `chromactl export` (or `docker volume create`), never by Compose, so
+        # that no `docker-compose down -v` can delete the data.
+        "volumes": {"data": {"name": volume_name(s), "external": True}},
     }
     header = (
         f"# Compose file for chromactl project {s.name!r}, written by `chromactl export compose`.\n"
         f"# Secrets stay in the files it mounts. Relative paths are from {os.path.abspath(base_dir)}.\n"
         f"# The data volume is {volume_name(s)}, the one `chromactl up` uses: stop that container first\n"
-        f"# (`chromactl down`) so that one server at a time owns the data.\n"
+        f"# (`chromactl down`) so that one server at a time owns the data. It is external: create it\n"
+        f"# once (`docker volume create {volume_name(s)}`; export does when it reaches the engine).\n"
     )
     return _dump([_escape_dollars(document)], header)
 
@@ -171,6 +200,7 @@ class _Kubernetes:
 
     def __init__(self, project: Project, namespace: str | None):
         self.settings = project.settings
+        self.data_path = known_data_path(project)  # refused when neither settings nor the tag tell
         self.name = container_name(self.settings)
         self.namespace = namespace
         self.labels = {"app.kubernetes.io/name": "chroma", "app.kubernetes.io/instance": self.settings.name,
@@ -201,17 +231,28 @@ class _Kubernetes:
                       "livenessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 6}}
         else:
             probes = self._probes("http", tls)
-        return {
+        loopback = {}
+        if behind_gateway:  # listen on the pod's loopback only: the gateway sidecar is the way in
+            if _is_0x(self.settings.image):
+                loopback = {"env_extra": [{"name": "CHROMA_HOST_ADDR", "value": "127.0.0.1"}]}
+            else:  # the image's `chroma` entrypoint, told where to listen (the upstream shapes all end in `chroma`)
+                loopback = {"args": ["run", "--host", "127.0.0.1", "--port", str(CONTAINER_PORT),
+                                     "--path", self.data_path]}
+        container = {
             "name": "chroma",
             "image": self.settings.image,
-            "ports": [{"name": "http", "containerPort": CONTAINER_PORT}],
+            **({"args": loopback["args"]} if "args" in loopback else {}),
+            "ports": [] if behind_gateway else [{"name": "http", "containerPort": CONTAINER_PORT}],
             "env": [{"name": key, "valueFrom": {"secretKeyRef": {"name": self.name, "key": env_keys[key]}}}
-                    for key in environment],
-            "volumeMounts": [{"name": "data", "mountPath": data_path(self.settings.image)}],
+                    for key in environment] + loopback.get("env_extra", []),
+            "volumeMounts": [{"name": "data", "mountPath": self.data_path}],
             **probes,
             "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
                                 "capabilities": {"drop": ["ALL"]}},
         }
+        if not container["ports"]:
+            del container["ports"]
+        return container
 
     def pod_spec(self, container: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
         pod_spec: dict[str, Any] = {

@@ -156,6 +156,7 @@ def _applied_sentence(effect: Effect | None, user: str) -> str:
         Applied.NO_ENGINE: f"NOT applied: no container engine answers{still or '; the next `chromactl up` applies it'}.",
         Applied.DEFERRED: f"Not applied (--no-apply){still or '; the next `chromactl up` applies it'}.",
         Applied.FAILED: "NOT in effect.",
+        Applied.COMPOSE: f"NOT applied: Compose runs this project; export it again and restart it{still}.",
     }[effect.applied]
 
 
@@ -316,7 +317,7 @@ def up_result(result: UpResult, as_json: bool) -> None:
               f"{d.spec.name}, data in volume {d.spec.volume})", markup=False)
     if d.gateway is not None:
         out.print(f"Gateway {d.gateway.name} ({d.gateway_action.value}) enforces auth in front of it; "
-                  "Chroma shares its network namespace and listens on its loopback only.", markup=False)
+                  "Chroma is on an internal network that only the gateway reaches.", markup=False)
     out.print(f"Clients: {fitting_clients(s.image)}.", markup=False)
     if d.auth:
         out.print(f"Auth verified: a request without credentials got HTTP {d.auth.anonymous_status}; "
@@ -331,7 +332,6 @@ def pending_text(pending: PendingAction) -> str:
         Pending.PULL: f"image needed: pull or build {pending.target}",
         Pending.CREATE: f"create needed: {pending.target}",
         Pending.RECREATE: f"recreate needed: {pending.target}",
-        Pending.RESTART: f"restart needed: {pending.target} (its gateway restarted after it)",
         Pending.RELOAD: f"reload needed: {pending.target} (credentials or certificate changed)",
         Pending.REMOVE: f"removal needed: {pending.target}",
     }[pending.action]
@@ -348,6 +348,7 @@ def status_document(i: InstanceStatus) -> dict:
         "pending": [{"action": p.action.value, "target": p.target} for p in i.pending] if i.pending is not None else None,
         "problem": i.problem, "hint": i.hint, "costly_users": list(i.costly_users),
         "tls": tls_document(i.tls, i.tls_mode), "volume_bytes": i.volume_bytes, "last_backup": i.last_backup,
+        "origin": i.origin,
     }
 
 
@@ -385,6 +386,8 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
                  "is always cheap)")
         if i.problem:
             warn(f"{i.name}: {i.problem}" + (f" ({i.hint})" if i.hint else ""))
+        elif i.origin == "compose":
+            stderr().print(f"{i.name}: {i.hint}", markup=False)
         elif i.pending:
             stderr().print(f"{i.name}: changed since it started "
                            f"({'; '.join(pending_text(p) for p in i.pending)}): run `chromactl up`", markup=False)
@@ -419,7 +422,7 @@ def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> No
 def down_result(result: DownResult, as_json: bool) -> None:
     if as_json:
         emit("down", {"container": result.container, "removed": result.removed, "volume": result.volume,
-                      "volume_removed": result.volume_removed,
+                      "volume_removed": result.volume_removed, "volume_exists": result.volume_exists,
                       "gateway": {"container": result.gateway, "removed": True} if result.gateway else None,
                       "other_volumes": list(result.other_volumes)})
         return
@@ -430,6 +433,8 @@ def down_result(result: DownResult, as_json: bool) -> None:
         out.print(f"Removed gateway {result.gateway}.", markup=False)
     if result.volume_removed:
         out.print(f"Deleted volume {result.volume} and its data.", markup=False)
+    elif not result.volume_exists:
+        out.print(f"No data volume {result.volume} (the server never ran).", markup=False)
     else:
         out.print(f"Data volume {result.volume} is kept.", markup=False)
     if result.other_volumes:

@@ -103,9 +103,12 @@ def upgrade_result(result: UpgradeResult, as_json: bool) -> None:
 def rollback_result(result, as_json: bool) -> None:
     if as_json:
         emit("upgrade --rollback", {"image": result.image, "volume": result.volume,
-                                    "abandoned_volume": result.abandoned_volume, "url": result.url})
+                                    "abandoned_volume": result.abandoned_volume, "url": result.url,
+                                    "kept_users": list(result.kept_users)})
         return
     out = stdout()
     out.print(f"Back on {result.image} and volume {result.volume} at {result.url}.", markup=False)
+    out.print(f"  kept the users, secrets and roles in force now: {', '.join(result.kept_users) or 'none'} "
+              "(nothing revoked since the upgrade comes back)", markup=False)
     out.print(f"  the upgraded volume {result.abandoned_volume} is kept (writes made after the upgrade are there); "
               f"when you no longer need it: docker volume rm {result.abandoned_volume}", markup=False)

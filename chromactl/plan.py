@@ -4,6 +4,8 @@ nothing here touches the filesystem or the engine."""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +14,20 @@ from chromactl.credentials import PROBE_USER, credential_file_names
 from chromactl.engine_api import ImageInfo
 from chromactl.envfile import ENV_FILE, parse_env_file, server_environment
 from chromactl.errors import ChromactlError
-from chromactl.gateway import LISTEN_PORT, gateway_spec, render_gateway, uncovered_actions
+from chromactl.gateway import LISTEN_PORT, UPSTREAM, gateway_spec, render_gateway, uncovered_actions
 from chromactl.images import auth_verdict, data_path
+from chromactl.probe import credential_headers
 from chromactl.project import Project
-from chromactl.spec import ContainerSpec, build_spec, loopback_command, tls_command
+from chromactl.spec import (
+    CONTAINER_PORT,
+    INTERNAL_PREFIX,
+    Attachment,
+    ContainerSpec,
+    build_spec,
+    internal_addresses,
+    internal_network_name,
+    tls_command,
+)
 
 GATEWAY_DIR = ".chromactl/gateway"
 
@@ -68,23 +80,57 @@ def check_probe(project: Project) -> None:
                              hint=f"renew both with `chromactl creds rotate {PROBE_USER}`")
 
 
-def plan_container(project: Project, image: ImageInfo | None, namespace_of: str | None = None,
-                   tls: TlsMaterial | None = None) -> ContainerSpec:
+# Where internal networks take their subnets: /28s of a block Docker itself uses for bridges,
+# each checked against every network on the engine (and, for a local engine, the host's
+# routes) before use. The host gets no address on them, so they add no route on the host.
+INTERNAL_POOL = "172.31.0.0/16"
+
+
+def choose_subnet(taken: list[str], seed: str) -> str:
+    """A /28 of INTERNAL_POOL that overlaps nothing in `taken`, the search starting at a
+    place that `seed` (the project) picks, so that projects rarely race for the same one."""
+    pool = list(ipaddress.ip_network(INTERNAL_POOL).subnets(new_prefix=INTERNAL_PREFIX))
+    used = [ipaddress.ip_network(t, strict=False) for t in taken]
+    start = int(hashlib.sha256(seed.encode()).hexdigest(), 16) % len(pool)
+    for step in range(len(pool)):
+        candidate = pool[(start + step) % len(pool)]
+        if not any(candidate.overlaps(u) for u in used if u.version == 4):
+            return str(candidate)
+    raise ChromactlError(f"no free /{INTERNAL_PREFIX} subnet left in {INTERNAL_POOL} for the internal network",
+                         hint="remove networks you no longer use (`docker network prune`)")
+
+
+def plan_container(project: Project, image: ImageInfo | None, subnet: str | None = None,
+                   tls: TlsMaterial | None = None, data_path: str | None = None) -> ContainerSpec:
     """Chroma's container; `image` is what the engine says of the image (working dir,
-    command; None for --dry-run), `namespace_of` the id of the gateway container whose
-    network namespace it joins, and `tls` the certificate it serves itself when no
-    gateway terminates TLS for it."""
+    command; None for --dry-run), `subnet` the internal network's when a gateway stands in
+    front, `tls` the certificate it serves itself when no gateway terminates TLS for it,
+    and `data_path` where the image keeps its data (chromactl.deploy.resolve_data_path)."""
     settings = project.settings
-    command = tls_dir = tls_files = None
+    command = tls_dir = tls_files = internal = None
     cmd = list(image.command) if image and image.command else None
     if settings.uses_gateway:
-        command = loopback_command(cmd)
+        internal = Attachment(internal_network_name(settings), internal_addresses(subnet)[0] if subnet else None)
     elif tls is not None:
         command = tls_command(cmd, f"{CONTAINER_TLS_DIR}/server.key", f"{CONTAINER_TLS_DIR}/server.pem")
         tls_dir, tls_files = (str(project.root / SERVER_TLS_DIR), CONTAINER_TLS_DIR), tls.files()
+    path = data_path or known_data_path(project)
     return build_spec(str(project.root), settings, read_environment(project), mounted_files(project),
-                      image.id if image else "", data_path(settings.image, image.working_dir if image else None),
-                      command, namespace_of, tls_dir, tls_files)
+                      image.id if image else "", path, command, internal, tls_dir, tls_files)
+
+
+def known_data_path(project: Project, image: ImageInfo | None = None) -> str:
+    """Where the data is, when the settings, the image's version or its metadata say so
+    without reading a file from the image; refused otherwise (never guessed)."""
+    found = data_path(project.settings.image, image, project.settings.data_path)
+    if found.path is None:
+        raise unknown_data_path(project.settings.image, found.source)
+    return found.path
+
+
+def unknown_data_path(image: str, why: str) -> ChromactlError:
+    return ChromactlError(f"cannot tell where {image} keeps its data ({why})",
+                          hint="set it in chromactl.yaml, e.g. `data_path: /data`, so that the volume is mounted there")
 
 
 @dataclass(frozen=True)
@@ -99,10 +145,12 @@ class GatewayPlan:
 
 
 def plan_gateway(project: Project, user: tuple[int, int], image_id: str | None = None, *,
-                 folder: str = GATEWAY_DIR, listen: int = LISTEN_PORT, tls: TlsMaterial | None = None) -> GatewayPlan:
+                 folder: str = GATEWAY_DIR, listen: int = LISTEN_PORT, tls: TlsMaterial | None = None,
+                 subnet: str | None = None) -> GatewayPlan:
     """The gateway's configuration rendered from the project's credentials (0600, owned
     by the gateway's `user`: it holds tokens or password hashes), and its container when
-    `image_id` is given."""
+    `image_id` is given. With `subnet` (the internal network's), the gateway reaches Chroma
+    at its static address there; without, on its own loopback (a Kubernetes pod)."""
     settings = project.settings
     if settings.rbac:
         missing = uncovered_actions(project.credentials.roles or {})
@@ -110,9 +158,15 @@ def plan_gateway(project: Project, user: tuple[int, int], image_id: str | None =
             raise ChromactlError(f"the gateway's route table has no route for action {missing[0]!r}, "
                                  "which a role in authz.yaml grants",
                                  hint="remove the action from roles_mapping, or update chromactl")
+    chroma, front = internal_addresses(subnet) if subnet else (None, None)
+    probe = None
+    if settings.auth == "basic" and project.probe_secret:  # its exact header is spared the per-address limit
+        probe = credential_headers(settings, PROBE_USER, project.probe_secret)["Authorization"]
     rendered = render_gateway(settings, project.credentials, listen=listen,
-                              tls=(tls.cert, tls.key) if tls is not None else None)
+                              upstream=f"{chroma}:{CONTAINER_PORT}" if chroma else UPSTREAM,
+                              tls=(tls.cert, tls.key) if tls is not None else None, probe_header=probe)
     target = project.root / folder
     files = {target / name: (text, 0o600, *user) for name, text in rendered.items()}
-    spec = gateway_spec(str(project.root), settings, str(target), image_id, user) if image_id is not None else None
+    spec = gateway_spec(str(project.root), settings, str(target), image_id, user, front) \
+        if image_id is not None else None
     return GatewayPlan(target, files, user, spec)

@@ -117,6 +117,12 @@ def project_lock(root: Path) -> Iterator[None]:
         yield
 
 
+def rewrite_env_file(root: Path, settings: Settings) -> None:
+    """.chroma_env anew for these settings, keeping the variables the operator added."""
+    existing = fsio.read_text(root / ENV_FILE, root)
+    fsio.write_files({root / ENV_FILE: (render_env_file(settings, operator_variables(existing)), SECRET_MODE)}, root)
+
+
 def find_project(start: Path) -> Path | None:
     """The nearest folder at or above `start` holding chromactl.yaml (as git finds its
     repository), or None."""

@@ -14,6 +14,7 @@ from chromactl import fsio
 from chromactl.project import STATE_DIR
 
 SERVED_FILE = f"{STATE_DIR}/served.json"
+DATA_FILE = f"{STATE_DIR}/data.json"
 LAST_BACKUP_FILE = f"{STATE_DIR}/last-backup.json"
 UPGRADE_FILE = f"{STATE_DIR}/upgrade.json"
 
@@ -53,6 +54,19 @@ def revocation_pending(root: Path, current: frozenset[str]) -> bool:
     """Whether a running server may still accept something the files no longer grant."""
     given = served(root)
     return given is None or bool(given - current)
+
+
+def record_volume(root: Path, volume: str | None) -> None:
+    """The volume the project's server last ran on, proven (None: forget it, e.g. deleted on purpose)."""
+    if volume is None:
+        (root / DATA_FILE).unlink(missing_ok=True)
+    elif held_volume(root) != volume:
+        _write(root, DATA_FILE, {"volume": volume})
+
+
+def held_volume(root: Path) -> str | None:
+    note = _read(root, DATA_FILE)
+    return note.get("volume") if note else None
 
 
 def record_backup(root: Path, output: Path, manifest: dict) -> None:

@@ -34,6 +34,7 @@ MAX_BCRYPT_ROUNDS = 14
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
+_PATH_RE = re.compile(r"/[A-Za-z0-9_./-]{1,254}")
 _DNS_NAME_RE = re.compile(r"(?=.{1,253}$)(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
@@ -55,6 +56,7 @@ class Settings:
     tls_key: str | None = None
     tls_ca: str | None = None
     data_volume: str | None = None  # the data volume; None: chromactl-<name>-data (restore/upgrade switch it)
+    data_path: str | None = None  # where the image keeps its data; None: told by the image (chromactl.images)
 
     @property
     def uses_gateway(self) -> bool:
@@ -116,6 +118,7 @@ def resolve_settings(
         tls_key=pick("tls_key", None),
         tls_ca=pick("tls_ca", None),
         data_volume=pick("data_volume", None),
+        data_path=pick("data_path", None),
     )
     if settings.gateway is None:
         settings = replace(settings, gateway=default_gateway(settings.auth, settings.image))
@@ -207,6 +210,9 @@ def validate_settings(s: Settings) -> tuple[str, str] | None:
                 return key, f"tls files needs {key.replace('_', '-')} (a path to a PEM file)"
     if s.data_volume is not None and (not isinstance(s.data_volume, str) or not _NAME_RE.fullmatch(s.data_volume)):
         return "data_volume", f"invalid volume name {s.data_volume!r}: use letters, digits, '_', '.' or '-'"
+    if s.data_path is not None and (not isinstance(s.data_path, str) or not _PATH_RE.fullmatch(s.data_path)
+                                    or "/../" in s.data_path + "/" or s.data_path == "/"):
+        return "data_path", f"invalid data path {s.data_path!r}: give an absolute path in the container, e.g. /data"
     rounds = s.bcrypt_rounds
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not MIN_BCRYPT_ROUNDS <= rounds <= MAX_BCRYPT_ROUNDS:
         return "bcrypt_rounds", f"bcrypt rounds must be a number from {MIN_BCRYPT_ROUNDS} to {MAX_BCRYPT_ROUNDS}, not {rounds!r}"
@@ -232,7 +238,7 @@ def parse_settings_file(text: str) -> dict[str, Any]:
             raise ProjectFileError(SETTINGS_FILE, f"unknown setting {key!r}", data.line_of(key),
                                    hint=f"known settings: {', '.join(FIELDS)}")
     optional = ("bcrypt_rounds", "gateway", "gateway_image", "tls", "tls_san", "tls_cert", "tls_key", "tls_ca",
-                "data_volume")
+                "data_volume", "data_path")
     missing = [key for key in FIELDS if key not in data and key not in optional]
     if missing:
         raise ProjectFileError(SETTINGS_FILE, f"missing setting {missing[0]!r}")
@@ -248,7 +254,7 @@ def parse_settings_file(text: str) -> dict[str, Any]:
     if problem:
         key, message = problem
         raise ProjectFileError(SETTINGS_FILE, message, data.line_of(key))
-    return {"data_volume": None, **data}  # the file names a volume only when restore/upgrade chose one
+    return {"data_volume": None, "data_path": None, **data}  # written only when set
 
 
 def render_settings_file(s: Settings) -> str:
@@ -257,6 +263,8 @@ def render_settings_file(s: Settings) -> str:
     text = render_template("chromactl.yaml.tmpl", **values)
     if s.data_volume is not None:
         text += DATA_VOLUME_BLOCK.format(json.dumps(s.data_volume))
+    if s.data_path is not None:
+        text += DATA_PATH_BLOCK.format(json.dumps(s.data_path))
     return text
 
 
@@ -264,4 +272,10 @@ DATA_VOLUME_BLOCK = """
 # The data volume, chosen by `chromactl restore` or `chromactl upgrade` (without this setting:
 # chromactl-<name>-data). The previous one is kept until you remove it.
 data_volume: {}
+"""
+
+DATA_PATH_BLOCK = """
+# Where the image keeps its data (without this setting: told by the image's version, labels or
+# command). chromactl checks after a start that Chroma's database is there, in the volume.
+data_path: {}
 """

@@ -4,6 +4,7 @@ touches the engine. Pure: the caller reads the files and hands in their contents
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import shlex
 from dataclasses import asdict, dataclass, field, replace
@@ -20,6 +21,7 @@ LABEL_CONFIG = LABEL_PREFIX + "config-hash"
 LABEL_VERSION = LABEL_PREFIX + "version"
 LABEL_AUTH = LABEL_PREFIX + "auth"
 LABEL_SERVICE = LABEL_PREFIX + "service"  # "chroma" or "gateway"
+LABEL_ORIGIN = LABEL_PREFIX + "origin"  # "compose": started by Compose from an export, not by `chromactl up`
 
 
 def container_name(settings: Settings) -> str:
@@ -36,8 +38,31 @@ def gateway_name(settings: Settings) -> str:
 
 
 def network_name(settings: Settings) -> str:
-    """The project's private network, when a gateway stands in front of Chroma."""
+    """The project's network, on which the gateway publishes the port."""
     return f"chromactl-{settings.name}"
+
+
+def internal_network_name(settings: Settings) -> str:
+    """The network Chroma lives on behind a gateway: internal (no way out), and with no
+    address on the host's side of its bridge, so that nothing but the gateway reaches it."""
+    return f"chromactl-{settings.name}-internal"
+
+
+INTERNAL_PREFIX = 28  # 14 addresses: Chroma and the gateway need two
+
+
+def internal_addresses(subnet: str) -> tuple[str, str]:
+    """(Chroma's, the gateway's) static addresses on an internal network's subnet."""
+    network = ipaddress.ip_network(subnet)
+    return str(network.network_address + 2), str(network.network_address + 3)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A network a container is attached to, with a static IPv4 address on it (or None)."""
+
+    network: str
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,10 +85,11 @@ class ContainerSpec:
     labels: dict[str, str] = field(default_factory=dict)
     restart_policy: str = "unless-stopped"
     publish: bool = True  # publish container_port on host:port; Chroma behind a gateway is not
-    network: str | None = None  # a network's name, or "container:NAME" to join that container's namespace
+    networks: tuple[Attachment, ...] = ()  # the first is the one it is created on; none: the engine's default
     command: tuple[str, ...] | None = None
     container_port: int = CONTAINER_PORT
     user: str | None = None  # uid:gid; None: the image's user
+    tmpfs: tuple[str, ...] = ()  # paths that start empty at every start (nothing survives a crash there)
 
     @property
     def config_hash(self) -> str:
@@ -93,15 +119,14 @@ def labelled(spec: ContainerSpec, project_root: str, settings: Settings, service
 
 def build_spec(project_root: str, settings: Settings, environment: dict[str, str],
                mounted_files: dict[str, bytes], image_id: str, data_path: str,
-               command: tuple[str, ...] | None = None, namespace_of: str | None = None,
+               command: tuple[str, ...] | None = None, internal: Attachment | None = None,
                tls_dir: tuple[str, str] | None = None, tls_files: dict[str, bytes] | None = None) -> ContainerSpec:
     """The Chroma container. `mounted_files` maps each credential file it mounts to its
     content: a change in any of them (a user added or rotated) changes the configuration
-    hash. Behind a gateway it mounts none, publishes nothing and joins the network
-    namespace of the gateway's container (`namespace_of`, its id: a new gateway means a
-    new Chroma container too). Serving TLS itself, it mounts `tls_dir` (host folder,
-    container folder), whose files' content is part of the hash: a new certificate means
-    a new container (uvicorn reads it only at start)."""
+    hash. Behind a gateway it mounts none, publishes nothing and lives on the internal
+    network alone, at a static address (`internal`). Serving TLS itself, it mounts
+    `tls_dir` (host folder, container folder), whose files' content is part of the hash: a
+    new certificate means a new container (uvicorn reads it only at start)."""
     mounts = tuple(Mount(f"{project_root}/{name}", container_path(name)) for name in sorted(mounted_files))
     if tls_dir:
         mounts += (Mount(*tls_dir),)
@@ -109,8 +134,7 @@ def build_spec(project_root: str, settings: Settings, environment: dict[str, str
     spec = ContainerSpec(
         name=container_name(settings), image=settings.image, environment=dict(environment), mounts=mounts,
         volume=volume_name(settings), data_path=data_path, host=settings.host, port=settings.port,
-        publish=not behind, network=f"container:{namespace_of or gateway_name(settings)}" if behind else None,
-        command=command,
+        publish=not behind, networks=(internal,) if behind and internal else (), command=command,
     )
     return labelled(spec, project_root, settings, "chroma", image_id, {**mounted_files, **(tls_files or {})})
 
@@ -129,22 +153,6 @@ def tls_command(cmd: list[str] | None, key_path: str, cert_path: str) -> tuple[s
     if len(words) == 1 and " " in words[0]:
         return (words[0] + " " + " ".join(extra),)
     return tuple(words + extra)
-
-
-def loopback_command(cmd: list[str] | None) -> tuple[str, ...] | None:
-    """The image's command with every `--host ADDR` made `--host 127.0.0.1` (images run
-    as `chroma run --host 0.0.0.0 ...` or `uvicorn ... --host 0.0.0.0`), or None when it
-    names no host and the environment above does the job. Read from the image, not assumed."""
-    cmd = list(cmd or [])
-    changed = False
-    for index, word in enumerate(cmd):
-        if word == "--host" and index + 1 < len(cmd) and not cmd[index + 1].startswith("$"):
-            changed |= cmd[index + 1] != "127.0.0.1"
-            cmd[index + 1] = "127.0.0.1"
-        elif word.startswith("--host=") and word != "--host=127.0.0.1":
-            cmd[index] = "--host=127.0.0.1"
-            changed = True
-    return tuple(cmd) if changed else None
 
 
 def probe_host(host: str) -> str:
@@ -168,8 +176,11 @@ def docker_run_command(spec: ContainerSpec, env_file: str | None) -> str:
     args = ["docker", "run", "--detach", "--name", spec.name]
     if env_file:
         args += ["--env-file", env_file]
-    if spec.network:
-        args += ["--network", spec.network]
+    if spec.networks:
+        first = spec.networks[0]
+        args += ["--network", first.network] + (["--ip", first.address] if first.address else [])
+    for path in spec.tmpfs:
+        args += ["--tmpfs", path]
     if spec.user:
         args += ["--user", spec.user]
     for mount in spec.mounts:
@@ -183,4 +194,8 @@ def docker_run_command(spec: ContainerSpec, env_file: str | None) -> str:
         args += ["--label", f"{key}={value}"]
     args.append(spec.image)
     args += list(spec.command or ())
-    return " ".join(shlex.quote(a) for a in args)
+    lines = [" ".join(shlex.quote(a) for a in args)]
+    for more in spec.networks[1:]:  # attached before the start in `up`; shown as what it amounts to
+        lines.append(" ".join(shlex.quote(a) for a in ["docker", "network", "connect", *(
+            ["--ip", more.address] if more.address else []), more.network, spec.name]))
+    return "\n".join(lines)

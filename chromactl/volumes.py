@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Callable
 
 from chromactl import archive
-from chromactl.deploy import Deployed, deploy, owned_container
+from chromactl.deploy import Deployed, deploy, owned_container, resolve_data_path
 from chromactl.engine_api import Engine, NoSuchImage
 from chromactl.errors import ChromactlError
-from chromactl.images import data_path
 from chromactl.probe import Prober
 from chromactl.project import Project
 from chromactl.spec import LABEL_PROJECT, container_name
@@ -75,12 +74,14 @@ def new_volume_name(project: Project) -> str:
     return f"chromactl-{project.settings.name}-data-{stamp}-{secrets.token_hex(2)}"
 
 
-def image_data_path(engine: Engine, image: str) -> tuple[str, str]:
-    """(where the image keeps its data, the image's id); the image must be present."""
+def image_data_path(engine: Engine, project: Project, image: str) -> tuple[str, str]:
+    """(where the image keeps its data, the image's id); the image must be present. The
+    project's data_path applies to its own image only."""
     info = engine.image(image)
     if info is None:
         raise NoSuchImage(f"image {image} is not present", hint="`chromactl up` pulls it, or `docker pull` it")
-    return data_path(image, info.working_dir), info.id
+    explicit = project.settings.data_path if image == project.settings.image else None
+    return resolve_data_path(engine, project, image, info, explicit), info.id
 
 
 def spool_volume(engine: Engine, project: Project, volume: str, work: Path, reporter,
@@ -90,7 +91,7 @@ def spool_volume(engine: Engine, project: Project, volume: str, work: Path, repo
     image = image or project.settings.image
     if not engine.volume_exists(volume):
         raise ChromactlError(f"there is no data volume {volume}", hint="nothing to copy: has `chromactl up` run?")
-    path, image_id = image_data_path(engine, image)
+    path, image_id = image_data_path(engine, project, image)
     holder = holder_name(project)
     engine.create_holder(holder, image, volume, path, {LABEL_PROJECT: str(project.root)})
     try:
@@ -109,7 +110,7 @@ def spool_volume(engine: Engine, project: Project, volume: str, work: Path, repo
 def fill_volume(engine: Engine, project: Project, volume: str, image: str, payload_opener: Callable,
                 reporter) -> str:
     """A new volume holding the payload, at `image`'s data path. Returns that path."""
-    path, _ = image_data_path(engine, image)
+    path, _ = image_data_path(engine, project, image)
     engine.create_volume(volume, {LABEL_PROJECT: str(project.root)})
     holder = holder_name(project)
     engine.create_holder(holder, image, volume, path, {LABEL_PROJECT: str(project.root)})
@@ -124,7 +125,7 @@ def fill_volume(engine: Engine, project: Project, volume: str, image: str, paylo
 
 def volume_fingerprint(engine: Engine, project: Project, volume: str, image: str, work: Path) -> dict[str, int]:
     """The data fingerprint of a volume that no server runs on, read through a holder."""
-    path, _ = image_data_path(engine, image)
+    path, _ = image_data_path(engine, project, image)
     holder = holder_name(project)
     engine.create_holder(holder, image, volume, path, {LABEL_PROJECT: str(project.root)})
     try:

@@ -14,7 +14,15 @@ import itertools
 import tarfile
 from dataclasses import dataclass, field
 
-from chromactl.engine_api import Conflict, ContainerInfo, EngineError, EngineUnavailable, ImageInfo, PortInUse
+from chromactl.engine_api import (
+    Conflict,
+    ContainerInfo,
+    EngineError,
+    EngineUnavailable,
+    ImageInfo,
+    NetworkInfo,
+    PortInUse,
+)
 from chromactl.probe import AuthProbe, Heartbeat
 from chromactl.spec import LABEL_SERVICE
 
@@ -49,7 +57,8 @@ class ServerModel:
     enforces_auth: bool = True  # a request without credentials is refused
     accepts_probe: bool = True
     exits_at_start: bool = False  # the container exits while starting (exit code 1)
-    listens_everywhere: bool = False  # behind a gateway: answers on the gateway's address too
+    writes_elsewhere: bool = False  # Chroma keeps its database outside the mounted volume
+    stray_on_internal: str | None = None  # another container that someone attached to the internal network
     api_version: str = "1.0.0"
 
 
@@ -64,16 +73,19 @@ class FakeEngine:
     def __post_init__(self):
         self._containers: dict[str, FakeContainer] = {}
         self._volumes: dict[str, dict] = {}  # name -> {"labels": {...}, "files": {relative path: bytes}}
-        self._networks: set[str] = set()
+        self._networks: dict[str, dict] = {}  # name -> {"subnet", "internal", "host_address"}
         self._ids = itertools.count(1)
         self.calls: list[tuple] = []  # every effectful call, in order
 
     # --- helpers for tests ---------------------------------------------------------
 
     def add_image(self, reference: str, working_dir: str | None = "/data",
-                  command: tuple[str, ...] | None = ("run", "/config.yaml")) -> None:
+                  command: tuple[str, ...] | None = ("run", "/config.yaml"),
+                  files: dict[str, bytes] | None = None, labels: dict[str, str] | None = None) -> None:
         self.images[reference] = ImageInfo(id=f"sha256:{abs(hash(reference)):064x}"[:71], working_dir=working_dir,
-                                           command=command)
+                                           command=command, labels=labels or {})
+        self.image_files = getattr(self, "image_files", {})
+        self.image_files[reference] = files if files is not None else {"/config.yaml": b"persist_path: /data\n"}
 
     def volume_files(self, name: str) -> dict[str, bytes]:
         return self._volumes[name]["files"]
@@ -127,14 +139,14 @@ class FakeEngine:
         if found is None:
             return None
         spec = found.spec
-        behind = spec is not None and (spec.network or "").startswith("container:")
-        gateway = found.labels.get(LABEL_SERVICE) == "gateway"
+        networks = tuple(sorted(a.network for a in spec.networks)) if spec is not None else ()
         return ContainerInfo(
             id=found.id, name=key, state=found.state, image=found.image, labels=dict(found.labels),
             exit_code=found.exit_code, started_at=found.started_at, restart_count=found.restart_count,
             volume=found.volume, published=(spec.host, spec.port) if spec is not None and spec.publish else None,
-            network_mode=spec.network or "" if spec is not None else "none",
-            addresses=() if behind or spec is None else (("172.30.0.2",) if gateway else ("172.17.0.2",)))
+            network_mode=spec.networks[0].network if spec is not None and spec.networks else "default",
+            addresses=tuple(a.address for a in spec.networks if a.address) if spec is not None else (),
+            networks=networks)
 
     def containers(self, project: str | None = None) -> list[ContainerInfo]:
         self._check()
@@ -148,6 +160,9 @@ class FakeEngine:
         self._check()
         if spec.name in self._containers:
             raise Conflict(f"the container name {spec.name} is already in use")
+        for attachment in spec.networks:
+            if attachment.network not in self._networks:
+                raise EngineError(f"network {attachment.network} not found")
         if spec.volume and spec.volume not in self._volumes:
             self._volumes[spec.volume] = {"labels": {}, "files": {}}
         self._containers[spec.name] = FakeContainer(id=f"{next(self._ids):064x}", spec=spec, image=spec.image,
@@ -168,8 +183,11 @@ class FakeEngine:
                                     port, other_name)
         self.calls.append(("start", self._name_of(name)))
         found.state, found.started_at = "running", _stamp()
-        if self.server.exits_at_start and found.labels.get(LABEL_SERVICE) == "chroma":
-            found.state, found.exit_code = "exited", 1
+        if found.labels.get(LABEL_SERVICE) == "chroma":
+            if self.server.exits_at_start:
+                found.state, found.exit_code = "exited", 1
+            elif not self.server.writes_elsewhere and found.volume:  # Chroma makes its database at start
+                self._volumes[found.volume]["files"].setdefault("chroma.sqlite3", b"SQLite format 3\x00")
 
     def restart(self, name: str, timeout: int = 10) -> None:
         self._check()
@@ -209,13 +227,32 @@ class FakeEngine:
 
     # --- networks ------------------------------------------------------------------
 
-    def ensure_network(self, name: str, project: str) -> None:
+    def ensure_network(self, name: str, project: str, *, internal: bool = False, subnet: str | None = None) -> None:
         self._check()
-        self._networks.add(name)
+        if name not in self._networks:
+            self.calls.append(("create network", name))
+            self._networks[name] = {"subnet": subnet or "172.18.0.0/16", "internal": internal,
+                                    "host_address": not internal}
+
+    def network(self, name: str) -> NetworkInfo | None:
+        self._check()
+        found = self._networks.get(name)
+        if found is None:
+            return None
+        members = {n: next((a.address or "" for a in c.spec.networks if a.network == name), "")
+                   for n, c in self._containers.items() if c.spec is not None and name in
+                   [a.network for a in c.spec.networks]}
+        if self.server.stray_on_internal and found["internal"]:
+            members[self.server.stray_on_internal] = "0.0.0.0"
+        return NetworkInfo(name, found["subnet"], found["internal"], found["host_address"], members)
+
+    def subnets(self) -> list[str]:
+        return [n["subnet"] for n in self._networks.values()]
 
     def remove_network(self, name: str) -> None:
         self._check()
-        self._networks.discard(name)
+        if self._networks.pop(name, None) is not None:
+            self.calls.append(("remove network", name))
 
     # --- volumes -------------------------------------------------------------------
 
@@ -248,6 +285,10 @@ class FakeEngine:
         self._containers[name] = FakeContainer(id=f"{next(self._ids):064x}", spec=None, image=image,
                                                labels=dict(labels), volume=volume, path=path)
 
+    def image_file(self, image: str, path: str) -> bytes | None:
+        self._check()
+        return self.image_files.get(image, {}).get(path)
+
     def archive_out(self, name: str, path: str):
         """A tar of `path` (the data folder, or one file in it), top entry its own name."""
         self._check()
@@ -255,6 +296,8 @@ class FakeEngine:
         files = self._volumes[found.volume]["files"]
         inside = path[len(found.path):].lstrip("/")
         top = path.rstrip("/").rsplit("/", 1)[-1]
+        if inside and inside not in files:
+            raise EngineError(f"cannot read {path} from {name}: no such file")
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             if inside:  # one file
@@ -315,8 +358,6 @@ class FakeProber:
         return self.engine.server.api_version
 
     def port_open(self, host: str, port: int) -> bool:
-        if host == "172.30.0.2" and port == 8000:  # Chroma's port on the gateway's own address
-            return self.engine.server.listens_everywhere
         return self._serving() is not None
 
     def probe_auth(self, url, api, settings, probe_secret) -> AuthProbe:

@@ -30,10 +30,8 @@ def test_init_defaults_write_every_file(chromactl):
     authz = yaml.safe_load((project / "authz.yaml").read_text())
     admin = next(u for u in authz["users"] if u["id"] == "admin")
     assert admin == {"id": "admin", "role": "admin", "tokens": [doc["secret"]]}
-    # Behind the gateway Chroma runs without auth of its own, listening on its loopback only.
-    assert dotenv_values(project / ".chroma_env") == {"ANONYMIZED_TELEMETRY": "False",
-                                                      "CHROMA_LISTEN_ADDRESS": "127.0.0.1",
-                                                      "CHROMA_HOST_ADDR": "127.0.0.1"}
+    # Behind the gateway Chroma runs without auth of its own, on a network only the gateway reaches.
+    assert dotenv_values(project / ".chroma_env") == {"ANONYMIZED_TELEMETRY": "False"}
     for secret_file in ("authz.yaml", ".chroma_env", ".chromactl/probe-secret"):
         assert mode(project / secret_file) == 0o600, secret_file
     assert not (project / "server.htpasswd").exists()
@@ -258,4 +256,4 @@ def test_force_keeps_the_variables_an_operator_added_to_the_env_file(chromactl):
     ok(chromactl("init", "--force", "--image", "chromadb/chroma:1.5.9"))  # auth variables go, the gateway's come
     values = dotenv_values(env)
     assert values["CHROMA_SERVER_CORS_ALLOW_ORIGINS"] == '["https://app.example"]' and values["RUST_LOG"] == "warn"
-    assert "CHROMA_SERVER_AUTHN_PROVIDER" not in values and values["CHROMA_LISTEN_ADDRESS"] == "127.0.0.1"
+    assert "CHROMA_SERVER_AUTHN_PROVIDER" not in values and values["ANONYMIZED_TELEMETRY"] == "False"

@@ -70,10 +70,17 @@ def test_first_up_creates_the_gateway_then_chroma_in_its_namespace_and_proves_au
     root = project_at(tmp_path)
     result = deploy(load_project(root), engine, Reporter())
     assert (result.action, result.gateway_action) == (Action.CREATED, Action.CREATED)
-    created = [call[1] for call in engine.calls if call[0] == "create"]
-    assert created == ["chromactl-proj-gateway", "chromactl-proj"]  # the namespace owner first
-    chroma = engine.container("chromactl-proj")
-    assert chroma.published is None and chroma.network_mode.startswith("container:")
+    assert sorted(call[1] for call in engine.calls if call[0] == "create") == ["chromactl-proj", "chromactl-proj-gateway"]
+    chroma, gateway = engine.container("chromactl-proj"), engine.container("chromactl-proj-gateway")
+    internal = engine.network("chromactl-proj-internal")
+    # Chroma: on the internal network alone, at a static address; nothing published.
+    assert chroma.published is None and chroma.networks == ("chromactl-proj-internal",)
+    assert internal.internal and not internal.host_address and internal.subnet.endswith("/28")
+    assert set(gateway.networks) == {"chromactl-proj", "chromactl-proj-internal"} and gateway.published
+    assert internal.containers == {"chromactl-proj": chroma.addresses[0], "chromactl-proj-gateway": gateway.addresses[0]}
+    # The gateway's nginx.conf sends requests to that address.
+    conf = (root / ".chromactl/gateway/nginx.conf").read_text()
+    assert f"server {chroma.addresses[0]}:8000;" in conf
     assert result.auth.enforced and result.auth.accepted
     assert engine.prober.probed == ["heartbeat", "auth"]
 
@@ -124,12 +131,33 @@ def test_a_server_found_open_is_removed_at_once_and_the_volume_kept(tmp_path, en
     assert engine.container("chromactl-proj") is None and engine.volume_exists("chromactl-proj-data")
 
 
-def test_chroma_answering_around_the_gateway_is_removed(tmp_path, engine):
+def test_a_stranger_on_the_internal_network_gets_chroma_removed(tmp_path, engine):
     root = project_at(tmp_path)
-    engine.server.listens_everywhere = True
-    with pytest.raises(ChromactlError, match="around the gateway"):
+    engine.server.stray_on_internal = "intruder"
+    with pytest.raises(ChromactlError, match="shares network chromactl-proj-internal with intruder"):
+        deploy(load_project(root), engine, Reporter())
+    assert engine.container("chromactl-proj") is None and engine.volume_exists("chromactl-proj-data")
+
+
+def test_an_internal_network_with_a_host_address_gets_chroma_removed(tmp_path, engine):
+    root = project_at(tmp_path)
+    engine.ensure_network("chromactl-proj-internal", str(root), subnet="172.31.9.0/28")  # not internal: made by hand
+    with pytest.raises(ChromactlError, match="not internal or has an address on the host"):
         deploy(load_project(root), engine, Reporter())
     assert engine.container("chromactl-proj") is None
+
+
+def test_the_internal_subnet_avoids_every_network_on_the_engine():
+    from chromactl.plan import choose_subnet
+    import ipaddress
+
+    first = choose_subnet([], "/a/project")
+    again = choose_subnet([first], "/a/project")
+    assert ipaddress.ip_network(first).prefixlen == 28 and again != first
+    assert not ipaddress.ip_network(again).overlaps(ipaddress.ip_network(first))
+    with pytest.raises(ChromactlError, match="no free /28"):
+        choose_subnet(["172.31.0.0/16"], "/a/project")
+    assert ipaddress.ip_network(choose_subnet(["172.31.0.0/17"], "x")).subnet_of(ipaddress.ip_network("172.31.128.0/17"))
 
 
 def test_a_container_that_exits_while_starting_is_stopped_with_its_exit_code(tmp_path, engine):
@@ -138,16 +166,31 @@ def test_a_container_that_exits_while_starting_is_stopped_with_its_exit_code(tmp
     with pytest.raises(ChromactlError, match=r"exited while starting \(exit code 1\)") as failed:
         deploy(load_project(root), engine, Reporter())
     assert failed.value.exit_code == EXIT_NOT_HEALTHY
-    assert engine.container("chromactl-proj-gateway").state == "exited"  # nothing half-started left serving
+    assert engine.container("chromactl-proj").state == "exited"  # stopped: no crash loop
 
 
-def test_chroma_is_restarted_when_its_gateway_restarted_after_it(tmp_path, engine):
+def test_up_never_takes_down_a_server_that_is_only_slow(tmp_path, engine):
+    """A proof that runs out of time proves nothing unsafe: report, exit 4, leave it serving."""
+    root = project_at(tmp_path)
+    deploy(load_project(root), engine, Reporter())
+    engine.server.answers = False  # a flood, say: the heartbeat does not come in time
+    engine.calls.clear()
+    with pytest.raises(ChromactlError, match="degraded") as degraded:
+        deploy(load_project(root), engine, Reporter(), timeout=0.1)
+    assert degraded.value.exit_code == EXIT_NOT_HEALTHY
+    assert [c for c in engine.calls if c[0] in ("stop", "remove")] == []
+    assert engine.container("chromactl-proj").state == engine.container("chromactl-proj-gateway").state == "running"
+
+
+def test_a_gateway_restarted_by_the_engine_needs_nothing_from_up(tmp_path, engine):
+    """With its own network, Chroma does not depend on the gateway's namespace: no restart."""
     root = project_at(tmp_path)
     deploy(load_project(root), engine, Reporter())
     engine.restart("chromactl-proj-gateway")
     engine.calls.clear()
     result = deploy(load_project(root), engine, Reporter())
-    assert result.action is Action.RESTARTED and ("restart", "chromactl-proj") in engine.calls
+    assert (result.action, result.gateway_action) == (Action.UNCHANGED, Action.UNCHANGED)
+    assert not [c for c in engine.calls if c[0] in ("restart", "create", "remove")]
 
 
 def test_a_stale_gateway_is_removed_when_the_project_has_none(tmp_path, engine):
@@ -156,6 +199,7 @@ def test_a_stale_gateway_is_removed_when_the_project_has_none(tmp_path, engine):
     init_project(root, {"gateway": "none"}, force=True)
     deploy(load_project(root), engine, Reporter())
     assert engine.container("chromactl-proj-gateway") is None
+    assert engine.network("chromactl-proj-internal") is None and engine.network("chromactl-proj") is None
 
 
 def test_apply_change_tells_where_the_change_went(tmp_path, engine):
@@ -201,9 +245,9 @@ def test_status_names_what_up_would_do(tmp_path, engine):
     creds.add_user(root, "rita", "reader", lambda kind: None, None, Reporter())
     [seen] = status.status(root, lambda: engine)
     assert [(p.action, p.target) for p in seen.pending] == [(status.Pending.RELOAD, "chromactl-proj-gateway")]
-    engine.restart("chromactl-proj-gateway")
+    init_project(root, {"port": 18001}, force=True)  # a new port: both containers are recreated
     [seen] = status.status(root, lambda: engine)
-    assert status.PendingAction(status.Pending.RESTART, "chromactl-proj") in seen.pending
+    assert status.PendingAction(status.Pending.RECREATE, "chromactl-proj-gateway") in seen.pending
 
 
 # --- data: restore and upgrade, with real chroma.sqlite3 files in fake volumes -----------------
@@ -285,3 +329,83 @@ def test_rollback_refuses_a_previous_volume_that_holds_migrated_data(tmp_path, e
     with pytest.raises(ChromactlError, match="refusing to run an old server on migrated data"):
         upgrade.rollback(root, lambda: engine, Reporter(), confirm=lambda q: True)
     assert not any(call[0] in ("create", "start") for call in engine.calls)
+
+
+def test_rollback_keeps_the_credentials_in_force_now(tmp_path, engine):
+    """After an upgrade: rotate rita, add eve, remove dan; the rollback must not bring back
+    rita's old token or dan, nor drop eve (it used to put back every file as it was)."""
+    import base64
+
+    from chromactl.records import record_upgrade
+    from chromactl.settings import SETTINGS_FILE
+
+    root = project_at(tmp_path, image="chromadb/chroma:0.6.3")
+    for name in ("rita", "dan"):
+        creds.add_user(root, name, "reader", lambda kind: None, None, Reporter())
+    before = {name: (root / name).read_bytes() for name in (SETTINGS_FILE, ".chroma_env", "authz.yaml")}
+    old_rita = load_project(root).credentials.get("rita").tokens
+    # The upgrade's switch: 1.5.9 on a new volume, the old files kept in the note.
+    init_project(root, {"image": "chromadb/chroma:1.5.9", "data_volume": "chromactl-proj-data-up"}, force=True)
+    engine.put_volume("chromactl-proj-data", chroma_files(tmp_path, CHROMA_06.fingerprint))
+    record_upgrade(root, {"created": "2026-12-01T00:00:00+00:00", "from_image": "chromadb/chroma:0.6.3",
+                          "image": "chromadb/chroma:1.5.9", "previous_volume": "chromactl-proj-data",
+                          "volume": "chromactl-proj-data-up", "backup": "b.tar",
+                          "files": {k: base64.b64encode(v).decode() for k, v in before.items()}})
+    creds.rotate_user(root, "rita", lambda kind: None, None, Reporter())
+    creds.add_user(root, "eve", "admin", lambda kind: None, None, Reporter())
+    creds.remove_user(root, "dan", None, Reporter())
+    now = load_project(root).credentials
+
+    back = upgrade.rollback(root, lambda: engine, Reporter(), confirm=lambda q: True)
+    project = load_project(root)
+    assert project.settings.image == "chromadb/chroma:0.6.3" and project.settings.data_volume is None
+    assert project.credentials.get("rita").tokens == now.get("rita").tokens != old_rita
+    assert project.credentials.get("eve").role == "admin" and project.credentials.get("dan") is None
+    assert set(back.kept_users) == {"admin", "rita", "eve"}
+    assert engine.container("chromactl-proj").image == "chromadb/chroma:0.6.3"
+
+
+def test_a_vanished_data_volume_is_an_error_not_a_fresh_start(tmp_path, engine):
+    root = project_at(tmp_path)
+    deploy(load_project(root), engine, Reporter())
+    for name in ("chromactl-proj", "chromactl-proj-gateway"):
+        engine.remove(name)
+    engine.remove_volume("chromactl-proj-data")  # `docker-compose down -v`, a prune, a mistake
+    with pytest.raises(ChromactlError, match="data volume chromactl-proj-data is gone") as refused:
+        deploy(load_project(root), engine, Reporter())
+    assert "--start-empty" in refused.value.hint and engine.container("chromactl-proj") is None
+    assert not engine.volume_exists("chromactl-proj-data")  # no silent new, empty volume
+    deploy(load_project(root), engine, Reporter(), start_empty=True)  # the operator's explicit choice
+    assert engine.volume_exists("chromactl-proj-data")
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ({"command": ("run", "/config.yaml"), "files": {"/config.yaml": b"persist_path: /var/lib/chroma\n"}},
+     "/var/lib/chroma"),
+    ({"command": ("run", "--host", "0.0.0.0", "--path", "/srv/chroma")}, "/srv/chroma"),
+    ({"command": ("run",), "labels": {"org.opencontainers.image.version": "1.5.9"}}, "/data"),
+])
+def test_the_data_path_of_an_untagged_image_comes_from_its_own_metadata(tmp_path, engine, shape, expected):
+    engine.add_image("rt-chroma:stable", working_dir="/chroma", **shape)
+    root = project_at(tmp_path, image="rt-chroma:stable", gateway="nginx")
+    result = deploy(load_project(root), engine, Reporter())
+    assert result.spec.data_path == expected  # never /chroma/chroma from the working directory
+
+
+def test_an_image_whose_data_path_nothing_tells_is_refused_until_data_path_is_set(tmp_path, engine):
+    engine.add_image("rt-chroma:stable", working_dir="/chroma", command=("serve",))
+    root = project_at(tmp_path, image="rt-chroma:stable", gateway="nginx")
+    with pytest.raises(ChromactlError, match="cannot tell where rt-chroma:stable keeps its data") as refused:
+        deploy(load_project(root), engine, Reporter())
+    assert "data_path" in refused.value.hint and engine.container("chromactl-proj") is None
+    init_project(root, {"data_path": "/data"}, force=True)
+    assert deploy(load_project(root), engine, Reporter()).spec.data_path == "/data"
+
+
+def test_chroma_writing_outside_the_volume_is_stopped_before_it_takes_writes(tmp_path, engine):
+    root = project_at(tmp_path, image="rt-chroma:stable", gateway="nginx", data_path="/wrong")
+    engine.add_image("rt-chroma:stable")
+    engine.server.writes_elsewhere = True
+    with pytest.raises(ChromactlError, match="keeps no chroma.sqlite3 under /wrong"):
+        deploy(load_project(root), engine, Reporter())
+    assert engine.container("chromactl-proj").state == "exited"

@@ -446,15 +446,21 @@ print(json.dumps([probe(*t) for t in json.loads(sys.argv[1])]))
 '''
 
 
-def _targets(tp, docker_client, names: bool = False):
-    """The gateway, and (host, port, expected) to probe: its IPs, and Chroma's own if it has any."""
-    def ips(c):
-        return [n["IPAddress"] for n in c.attrs["NetworkSettings"]["Networks"].values() if n.get("IPAddress")]
+def _ips(container, only: str | None = None) -> list[str]:
+    networks = container.attrs["NetworkSettings"]["Networks"]
+    return [n["IPAddress"] for name, n in networks.items() if n.get("IPAddress") and (only is None or name == only)]
 
+
+def _targets(tp, docker_client, names: bool = False):
+    """The gateway, and (host, port, expected) to probe: the gateway's addresses (Chroma's
+    port closed, its own answering 403), and Chroma's internal address, which nothing but
+    the gateway may reach (probed only behind the `blackhole` route, see below)."""
     gateway, chroma = docker_client.containers.get(tp.gateway), docker_client.containers.get(tp.container)
-    assert ips(gateway), gateway.attrs["NetworkSettings"]["Networks"]
-    targets = [t for ip in ips(gateway) for t in ((ip, 8000, "no connection"), (ip, 8080, "http 403"))]
-    targets += [(ip, 8000, "no connection") for ip in ips(chroma)]
+    outside = _ips(gateway, f"chromactl-{tp.name}")
+    assert outside, gateway.attrs["NetworkSettings"]["Networks"]
+    targets = [t for ip in outside for t in ((ip, 8000, "no connection"), (ip, 8080, "http 403"))]
+    targets += [(ip, port, "no connection") for ip in _ips(chroma) + _ips(gateway, f"chromactl-{tp.name}-internal")
+                for port in (8000, 8080)]
     if names:  # the names a neighbour on the project's network could resolve
         targets += [(tp.container, 8000, "no connection"), (tp.gateway, 8000, "no connection")]
     return gateway, targets
@@ -471,10 +477,46 @@ def _argument(targets) -> str:
     return json.dumps([(host, port, BASE + "/collections") for host, port, _ in targets])
 
 
+def _internal(tp, docker_client):
+    network = docker_client.networks.get(f"chromactl-{tp.name}-internal")
+    return network, network.attrs["IPAM"]["Config"][0]["Subnet"], "br-" + network.id[:12]
+
+
+def test_the_host_has_no_way_into_chromas_network(tp, docker_client):
+    """Proven from interface and route facts, without sending a packet there (a packet to an
+    address the host has no route for would leave the machine by its default route): the
+    internal network's bridge has no IPv4 address on the host, so the host has no route
+    into it; the network is internal (no way out either); only Chroma and the gateway are on it."""
+    network, subnet, bridge = _internal(tp, docker_client)
+    assert network.attrs["Internal"] is True
+    assert network.attrs["Options"].get("com.docker.network.bridge.inhibit_ipv4") == "true"
+    addresses = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge], capture_output=True, text=True)
+    assert addresses.returncode == 0 and addresses.stdout.strip() == "", addresses.stdout  # no host address
+    chroma_ip = _ips(docker_client.containers.get(tp.container))[0]
+    route = subprocess.run(["ip", "route", "get", chroma_ip], capture_output=True, text=True).stdout
+    assert f"dev {bridge}" not in route, route  # not routed into the bridge
+    listed = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True).stdout
+    assert subnet not in listed and bridge not in listed, listed
+    assert {c["Name"] for c in network.attrs["Containers"].values()} == {tp.container, tp.gateway}
+
+
+@pytest.fixture
+def blackhole(tp, docker_client):
+    """A local `unreachable` route for the internal subnet while a probe runs: a packet meant
+    for it is refused on this machine instead of leaving by the default route. (The bridge
+    switches Chroma's and the gateway's traffic itself; the host's routes play no part in it.)"""
+    _, subnet, _ = _internal(tp, docker_client)
+    subprocess.run(["ip", "route", "add", "unreachable", subnet], check=True)
+    try:
+        yield subnet
+    finally:
+        subprocess.run(["ip", "route", "del", "unreachable", subnet], check=True)
+
+
 @pytest.mark.parametrize("user", ["root", "nobody"])
-def test_chroma_port_is_closed_from_the_host(tp, docker_client, user):
+def test_chroma_port_is_closed_from_the_host(tp, docker_client, blackhole, user):
     """Gateway bypass from the host, as root and as an unprivileged local user (uid 65534):
-    Chroma listens on the loopback of the gateway's network namespace only."""
+    Chroma's port is closed on the gateway's addresses, and Chroma's own address is out of reach."""
     _, targets = _targets(tp, docker_client)
     become = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if user == "nobody" else []
     done = subprocess.run([*become, "/usr/bin/python3", "-c", PROBE, _argument(targets)],
@@ -483,15 +525,15 @@ def test_chroma_port_is_closed_from_the_host(tp, docker_client, user):
     _judge(targets, done.stdout)
 
 
-def test_chroma_port_is_closed_from_a_neighbouring_container(tp, docker_client):
-    """Gateway bypass from another container on every network the gateway is on, and the default bridge."""
+def test_chroma_port_is_closed_from_a_neighbouring_container(tp, docker_client, blackhole):
+    """Gateway bypass from another container on the project's network and on the default
+    bridge (the internal network takes no one else: `up` refuses a stranger on it)."""
     gateway, targets = _targets(tp, docker_client, names=True)
-    networks = list(gateway.attrs["NetworkSettings"]["Networks"])
-    neighbour = docker_client.containers.run(IMAGE_063, entrypoint=["sleep", "120"], detach=True, network=networks[0],
-                                             name=f"{tp.container}-neighbour", labels={LABEL: str(tp.folder)})
+    neighbour = docker_client.containers.run(IMAGE_063, entrypoint=["sleep", "120"], detach=True,
+                                             network=f"chromactl-{tp.name}", name=f"{tp.container}-neighbour",
+                                             labels={LABEL: str(tp.folder)})
     try:
-        for network in networks[1:] + ([] if "bridge" in networks else ["bridge"]):
-            docker_client.networks.get(network).connect(neighbour)
+        docker_client.networks.get("bridge").connect(neighbour)
         code, output = neighbour.exec_run(["python3", "-c", PROBE, _argument(targets)])
         assert code == 0, output
         _judge(targets, output)
@@ -554,10 +596,11 @@ def test_role_name_that_is_not_a_plain_word_is_refused(factory, docker_client, r
     authz.write_text("\n".join(lines) + "\n")
     try:
         result = p("up", "--json", "--timeout", "30")
-        where = [int(n) for n in re.findall(r"authz\.yaml:(\d+)", result.stderr)]
+        message = document(result, "up")["error"]["message"]  # under --json the error is the document
+        where = [int(n) for n in re.findall(r"authz\.yaml:(\d+)", message)]
         started = [c.name for c in docker_client.containers.list(all=True, filters={"label": f"{LABEL}={p.folder}"})]
         assert result.returncode == 1 and where[:1] in ([at + 1], [user + 1]) and not started, \
-            f"exit {result.returncode}, started {started}, lines {where} (want {at + 1} or {user + 1}): {result.stderr}"
+            f"exit {result.returncode}, started {started}, lines {where} (want {at + 1} or {user + 1}): {message}"
     finally:
         factory.discard(p)
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from chromactl.images import auth_verdict, data_path, pull_reference, split_reference, tag_version
+from chromactl.engine_api import ImageInfo
+from chromactl.images import auth_verdict, data_path, persist_path_of, pull_reference, split_reference, tag_version
 
 
 @pytest.mark.parametrize("image, parts", [
@@ -30,13 +31,31 @@ def test_auth_verdict(image, enforces):
     assert auth_verdict(image).enforces_auth is enforces
 
 
-@pytest.mark.parametrize("image, working_dir, path", [
-    ("chromadb/chroma:0.6.3", None, "/chroma/chroma"), ("chromadb/chroma:1.5.9", None, "/data"),
-    ("chromadb/chroma", None, "/data"), ("x/chroma:probe", "/chroma", "/chroma/chroma"),
-    ("x/chroma:probe", "/data", "/data"), ("x/chroma:probe", None, "/chroma/chroma"),
+@pytest.mark.parametrize("image, info, explicit, path", [
+    ("chromadb/chroma:0.6.3", None, None, "/chroma/chroma"), ("chromadb/chroma:1.5.9", None, None, "/data"),
+    ("chromadb/chroma", None, None, "/data"), ("chromadb/chroma:1.5.9", None, "/srv", "/srv"),
+    # A tag that does not tell: the image's metadata, never its working directory alone.
+    ("x/chroma:probe", ImageInfo("i", working_dir="/chroma"), None, None),
+    ("x/chroma:probe", ImageInfo("i", working_dir="/data"), None, None),
+    ("x/chroma@sha256:" + "a" * 64, None, None, None),
+    ("x/chroma:probe", ImageInfo("i", labels={"org.opencontainers.image.version": "0.6.3"}), None, "/chroma/chroma"),
+    ("x/chroma:probe", ImageInfo("i", command=("run", "--path", "/srv/c")), None, "/srv/c"),
+    ("x/chroma:probe", ImageInfo("i", command=("run", "--path=/srv/c")), None, "/srv/c"),
+    ("x/chroma:probe", ImageInfo("i", working_dir="/chroma", environment={"PERSIST_DIRECTORY": "db"}), None,
+     "/chroma/db"),
+    ("x/chroma:probe", ImageInfo("i", working_dir="/chroma", entrypoint=("/docker_entrypoint.sh",)), None,
+     "/chroma/chroma"),
 ])
-def test_data_path(image, working_dir, path):
-    assert data_path(image, working_dir) == path
+def test_data_path(image, info, explicit, path):
+    assert data_path(image, info, explicit).path == path
+
+
+def test_data_path_from_the_config_file_the_command_names():
+    found = data_path("x/chroma:probe", ImageInfo("i", working_dir="/", command=("run", "/config.yaml")))
+    assert found.path is None and found.config_file == "/config.yaml"
+    assert persist_path_of("persist_path: /data\nport: 8000\n", "/") == "/data"
+    assert persist_path_of("persist_path: ./chroma\n", "/work") == "/work/chroma"
+    assert persist_path_of("port: 8000\n", "/") is None and persist_path_of("{{", "/") is None
 
 
 def test_tag_version():

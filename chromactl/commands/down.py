@@ -10,8 +10,8 @@ from chromactl.deploy import owned_container
 from chromactl.engine_api import Engine
 from chromactl.errors import Cancelled
 from chromactl.project import load_settings
-from chromactl.records import record_served
-from chromactl.spec import container_name, gateway_name, network_name, volume_name
+from chromactl.records import record_served, record_volume
+from chromactl.spec import container_name, gateway_name, internal_network_name, network_name, volume_name
 
 
 @dataclass(frozen=True)
@@ -21,27 +21,39 @@ class DownResult:
     volume: str
     volume_removed: bool
     gateway: str | None = None  # the gateway container removed with it
-    other_volumes: tuple[str, ...] = ()  # kept by restore or upgrade: the operator removes them
+    other_volumes: tuple[str, ...] = ()  # kept by restore or upgrade (--volumes: removed too)
+    volume_exists: bool = True  # False: the project never had its data volume (never ran)
 
 
 def down(root: Path, connect: Callable[[], Engine], *, volumes: bool = False,
          confirm: Callable[[str], bool] | None = None) -> DownResult:
-    """Stop and remove the containers. The data volume goes only with volumes=True and
-    a confirmation (the CLI asks on a terminal, or takes --yes)."""
+    """Stop and remove the containers. The volumes go only with volumes=True and one
+    confirmation (the CLI asks on a terminal, or takes --yes): the data volume and every
+    volume restore and upgrade left, all named in the question."""
     settings = load_settings(root)
     engine = connect()
     name, volume = container_name(settings), volume_name(settings)
     info = owned_container(engine, root, name)
     gateway = owned_container(engine, root, gateway_name(settings))
-    if volumes and not (confirm and confirm(volume)):
-        raise Cancelled(f"cancelled: volume {volume} is kept", hint="take a backup first (chromactl backup), "
+    present = engine.volume_exists(volume)
+    others = tuple(v for v in engine.volumes(str(root)) if v != volume)
+    doomed = ((volume,) if present else ()) + others
+    if volumes and doomed and not (confirm and confirm(", ".join(doomed))):
+        raise Cancelled(f"cancelled: {', '.join(doomed)} kept", hint="take a backup first (chromactl backup), "
                         "then pass --yes")
     for present in (gateway, info):  # the gateway first: never Chroma without it
         if present is not None:
             engine.stop(present.name)
             engine.remove(present.name)
-    engine.remove_network(network_name(settings))
+    for network in (network_name(settings), internal_network_name(settings)):
+        engine.remove_network(network)
     record_served(root, frozenset())  # no server holds any credential now
-    volume_removed = engine.remove_volume(volume) if volumes else False
-    others = tuple(v for v in engine.volumes(str(root)) if v != volume)
-    return DownResult(name, info is not None, volume, volume_removed, gateway.name if gateway else None, others)
+    volume_removed = False
+    if volumes:
+        volume_removed = engine.remove_volume(volume) if present else False
+        for other in others:
+            engine.remove_volume(other)
+        record_volume(root, None)  # deleted on purpose: the next `up` starts empty without complaint
+        others = ()
+    return DownResult(name, info is not None, volume, volume_removed, gateway.name if gateway else None, others,
+                      present)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from chromactl import fsio
 from chromactl.certs import SERVER_TLS_DIR, ensure_tls
 from chromactl.credentials import credential_file_names
+from chromactl.engine_api import Engine, EngineUnavailable
 from chromactl.errors import ChromactlError
 from chromactl.gateway_files import gateway_user, write_gateway_files
 from chromactl.manifests import GATEWAY_POD_PORT, render_compose, render_kubernetes
-from chromactl.plan import check_image_enforces_auth, mounted_files, plan_gateway, read_environment
+from chromactl.plan import check_image_enforces_auth, choose_subnet, mounted_files, plan_gateway, read_environment
 from chromactl.project import PUBLIC_MODE, SECRET_MODE, Project, load_project
+from chromactl.spec import LABEL_PROJECT, volume_name
 
 # The Compose gateway's own copy of its configuration, apart from the one `up` reloads.
 COMPOSE_GATEWAY_DIR = ".chromactl/compose-gateway"
@@ -24,22 +28,44 @@ def _load(root: Path) -> Project:
     return project
 
 
-def export_compose(root: Path, output: Path | None) -> str:
+@dataclass(frozen=True)
+class ComposeExport:
+    text: str
+    volume: str
+    volume_created: bool  # made now on the engine; False: it was there, or no engine answered
+    engine_reached: bool
+
+
+def export_compose(root: Path, output: Path | None, connect: Callable[[], Engine]) -> ComposeExport:
+    """The Compose file. When an engine answers, the internal network's subnet is chosen
+    among the free ones there and the (external) data volume is created if missing."""
     project = _load(root)
     base = output.absolute().parent if output else Path.cwd()
     if output is not None:
         _check_output(output)
+    try:
+        engine = connect()
+    except EngineUnavailable:
+        engine = None
     mounted: list[str] = []
     user = gateway_user()
     tls = ensure_tls(project)
+    subnet = None
     if project.settings.uses_gateway:
-        write_gateway_files(plan_gateway(project, user, folder=COMPOSE_GATEWAY_DIR, tls=tls), project.root)
+        taken = engine.subnets() if engine is not None else []
+        subnet = choose_subnet(taken, f"{project.root} compose")
+        write_gateway_files(plan_gateway(project, user, folder=COMPOSE_GATEWAY_DIR, tls=tls, subnet=subnet),
+                            project.root)
     else:
         mounted = list(credential_file_names(project.settings))
+    volume, created = volume_name(project.settings), False
+    if engine is not None and not engine.volume_exists(volume):
+        engine.create_volume(volume, {LABEL_PROJECT: str(project.root)})
+        created = True
     text = render_compose(project, mounted, str(base), COMPOSE_GATEWAY_DIR, user,
-                          SERVER_TLS_DIR if tls else None)
+                          SERVER_TLS_DIR if tls else None, subnet)
     _write(output, text, PUBLIC_MODE)
-    return text
+    return ComposeExport(text, volume, created, engine is not None)
 
 
 def export_kubernetes(root: Path, output: Path | None, namespace: str | None) -> str:

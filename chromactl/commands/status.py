@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 from chromactl.certs import TlsMaterial, endpoint, read_tls
 from chromactl.credentials import CHEAP_ROUNDS, hash_cost
-from chromactl.deploy import started
 from chromactl.engine_api import ContainerInfo, Engine
 from chromactl.errors import ChromactlError
 from chromactl.gateway_files import files_changed, gateway_user
@@ -25,7 +24,19 @@ from chromactl.plan import plan_container, plan_gateway
 from chromactl.probe import Target, heartbeat, http_status, port_open, probe_auth, server_version
 from chromactl.project import Project, load_project
 from chromactl.records import last_backup
-from chromactl.spec import LABEL_AUTH, LABEL_CONFIG, LABEL_NAME, LABEL_PROJECT, LABEL_SERVICE, container_name, url_for, volume_name
+from chromactl.spec import (
+    LABEL_AUTH,
+    LABEL_CONFIG,
+    LABEL_NAME,
+    LABEL_ORIGIN,
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    container_name,
+    gateway_name,
+    internal_network_name,
+    url_for,
+    volume_name,
+)
 from chromactl.volumes import volume_bytes
 
 
@@ -35,7 +46,6 @@ class Pending(str, Enum):
     PULL = "pull"  # the image is not on the engine
     CREATE = "create"  # a container is missing
     RECREATE = "recreate"  # its configuration changed
-    RESTART = "restart"  # Chroma joined a gateway that has restarted since
     RELOAD = "reload"  # the gateway's credentials or certificate changed
     REMOVE = "remove"  # a gateway the project no longer wants
 
@@ -70,6 +80,7 @@ class InstanceStatus:
     tls_mode: str | None = None
     volume_bytes: int | None = None  # the data volume's size; None: cannot tell
     last_backup: dict | None = None  # the last `chromactl backup`: path, created, age_seconds
+    origin: str = "chromactl"  # "compose": started by Compose from `chromactl export compose`
 
     @property
     def chroma_version(self) -> str | None:
@@ -85,12 +96,13 @@ def status(root: Path | None, connect: Callable[[], Engine]) -> list[InstanceSta
     else:
         project = load_project(root)
         containers = engine.containers(str(project.root))
-    groups: dict[tuple[str, str], dict] = {}
+    groups: dict[tuple[str, str, str], dict] = {}
     for info in containers:
-        key = (info.labels.get(LABEL_PROJECT, ""), info.labels.get(LABEL_NAME, info.name))
+        key = (info.labels.get(LABEL_PROJECT, ""), info.labels.get(LABEL_NAME, info.name),
+               info.labels.get(LABEL_ORIGIN, "chromactl"))
         groups.setdefault(key, {})[info.labels.get(LABEL_SERVICE, "chroma")] = info
     if project is not None and not groups:
-        return [_missing(project)]
+        groups[(str(project.root), project.settings.name, "chromactl")] = {}  # nothing of it runs
     seen = [_from_engine(engine, key, services, project) for key, services in groups.items()]
     if not seen:
         return []
@@ -123,10 +135,14 @@ class _Seen:
     target: Target | None = None  # the URL, and for https how to trust it
 
 
-def _from_engine(engine: Engine, key: tuple[str, str], services: dict, project: Project | None) -> _Seen:
-    project_path, name = key
+def _from_engine(engine: Engine, key: tuple[str, str, str], services: dict, project: Project | None) -> _Seen:
+    project_path, name, origin = key
+    if not services:
+        return _Seen(_missing(project), project, False)
     if project is None or str(project.root) != project_path:
         project = _load(project_path)
+    if origin == "compose":
+        return _from_compose(engine, name, services, project, project_path)
     chroma, gateway = services.get("chroma"), services.get("gateway")
     front = gateway or chroma
     state = chroma.state if chroma else "missing"
@@ -147,6 +163,27 @@ def _from_engine(engine: Engine, key: tuple[str, str], services: dict, project: 
         tls_mode=project.settings.tls if tls is not None else None, **_data_facts(engine, chroma, project))
     exposed = gateway is not None and chroma is not None and chroma.published is not None
     return _Seen(status, project, exposed, target)
+
+
+def _from_compose(engine: Engine, name: str, services: dict, project: Project | None, project_path: str) -> _Seen:
+    """A deployment Compose started from an export: probed like any other, but its
+    containers are Compose's to change (chromactl's `up` would not touch them)."""
+    chroma, gateway = services.get("chroma"), services.get("gateway")
+    front = gateway or chroma
+    tls = read_tls(project) if project is not None else None
+    target = endpoint(*front.published, tls) if front and front.published else None
+    state = chroma.state if chroma else "missing"
+    if gateway is not None and state == "running" and gateway.state != "running":
+        state = f"gateway {gateway.state}"
+    status = InstanceStatus(
+        name=name, container=chroma.name if chroma else front.name, state=state, healthy=False, heartbeat_ms=None,
+        api_version=None, image=chroma.image if chroma else None, url=target.url if target else None,
+        volume=chroma.volume if chroma else None, auth_mode=front.labels.get(LABEL_AUTH) if front else None,
+        auth_enforced=None, drift=None, project=project_path or None, gateway=gateway, pending=None, tls=tls,
+        tls_mode=project.settings.tls if tls is not None else None, origin="compose",
+        hint="started by Compose from `chromactl export compose`: change it with docker-compose, not `chromactl up`",
+        **_data_facts(engine, chroma, project))
+    return _Seen(status, project, False, target)
 
 
 def _data_facts(engine: Engine, chroma: ContainerInfo | None, project: Project | None) -> dict:
@@ -200,9 +237,7 @@ def _why_silent(status: InstanceStatus, target: Target) -> tuple[str, str]:
                 "may have died)", "`chromactl up` restarts the gateway, which publishes the port again")
     answer = http_status(target, "/api/v2/heartbeat")
     if status.gateway and answer in (502, 503, 504):
-        restart = any(p.action in (Pending.RESTART, Pending.RECREATE) for p in status.pending or ())
-        why = " (it joined a gateway that has restarted since)" if restart else ""
-        return (f"the gateway answers but Chroma behind it does not (HTTP {answer}){why}",
+        return (f"the gateway answers but Chroma behind it does not (HTTP {answer})",
                 "see `chromactl logs`; `chromactl up` starts it again")
     return (f"the heartbeat got {f'HTTP {answer}' if answer else 'no answer'}",
             "see `chromactl logs` (and `chromactl logs --service gateway`)")
@@ -227,18 +262,18 @@ def _pending(engine: Engine, chroma: ContainerInfo | None, gateway: ContainerInf
                 actions.append(PendingAction(Pending.REMOVE, gateway.name))
             return tuple(actions)
         gateway_image = engine.image(settings.gateway_image)
+        internal = engine.network(internal_network_name(settings))
+        if internal is None or internal.subnet is None:
+            return (PendingAction(Pending.CREATE, internal_network_name(settings)),)
         if gateway is None or gateway_image is None:
-            return (PendingAction(Pending.CREATE, f"chromactl-{settings.name}-gateway"),)
-        plan = plan_gateway(project, gateway_user(), gateway_image.id, tls=tls)
-        if plan.spec.config_hash != gateway.labels.get(LABEL_CONFIG):
-            return (PendingAction(Pending.RECREATE, gateway.name), PendingAction(Pending.RECREATE, chroma.name))
+            return (PendingAction(Pending.CREATE, gateway_name(settings)),)
+        plan = plan_gateway(project, gateway_user(), gateway_image.id, tls=tls, subnet=internal.subnet)
         actions = []
-        spec = plan_container(project, image, namespace_of=gateway.id)
-        if spec.config_hash != chroma.labels.get(LABEL_CONFIG):
+        if plan_container(project, image, subnet=internal.subnet).config_hash != chroma.labels.get(LABEL_CONFIG):
             actions.append(PendingAction(Pending.RECREATE, chroma.name))
-        elif chroma.state == "running" and started(chroma) < started(gateway):
-            actions.append(PendingAction(Pending.RESTART, chroma.name))
-        if files_changed(plan, project.root):
+        if plan.spec.config_hash != gateway.labels.get(LABEL_CONFIG):
+            actions.append(PendingAction(Pending.RECREATE, gateway.name))
+        elif files_changed(plan, project.root):
             actions.append(PendingAction(Pending.RELOAD, gateway.name))
         return tuple(actions)
     except ChromactlError:

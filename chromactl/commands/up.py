@@ -16,7 +16,7 @@ from chromactl.gateway_files import gateway_user
 from chromactl.plan import check_image_enforces_auth, check_probe, plan_container, plan_gateway
 from chromactl.project import Project, is_project, load_project, no_project
 from chromactl.scaffold import InitResult, init_project
-from chromactl.spec import docker_run_command, network_name
+from chromactl.spec import docker_run_command, internal_network_name, network_name
 from chromactl.envfile import ENV_FILE
 
 
@@ -29,7 +29,7 @@ class UpResult:
 
 
 def up(root: Path, connect: Callable[[], Engine], reporter: Reporter, *, pull: str = "missing",
-       build: str | None = None, timeout: float = 60, dry_run: bool = False,
+       build: str | None = None, timeout: float = 60, dry_run: bool = False, start_empty: bool = False,
        init_settings: dict | None = None, on_init: Callable[[InitResult], None] | None = None) -> UpResult:
     init_result = None
     if not is_project(root):
@@ -41,7 +41,7 @@ def up(root: Path, connect: Callable[[], Engine], reporter: Reporter, *, pull: s
     project = load_project(root)
     if dry_run:
         return UpResult(project, None, init_result, _dry_run(project))
-    deployed = deploy(project, connect(), reporter, pull=pull, build=build, timeout=timeout)
+    deployed = deploy(project, connect(), reporter, pull=pull, build=build, timeout=timeout, start_empty=start_empty)
     return UpResult(project, deployed, init_result)
 
 
@@ -52,6 +52,10 @@ def _dry_run(project: Project) -> tuple[str, ...]:
     spec = plan_container(project, None, tls=tls)
     commands = [docker_run_command(spec, str(project.root / ENV_FILE))]
     if project.settings.uses_gateway:
+        settings, subnet = project.settings, "SUBNET"  # chosen by `up` among the free ones
         gateway = plan_gateway(project, gateway_user(), "", tls=tls)  # refuses a route table that does not cover the roles
-        commands[:0] = [f"docker network create {network_name(project.settings)}", docker_run_command(gateway.spec, None)]
+        commands[:0] = [f"docker network create {network_name(settings)}",
+                        f"docker network create --internal --opt com.docker.network.bridge.inhibit_ipv4=true "
+                        f"--subnet {subnet} {internal_network_name(settings)}",
+                        docker_run_command(gateway.spec, None)]
     return tuple(commands)

@@ -31,13 +31,21 @@ from chromactl.credentials import credential_file_names
 from chromactl.datacheck import differences, reader_headers, take_snapshot
 from chromactl.deploy import Deployed, deploy, ensure_image
 from chromactl.engine_api import Engine
-from chromactl.envfile import ENV_FILE
+from chromactl.envfile import ENV_FILE, operator_variables, render_env_file
 from chromactl.errors import Cancelled, ChromactlError, UsageError
 from chromactl.fingerprint import describe, expected_release, is_upgrade
-from chromactl.project import PROBE_SECRET_FILE, Project, load_project, project_lock
+from chromactl.project import (
+    PROBE_SECRET_FILE,
+    PUBLIC_MODE,
+    SECRET_MODE,
+    Project,
+    credential_file_contents,
+    load_project,
+    project_lock,
+)
 from chromactl.records import UPGRADE_FILE, forget_upgrade, last_upgrade, record_backup, record_upgrade
 from chromactl.scaffold import init_project
-from chromactl.settings import SETTINGS_FILE
+from chromactl.settings import SETTINGS_FILE, Settings, parse_settings_file, render_settings_file, resolve_settings
 from chromactl.spec import container_name, volume_name
 from chromactl.volumes import fill_volume, live_fingerprint, new_volume_name, spool_volume, stopped, volume_fingerprint
 
@@ -170,6 +178,31 @@ class RollbackResult:
     volume: str
     abandoned_volume: str
     url: str
+    kept_users: tuple[str, ...] = ()  # the users, secrets and roles in force when it ran: kept as they were
+
+
+def _settings_before(root: Path, saved: dict[str, bytes | None]) -> Settings:
+    """The settings the upgrade replaced, from the copy it kept."""
+    text = saved.get(SETTINGS_FILE)
+    if text is None:
+        raise ChromactlError(f"{UPGRADE_FILE} holds no copy of {SETTINGS_FILE}", hint="restore a backup instead")
+    return resolve_settings({}, parse_settings_file(text.decode()), folder_name=root.name)
+
+
+def _files_for_rollback(project: Project, old: Settings) -> dict[Path, tuple]:
+    """The old settings with the credentials in force NOW: a rollback never brings back a
+    secret that was rotated or a user that was removed, nor drops one added since."""
+    credentials = project.credentials
+    if old.auth == "basic" and not old.uses_gateway:
+        gateway_only = [u.name for u in credentials.users if u.password_hash and not u.password_hash.startswith("$2")]
+        if gateway_only:
+            raise ChromactlError(f"the passwords of {', '.join(gateway_only)} are hashed for the gateway ({{SSHA}}), "
+                                 f"which {old.image} cannot check natively",
+                                 hint="give them bcrypt hashes first: `chromactl creds rotate USER --password-stdin`")
+    files = credential_file_contents(project.root, old, credentials, project.probe_secret)
+    files[project.root / SETTINGS_FILE] = (render_settings_file(old), PUBLIC_MODE)
+    files[project.root / ENV_FILE] = (render_env_file(old, operator_variables(project.env_text)), SECRET_MODE)
+    return files
 
 
 def rollback(root: Path, connect: Callable[[], Engine], reporter, *, confirm: Callable[[str], bool],
@@ -196,7 +229,10 @@ def rollback(root: Path, connect: Callable[[], Engine], reporter, *, confirm: Ca
                    f"Writes made since stay in volume {note['volume']} (kept) and are not carried back."):
         raise Cancelled("cancelled: nothing was rolled back", hint="pass --yes to roll back without asking")
     with project_lock(root):
-        _put_back(root, saved)
+        project = load_project(root)  # again, under the lock: the credentials in force now
+        files = _files_for_rollback(project, _settings_before(root, saved))
+        fsio.write_files(files, root)
         deployed = deploy(load_project(root), engine, reporter, pull="never", timeout=timeout)
         forget_upgrade(root)
-    return RollbackResult(note["from_image"], note["previous_volume"], note["volume"], deployed.url)
+    return RollbackResult(note["from_image"], note["previous_volume"], note["volume"], deployed.url,
+                          tuple(u.name for u in project.credentials.users if not u.internal))
