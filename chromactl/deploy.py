@@ -448,6 +448,21 @@ def _prove_auth(engine: Engine, project: Project, url: Endpoint, api: str, spec:
     return auth
 
 
+def put_back(redeploy: Callable[[], object], failure: BaseException, failed: str, back: str, hint: str) -> None:
+    """After a failed switch the previous state is on disk again: start it, then raise
+    "`failed` (why); `back`". Ctrl-C stays Ctrl-C (the caller re-raises it once this returns);
+    a failure to start the previous state is said too, never hidden behind the first."""
+    why = failure.message if isinstance(failure, ChromactlError) else type(failure).__name__
+    try:
+        redeploy()
+    except ChromactlError as second:
+        raise ChromactlError(f"{failed} ({why}); starting the previous state failed too: {second.message}",
+                             hint=hint, details=getattr(failure, "details", None)) from None
+    if isinstance(failure, KeyboardInterrupt):
+        return  # put back as before; the interrupt goes on to the CLI (exit 130)
+    raise ChromactlError(f"{failed} ({why}); {back}", hint=hint, details=getattr(failure, "details", None)) from None
+
+
 def apply_change(project: Project, connect: Callable[[], Engine], reporter: Reporter,
                  prober: Prober | None = None) -> Applied:
     """Make a change of the project's files take effect on the running instance at once:

@@ -123,6 +123,16 @@ def rewrite_env_file(root: Path, settings: Settings) -> None:
     fsio.write_files({root / ENV_FILE: (render_env_file(settings, operator_variables(existing)), SECRET_MODE)}, root)
 
 
+def put_back_files(root: Path, saved: Mapping[str, bytes | None]) -> None:
+    """Files as they were (name -> content; None: there was none), atomically."""
+    present = {root / name: (content.decode(), PUBLIC_MODE if name == SETTINGS_FILE else SECRET_MODE)
+               for name, content in saved.items() if content is not None}
+    fsio.write_files(present, root)
+    for name, content in saved.items():
+        if content is None:
+            (root / name).unlink(missing_ok=True)
+
+
 def find_project(start: Path) -> Path | None:
     """The nearest folder at or above `start` holding chromactl.yaml (as git finds its
     repository), or None."""

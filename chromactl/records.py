@@ -13,6 +13,7 @@ from typing import Any
 from chromactl import fsio
 from chromactl.project import STATE_DIR
 
+OPERATION_FILE = f"{STATE_DIR}/operation.json"
 SERVED_FILE = f"{STATE_DIR}/served.json"
 DATA_FILE = f"{STATE_DIR}/data.json"
 LAST_BACKUP_FILE = f"{STATE_DIR}/last-backup.json"
@@ -33,6 +34,20 @@ def _read(root: Path, name: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return note if isinstance(note, dict) else None
+
+
+def begin_operation(root: Path, note: dict[str, Any]) -> None:
+    """What a multi-step operation (backup, restore, upgrade) is about to do, written before
+    it starts: a run killed half-way is finished or put back by the next one (chromactl.recovery)."""
+    _write(root, OPERATION_FILE, note)
+
+
+def operation(root: Path) -> dict[str, Any] | None:
+    return _read(root, OPERATION_FILE)
+
+
+def end_operation(root: Path) -> None:
+    (root / OPERATION_FILE).unlink(missing_ok=True)
 
 
 def record_served(root: Path, digests: frozenset[str]) -> None:

@@ -19,6 +19,7 @@ from chromactl.engine_api import Engine, NoSuchImage
 from chromactl.errors import ChromactlError
 from chromactl.probe import Prober
 from chromactl.project import Project
+from chromactl.records import begin_operation, end_operation
 from chromactl.spec import LABEL_PROJECT, container_name
 
 
@@ -37,11 +38,15 @@ class Spooled:
 
 class stopped:
     """Chroma stopped inside the block (if it ran), started again and proven after it, even
-    when the block fails. `downtime` is the seconds from stop to a proven heartbeat; set
-    `restart = False` inside the block when something else takes over."""
+    when the block fails (Ctrl-C included). `downtime` is the seconds from stop to a proven
+    heartbeat; set `restart = False` inside the block when something else takes over. With
+    `journal` (what the operation is), the intent is on disk before the stop and gone once
+    Chroma runs again: a run killed in between is finished by the next (chromactl.recovery)."""
 
-    def __init__(self, engine: Engine, project: Project, reporter, timeout: float, prober: Prober | None = None):
+    def __init__(self, engine: Engine, project: Project, reporter, timeout: float, prober: Prober | None = None,
+                 journal: dict | None = None):
         self.engine, self.project, self.reporter, self.timeout, self.prober = engine, project, reporter, timeout, prober
+        self.journal = journal
         self.downtime: float | None = None
         self.deployed: Deployed | None = None
         self.restart = True
@@ -51,18 +56,21 @@ class stopped:
         info = owned_container(self.engine, self.project.root, name)
         self.running = info is not None and info.state == "running"
         self._since = time.monotonic()
+        if self.journal is not None:
+            begin_operation(self.project.root, {**self.journal, "running": self.running})
         if self.running:
             self.reporter.step(f"stopping {name} (a copy taken while Chroma writes is not consistent)")
             self.engine.stop(name, timeout=30)
         return self
 
     def __exit__(self, *exc) -> None:
-        if not (self.running and self.restart):
-            return
-        self.reporter.step(f"starting {container_name(self.project.settings)} again")
-        self.deployed = deploy(self.project, self.engine, self.reporter, pull="never", timeout=self.timeout,
-                               prober=self.prober)
-        self.downtime = time.monotonic() - self._since
+        if self.running and self.restart:
+            self.reporter.step(f"starting {container_name(self.project.settings)} again")
+            self.deployed = deploy(self.project, self.engine, self.reporter, pull="never", timeout=self.timeout,
+                                   prober=self.prober)
+            self.downtime = time.monotonic() - self._since
+        if self.journal is not None:
+            end_operation(self.project.root)  # Chroma runs again, or never ran
 
 
 def holder_name(project: Project) -> str:

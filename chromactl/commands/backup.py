@@ -19,6 +19,7 @@ from chromactl.engine_api import Engine
 from chromactl.errors import ChromactlError
 from chromactl.project import load_project, project_lock
 from chromactl.records import record_backup
+from chromactl.recovery import recover
 from chromactl.spec import volume_name
 from chromactl.volumes import spool_volume, stopped
 
@@ -41,7 +42,9 @@ def backup(root: Path, output: Path | None, connect: Callable[[], Engine], repor
     output = (output or default_output(project)).absolute()
     _check_output(output)
     with project_lock(root), tempfile.TemporaryDirectory(dir=output.parent, prefix=".chromactl-backup-") as work:
-        with stopped(engine, project, reporter, timeout) as stop:
+        recover(root, engine, reporter, timeout=timeout)
+        project = load_project(root)
+        with stopped(engine, project, reporter, timeout, journal={"op": "backup", "work": work}) as stop:
             spooled = spool_volume(engine, project, volume_name(project.settings), Path(work), reporter)
         manifest = build_manifest(project, spooled, include_credentials)
         files = project_files(project) if include_credentials else {}

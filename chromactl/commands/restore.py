@@ -16,11 +16,13 @@ from typing import Callable
 
 from chromactl import archive
 from chromactl.datacheck import reader_headers, take_snapshot
-from chromactl.deploy import Deployed, deploy, ensure_image
+from chromactl.deploy import Deployed, deploy, ensure_image, put_back
 from chromactl.engine_api import Engine
 from chromactl.errors import Cancelled, ChromactlError
 from chromactl.fingerprint import compare, describe, expected_release
 from chromactl.project import Project, load_project, load_settings, project_lock, write_settings
+from chromactl.records import begin_operation, end_operation
+from chromactl.recovery import recover
 from chromactl.spec import container_name, volume_name
 from chromactl.volumes import fill_volume, live_fingerprint, new_volume_name
 
@@ -80,9 +82,13 @@ def restore(root: Path, path: Path, connect: Callable[[], Engine], reporter, *, 
         engine = connect()
         ensure_image(engine, settings.image, "missing", None, reporter)
         with project_lock(root):
+            recover(root, engine, reporter, timeout=timeout)
             volume = new_volume_name(project)
+            intent = {"op": "restore", "data_volume": settings.data_volume, "new_volume": volume, "switched": False}
+            begin_operation(root, intent)
             fill_volume(engine, project, volume, settings.image, lambda: archive.payload_file(path), reporter)
             reporter.step(f"switching {settings.name} to volume {volume}")
+            begin_operation(root, {**intent, "switched": True})
             switch_volume(root, volume)
             try:
                 deployed = deploy(load_project(root), engine, reporter, pull="never", timeout=timeout)
@@ -90,11 +96,12 @@ def restore(root: Path, path: Path, connect: Callable[[], Engine], reporter, *, 
             except BaseException as exc:
                 reporter.step(f"switching back to volume {previous}")
                 switch_volume(root, settings.data_volume)
-                deploy(load_project(root), engine, reporter, pull="never", timeout=timeout)
-                message = exc.message if isinstance(exc, ChromactlError) else f"{type(exc).__name__}: {exc}"
-                raise ChromactlError(f"restore failed ({message}); {settings.name} runs again on volume {previous}",
-                                     hint=f"the restored copy is kept in volume {volume} for inspection "
-                                          f"(docker volume rm {volume})") from None
+                put_back(lambda: deploy(load_project(root), engine, reporter, pull="never", timeout=timeout),
+                         exc, "restore failed", f"{settings.name} runs again on volume {previous}",
+                         f"the restored copy is kept in volume {volume} for inspection (docker volume rm {volume})")
+                end_operation(root)
+                raise
+            end_operation(root)
     return RestoreResult(path, manifest, volume, previous, manifest["records"], verified,
                          time.monotonic() - started, deployed.url)
 

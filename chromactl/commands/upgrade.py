@@ -29,7 +29,7 @@ from chromactl import archive, fsio
 from chromactl.backups import build_manifest, default_output
 from chromactl.credentials import credential_file_names
 from chromactl.datacheck import differences, reader_headers, take_snapshot
-from chromactl.deploy import Deployed, deploy, ensure_image
+from chromactl.deploy import Deployed, deploy, ensure_image, put_back
 from chromactl.engine_api import Engine
 from chromactl.envfile import ENV_FILE, operator_variables, render_env_file
 from chromactl.errors import Cancelled, ChromactlError, UsageError
@@ -42,8 +42,18 @@ from chromactl.project import (
     credential_file_contents,
     load_project,
     project_lock,
+    put_back_files,
 )
-from chromactl.records import UPGRADE_FILE, forget_upgrade, last_upgrade, record_backup, record_upgrade
+from chromactl.records import (
+    UPGRADE_FILE,
+    begin_operation,
+    end_operation,
+    forget_upgrade,
+    last_upgrade,
+    record_backup,
+    record_upgrade,
+)
+from chromactl.recovery import recover
 from chromactl.scaffold import init_project
 from chromactl.settings import SETTINGS_FILE, Settings, parse_settings_file, render_settings_file, resolve_settings
 from chromactl.spec import container_name, volume_name
@@ -70,15 +80,6 @@ def _saved_files(project: Project) -> dict[str, bytes | None]:
     return {name: (project.root / name).read_bytes() if (project.root / name).is_file() else None for name in names}
 
 
-def _put_back(root: Path, saved: dict[str, bytes | None]) -> None:
-    present = {root / name: (content.decode(), 0o644 if name == SETTINGS_FILE else 0o600)
-               for name, content in saved.items() if content is not None}
-    fsio.write_files(present, root)
-    for name, content in saved.items():
-        if content is None:
-            (root / name).unlink(missing_ok=True)
-
-
 def upgrade(root: Path, image: str, connect: Callable[[], Engine], reporter, *, confirm: Callable[[str], bool],
             timeout: float = 60) -> UpgradeResult:
     started = time.monotonic()
@@ -99,6 +100,7 @@ def upgrade(root: Path, image: str, connect: Callable[[], Engine], reporter, *, 
 
     with project_lock(root), tempfile.TemporaryDirectory(prefix="chromactl-upgrade-") as work_dir:
         work = Path(work_dir)
+        recover(root, engine, reporter, timeout=timeout)
         reporter.step(f"proving {old.name} answers on {old.image} before anything changes")
         before_up = deploy(project, engine, reporter, pull="never", timeout=timeout)
         headers = reader_headers(project)
@@ -106,6 +108,9 @@ def upgrade(root: Path, image: str, connect: Callable[[], Engine], reporter, *, 
         backup_path = default_output(project)
         volume = new_volume_name(project)
         saved = _saved_files(project)
+        begin_operation(root, {"op": "upgrade", "new_volume": volume, "work": work_dir,
+                               "files": {k: base64.b64encode(v).decode() if v is not None else None
+                                         for k, v in saved.items()}})
         with stopped(engine, project, reporter, timeout) as stop:
             spooled = spool_volume(engine, project, previous, work, reporter)
             manifest = build_manifest(project, spooled, include_credentials=False)
@@ -122,15 +127,15 @@ def upgrade(root: Path, image: str, connect: Callable[[], Engine], reporter, *, 
             verified = _prove(engine, deployed, manifest, before, headers, target, work)
         except BaseException as exc:
             reporter.step(f"putting {old.name} back on {old.image} and volume {previous} (untouched)")
-            _put_back(root, saved)
-            deploy(load_project(root), engine, reporter, pull="never", timeout=timeout)
-            message = exc.message if isinstance(exc, ChromactlError) else f"{type(exc).__name__}: {exc}"
-            raise ChromactlError(
-                f"upgrade failed, nothing was switched: {message}; {old.name} runs again on {old.image} and volume "
-                f"{previous}", details=getattr(exc, "details", None),
-                hint=f"backup {backup_path}; the attempt's volume {volume} is kept for inspection "
-                     f"(docker volume rm {volume})") from None
+            put_back_files(root, saved)
+            put_back(lambda: deploy(load_project(root), engine, reporter, pull="never", timeout=timeout), exc,
+                     "upgrade failed, nothing was switched", f"{old.name} runs again on {old.image} and volume "
+                     f"{previous}", f"backup {backup_path}; the attempt's volume {volume} is kept for inspection "
+                                    f"(docker volume rm {volume})")
+            end_operation(root)
+            raise
         _record_upgrade(root, old.image, image, previous, volume, backup_path, saved)
+        end_operation(root)
     return UpgradeResult(old.image, image, volume, previous, backup_path,
                          deployed.gateway.name if deployed.gateway else None, manifest["records"], verified,
                          time.monotonic() - started, deployed.url)
