@@ -694,19 +694,41 @@ def _engine_hint(exc: ChromactlError) -> ChromactlError:
     return exc
 
 
+_signalled: list[int] = []
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM, raised as an interrupt where the program is, so that every `finally` and
+    `with` on the way out runs (a backup starts Chroma again) as it does for Ctrl-C."""
+    _signalled.append(signum)
+    raise KeyboardInterrupt()
+
+
+def _interrupted(argv: list[str], as_json: bool) -> None:
+    import signal
+
+    from chromactl import output
+
+    terminated = signal.SIGTERM in _signalled
+    output.error(Cancelled("terminated" if terminated else "interrupted"), _command_name(argv), as_json)
+    sys.exit(128 + signal.SIGTERM if terminated else EXIT_INTERRUPTED)
+
+
 def main() -> None:
+    import signal
+
     argv = sys.argv[1:]
     as_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
     from chromactl import output
 
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(standalone_mode=False)
     except ChromactlError as exc:
         output.error(_engine_hint(exc), _command_name(argv), as_json)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        output.error(Cancelled("interrupted"), _command_name(argv), as_json)
-        sys.exit(EXIT_INTERRUPTED)
+        _interrupted(argv, as_json)
     except typer.Abort:
         output.error(Cancelled("cancelled"), _command_name(argv), as_json)
         sys.exit(1)
@@ -720,5 +742,5 @@ def main() -> None:
             exc.show()
         sys.exit(exc.exit_code)
     if code == EXIT_INTERRUPTED:  # the parser turns Ctrl-C into this exit code, silently
-        output.error(Cancelled("interrupted"), _command_name(argv), as_json)
+        _interrupted(argv, as_json)
     sys.exit(code if isinstance(code, int) else 0)

@@ -24,10 +24,11 @@ from chromactl.credentials import (
     token_problem,
 )
 from chromactl.deploy import Applied, Reporter, apply_change
-from chromactl.engine_api import Engine
+from chromactl.engine_api import Engine, EngineUnavailable
 from chromactl.errors import EXIT_DOCKER_UNAVAILABLE, ChromactlError, UsageError
 from chromactl.project import Project, credential_file_contents, load_project, project_lock
 from chromactl.records import revocation_pending
+from chromactl.recovery import recover
 from chromactl.scaffold import effective_role
 
 # Asked for a new secret of a kind ("password" or "token"); returns it, or None to
@@ -111,7 +112,14 @@ def _effect(root: Path, connect: Callable[[], Engine] | None, reporter: Reporter
     if connect is None:
         return Effect(Applied.DEFERRED, pending())
     try:
-        applied = apply_change(project, connect, reporter)
+        engine = connect()
+    except EngineUnavailable:
+        return Effect(Applied.NO_ENGINE, pending())
+    try:
+        with project_lock(root):
+            if recover(root, engine, reporter) is not None:
+                project = load_project(root)
+            applied = apply_change(project, lambda: engine, reporter)
     except ChromactlError as exc:  # the files are changed; the running server was not brought to them
         return Effect(Applied.FAILED, pending(), exc)
     return Effect(applied, pending() if not applied.in_effect else False)

@@ -11,7 +11,13 @@ from chromactl.engine_api import Engine
 from chromactl.errors import Cancelled
 from chromactl.project import load_settings
 from chromactl.records import record_served, record_volume
+from chromactl.recovery import recover
 from chromactl.spec import container_name, gateway_name, internal_network_name, network_name, volume_name
+
+
+class _Silent:
+    def step(self, message: str) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ def down(root: Path, connect: Callable[[], Engine], *, volumes: bool = False,
     volume restore and upgrade left, all named in the question."""
     settings = load_settings(root)
     engine = connect()
+    recover(root, engine, _Silent(), bring_up=False)  # an interrupted operation's files back, its leftovers gone
     name, volume = container_name(settings), volume_name(settings)
     info = owned_container(engine, root, name)
     gateway = owned_container(engine, root, gateway_name(settings))

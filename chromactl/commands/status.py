@@ -23,7 +23,9 @@ from chromactl.images import chroma_version
 from chromactl.plan import plan_container, plan_gateway
 from chromactl.probe import Target, heartbeat, http_status, port_open, probe_auth, server_version
 from chromactl.project import Project, load_project
-from chromactl.records import last_backup
+from chromactl.credentials import credential_digests
+from chromactl.records import last_backup, operation, served
+from chromactl.recovery import describe
 from chromactl.spec import (
     LABEL_AUTH,
     LABEL_CONFIG,
@@ -195,7 +197,25 @@ def _data_facts(engine: Engine, chroma: ContainerInfo | None, project: Project |
 
 
 def _probe(seen: _Seen) -> InstanceStatus:
-    """Heartbeat, version and auth over HTTP: no engine calls here (this runs in threads)."""
+    """Heartbeat, version and auth over HTTP: no engine calls here (this runs in threads).
+    An interrupted operation, or a revocation not yet in effect, makes it unhealthy."""
+    status = _probe_http(seen)
+    project = seen.project
+    if project is None or status.origin != "chromactl":
+        return status
+    interrupted = operation(project.root)
+    if interrupted is not None:
+        return replace(status, healthy=False, problem=describe(interrupted),
+                       hint="`chromactl up` finishes it or puts it back")
+    given = served(project.root)  # unknown (a project from before this record): no alarm
+    if status.state != "missing" and given is not None and given - credential_digests(project.credentials):
+        return replace(status, healthy=False, problem="a revocation (a user removed, a secret rotated, a role "
+                       "changed) has not reached the running server: what it took away still works there",
+                       hint="`chromactl up` applies it")
+    return status
+
+
+def _probe_http(seen: _Seen) -> InstanceStatus:
     status, project, target = seen.status, seen.project, seen.target
     if not status.url or status.state != "running":
         return status

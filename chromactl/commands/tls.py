@@ -42,7 +42,7 @@ def renew(root: Path, connect: Callable[[], Engine], reporter: Reporter) -> TlsR
     """A new leaf from the same CA; a running server is given it at once."""
     project = _load(root)
     material = ensure_tls(project, renew=True)
-    applied = apply_change(project, connect, reporter)
+    applied = apply_change(project, connect, reporter)  # recovers nothing: `up` finishes interrupted operations
     if applied in (Applied.RELOADED, Applied.RECREATED, Applied.IN_EFFECT):
         _wait_until_served(project, material)
     return TlsResult(project.settings.tls, material, material.ca_fingerprint, applied)

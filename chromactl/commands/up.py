@@ -14,7 +14,8 @@ from chromactl.deploy import Deployed, Reporter, deploy
 from chromactl.engine_api import Engine
 from chromactl.gateway_files import gateway_user
 from chromactl.plan import check_image_enforces_auth, check_probe, plan_container, plan_gateway
-from chromactl.project import Project, is_project, load_project, no_project
+from chromactl.project import Project, is_project, load_project, no_project, project_lock
+from chromactl.recovery import recover
 from chromactl.scaffold import InitResult, init_project
 from chromactl.spec import docker_run_command, internal_network_name, network_name
 from chromactl.envfile import ENV_FILE
@@ -41,7 +42,11 @@ def up(root: Path, connect: Callable[[], Engine], reporter: Reporter, *, pull: s
     project = load_project(root)
     if dry_run:
         return UpResult(project, None, init_result, _dry_run(project))
-    deployed = deploy(project, connect(), reporter, pull=pull, build=build, timeout=timeout, start_empty=start_empty)
+    engine = connect()
+    with project_lock(root):  # one up (or backup, restore, creds change...) at a time per project
+        if recover(root, engine, reporter, timeout=timeout) is not None:
+            project = load_project(root)
+        deployed = deploy(project, engine, reporter, pull=pull, build=build, timeout=timeout, start_empty=start_empty)
     return UpResult(project, deployed, init_result)
 
 
