@@ -4,15 +4,19 @@ server. The certificates themselves are made by chromactl.tls (pure)."""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from chromactl import fsio
 from chromactl.errors import ChromactlError
 from chromactl.probe import Endpoint
 from chromactl.project import Project, project_lock
 from chromactl.spec import url_for
-from chromactl.tls import CertInfo, Issued, cert_info, check_server_files, issue_server, new_ca, server_names
+from chromactl.tls import LOCAL_NAMES, CertInfo, Issued, cert_info, check_server_files, issue_server, new_ca, server_names
 
 TLS_DIR = ".chromactl/tls"  # the project's CA (ca.key never leaves this folder)
 SERVER_TLS_DIR = ".chromactl/tls/server"  # what a server is given: server.pem (with its chain), server.key
@@ -36,11 +40,39 @@ class TlsMaterial:
         return cert_info(self.ca_path.read_text(), "the CA certificate").fingerprint
 
 
-def ensure_tls(project: Project, *, renew: bool = False) -> TlsMaterial | None:
+# Interfaces whose addresses no remote client uses: the container engines' own bridges.
+_ENGINE_INTERFACES = ("lo", "docker", "br-", "veth", "virbr", "cni", "podman", "flannel", "cali", "vxlan")
+
+
+def machine_names(engine_address: str | None = None) -> tuple[str, ...]:
+    """The names and addresses remote clients reach the server's machine by: for a local
+    engine, this host's name, its fully qualified name and the addresses of its interfaces
+    (not loopback, link-local or the engines' bridges); for a remote engine (tcp://, ssh://)
+    the host named in its address."""
+    if engine_address and engine_address.startswith(("tcp://", "ssh://", "https://", "http://")):
+        host = urlsplit(engine_address).hostname
+        return (host,) if host else ()
+    names = [socket.gethostname(), socket.getfqdn()]
+    try:
+        listed = subprocess.run(["ip", "-o", "addr", "show"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        listed = ""
+    for line in listed.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[1].startswith(_ENGINE_INTERFACES) or fields[2] not in ("inet", "inet6"):
+            continue
+        address = ipaddress.ip_interface(fields[3]).ip
+        if not (address.is_loopback or address.is_link_local):
+            names.append(str(address))
+    return tuple(n for n in dict.fromkeys(names) if n and n not in LOCAL_NAMES and n != "localhost.localdomain")
+
+
+def ensure_tls(project: Project, *, renew: bool = False, machine: tuple[str, ...] | None = None) -> TlsMaterial | None:
     """The server's certificate and key for a project with TLS (None without): the
     operator's own files, checked, or chromactl's CA and a certificate it issues -- made
     when missing, and issued anew when renewing or when its names no longer cover the
-    address and --tls-san names."""
+    address, the machine's names (`machine`, for a wildcard address: machine_names) and
+    the --tls-san names."""
     settings = project.settings
     if not settings.uses_tls:
         return None
@@ -68,7 +100,7 @@ def ensure_tls(project: Project, *, renew: bool = False) -> TlsMaterial | None:
             fsio.write_files({root / TLS_DIR / "ca.key": (ca.key, 0o600), root / TLS_DIR / "ca.pem": (ca.cert, 0o644)},
                              root)
             ca_key, ca_pem = ca.key, ca.cert
-        names = server_names(settings.host, settings.tls_san)
+        names = server_names(settings.host, settings.tls_san, machine_names() if machine is None else machine)
         cert = fsio.read_text(root / SERVER_TLS_DIR / "server.pem", root)
         key = fsio.read_text(root / SERVER_TLS_DIR / "server.key", root)
         info = cert_info(cert) if cert else None
@@ -78,6 +110,18 @@ def ensure_tls(project: Project, *, renew: bool = False) -> TlsMaterial | None:
         material = _material(project, cert, key, info)
         _write_server_tls(root, material)
     return material
+
+
+def issue_for(project: Project, names: tuple[str, ...]) -> TlsMaterial:
+    """A certificate from the project's CA for other names (a Kubernetes Service's), written
+    nowhere: for an export. The operator's own files are used as they are."""
+    if project.settings.tls == "files":
+        return ensure_tls(project)
+    ensure_tls(project)  # the CA, made when missing
+    root = project.root
+    ca = Issued(fsio.read_text(root / TLS_DIR / "ca.key", root), fsio.read_text(root / TLS_DIR / "ca.pem", root))
+    leaf = issue_server(ca, names)
+    return _material(project, leaf.cert + ca.cert, leaf.key, cert_info(leaf.cert))
 
 
 def read_tls(project: Project) -> TlsMaterial | None:

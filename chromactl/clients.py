@@ -73,3 +73,12 @@ def javascript_snippet(settings: Settings, url: str, tls: bool) -> str:
         header = f"Authorization: `Bearer ${{{var}}}`"
     return "\n".join(lines + [f'const client = new ChromaClient({{ host: "{host}", port: {port}{ssl},',
                               f"  headers: {{ {header} }} }});"])
+
+
+def curl_check(ca_path: str, names: tuple[str, ...], port: int) -> str:
+    """One line a client machine can run to check the server and its certificate: the first
+    name of the certificate that is not a loopback one (else localhost)."""
+    remote = [n for n in names if n not in ("localhost", "127.0.0.1", "::1")]
+    name = remote[0] if remote else "localhost"
+    host = f"[{name}]" if ":" in name else name
+    return f"curl --cacert {ca_path} https://{host}:{port}/api/v2/heartbeat"

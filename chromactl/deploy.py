@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, Protocol
 
-from chromactl.certs import TlsMaterial, endpoint, ensure_tls, trusted
+from chromactl.certs import TlsMaterial, endpoint, ensure_tls, machine_names, trusted
 from chromactl.credentials import credential_digests
 from chromactl.engine_api import ContainerInfo, Engine, EngineError, EngineUnavailable, ImageInfo, NoSuchImage
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
@@ -147,7 +147,7 @@ def deploy(project: Project, engine: Engine, reporter: Reporter, *, pull: str = 
         raise ChromactlError(f"unknown pull policy {pull!r}: use one of {', '.join(PULL_POLICIES)}")
     check_image_enforces_auth(project)
     check_probe(project)
-    tls = ensure_tls(project)
+    tls = ensure_tls(project, machine=machine_names(engine.address))
     settings = project.settings
     project = refresh_env_file(project, reporter)
     image = ensure_image(engine, settings.image, pull, build, reporter)

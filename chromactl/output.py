@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chromactl.commands.status import Pending
-from chromactl.clients import CREDENTIALS_VARIABLE, fitting_clients, javascript_snippet, python_snippet
+from chromactl.clients import CREDENTIALS_VARIABLE, curl_check, fitting_clients, javascript_snippet, python_snippet
 from chromactl.credentials import CHEAP_ROUNDS
 from chromactl.deploy import Applied
 from chromactl.envfile import describe_auth
@@ -319,6 +319,9 @@ def up_result(result: UpResult, as_json: bool) -> None:
         out.print(f"Gateway {d.gateway.name} ({d.gateway_action.value}) enforces auth in front of it; "
                   "Chroma is on an internal network that only the gateway reaches.", markup=False)
     out.print(f"Clients: {fitting_clients(s.image)}.", markup=False)
+    if d.tls is not None:
+        out.print(f"TLS: the certificate names {', '.join(d.tls.info.names)}; clients trust {d.tls.ca_path}. "
+                  f"Check from a client: {curl_check(str(d.tls.ca_path), d.tls.info.names, s.port)}", markup=False)
     if d.auth:
         out.print(f"Auth verified: a request without credentials got HTTP {d.auth.anonymous_status}; "
                   f"chromactl's probe user got HTTP {d.auth.credential_status}. ({describe_auth(s)})", markup=False)
@@ -415,6 +418,7 @@ def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> No
               f"({info.days_left} days)", markup=False)
     out.print(f"Python: ssl=True, Settings(chroma_server_ssl_verify=\"{result.material.ca_path}\")   "
               f"Node: NODE_EXTRA_CA_CERTS={result.material.ca_path}", markup=False)
+    out.print(f"Check from a client: {curl_check(str(result.material.ca_path), info.names, result.port)}", markup=False)
     if info.days_left < TLS_WARN_DAYS:
         warn(f"the certificate expires in {info.days_left} days: `chromactl tls renew`")
 

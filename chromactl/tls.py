@@ -65,11 +65,17 @@ def _general_name(name: str) -> x509.GeneralName:
         return x509.DNSName(name)
 
 
-def server_names(host: str, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The names a server certificate must cover: this machine's, the published address
-    (unless a wildcard), and the operator's --tls-san names."""
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def server_names(host: str, extra: tuple[str, ...] = (), machine: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The names a server certificate must cover: the loopback names, the published address,
+    or, published on a wildcard address, the `machine`'s own names and addresses (what remote
+    clients use, as Elasticsearch's auto-configuration does); and the --tls-san names."""
     names = list(LOCAL_NAMES)
-    if host not in ("0.0.0.0", "::", ""):
+    if host in WILDCARDS:
+        names.extend(machine)
+    else:
         names.append(host)
     names.extend(extra)
     return tuple(dict.fromkeys(names))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from chromactl import fsio
-from chromactl.certs import SERVER_TLS_DIR, ensure_tls
+from chromactl.certs import SERVER_TLS_DIR, ensure_tls, issue_for
 from chromactl.credentials import credential_file_names
 from chromactl.engine_api import Engine, EngineUnavailable
 from chromactl.errors import ChromactlError
@@ -15,7 +15,7 @@ from chromactl.gateway_files import gateway_user, write_gateway_files
 from chromactl.manifests import GATEWAY_POD_PORT, render_compose, render_kubernetes
 from chromactl.plan import check_image_enforces_auth, choose_subnet, mounted_files, plan_gateway, read_environment
 from chromactl.project import PUBLIC_MODE, SECRET_MODE, Project, load_project
-from chromactl.spec import LABEL_PROJECT, volume_name
+from chromactl.spec import LABEL_PROJECT, container_name, volume_name
 
 # The Compose gateway's own copy of its configuration, apart from the one `up` reloads.
 COMPOSE_GATEWAY_DIR = ".chromactl/compose-gateway"
@@ -73,7 +73,11 @@ def export_kubernetes(root: Path, output: Path | None, namespace: str | None) ->
     if output is not None:
         _check_output(output)
     sidecar = None
-    tls = ensure_tls(project)
+    tls = None
+    if project.settings.uses_tls:  # the names the pod is reached by: its Service's, in every form
+        service, space = container_name(project.settings), namespace or "default"
+        tls = issue_for(project, ("localhost", "127.0.0.1", service, f"{service}.{space}", f"{service}.{space}.svc",
+                                  f"{service}.{space}.svc.cluster.local", *project.settings.tls_san))
     if project.settings.uses_gateway:
         # In a pod the gateway reaches Chroma on localhost and listens on a port of its own.
         plan = plan_gateway(project, gateway_user(), listen=GATEWAY_POD_PORT, tls=tls)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from chromactl.certs import TlsMaterial, ensure_tls, read_tls
+from chromactl.certs import TlsMaterial, ensure_tls, machine_names, read_tls
 from chromactl.deploy import Applied, Reporter, apply_change
-from chromactl.engine_api import Engine
+from chromactl.engine_api import Engine, EngineUnavailable
 from chromactl.errors import ChromactlError
 from chromactl.probe import served_certificate
 from chromactl.project import Project, load_project
@@ -22,6 +22,7 @@ class TlsResult:
     mode: str
     material: TlsMaterial
     ca_fingerprint: str
+    port: int
     applied: Applied | None = None  # renew: how the running server took it
 
 
@@ -35,17 +36,22 @@ def _load(root: Path) -> Project:
 def show(root: Path) -> TlsResult:
     project = _load(root)
     material = read_tls(project) or ensure_tls(project)
-    return TlsResult(project.settings.tls, material, material.ca_fingerprint)
+    return TlsResult(project.settings.tls, material, material.ca_fingerprint, project.settings.port)
 
 
 def renew(root: Path, connect: Callable[[], Engine], reporter: Reporter) -> TlsResult:
     """A new leaf from the same CA; a running server is given it at once."""
     project = _load(root)
-    material = ensure_tls(project, renew=True)
-    applied = apply_change(project, connect, reporter)  # recovers nothing: `up` finishes interrupted operations
+    try:
+        engine = connect()
+    except EngineUnavailable:
+        engine = None
+    # The names are derived again: the machine's names and addresses as they are now.
+    material = ensure_tls(project, renew=True, machine=machine_names(engine.address if engine else None))
+    applied = apply_change(project, connect if engine is None else (lambda: engine), reporter)
     if applied in (Applied.RELOADED, Applied.RECREATED, Applied.IN_EFFECT):
         _wait_until_served(project, material)
-    return TlsResult(project.settings.tls, material, material.ca_fingerprint, applied)
+    return TlsResult(project.settings.tls, material, material.ca_fingerprint, project.settings.port, applied)
 
 
 def _wait_until_served(project: Project, material: TlsMaterial, timeout: float = 10.0) -> None:
