@@ -8,9 +8,6 @@ Every outcome is typed (Action, Applied, Deployed); chromactl.output phrases the
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-import struct
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -28,7 +25,6 @@ from chromactl.images import data_path, persist_path_of
 from chromactl.plan import (
     check_image_enforces_auth,
     check_probe,
-    choose_subnet,
     plan_container,
     plan_gateway,
     unknown_data_path,
@@ -272,38 +268,16 @@ def _check_data_lands_in_volume(engine: Engine, spec: ContainerSpec) -> None:
 
 
 def ensure_internal_network(engine: Engine, settings, root: Path) -> str:
-    """The project's internal network (made when missing, on a free subnet), and its subnet."""
+    """The project's internal network (made when missing, on a subnet the engine itself
+    picks from its address pools), and its subnet."""
     name = internal_network_name(settings)
     found = engine.network(name)
     if found is None:
-        taken = engine.subnets() + (host_routes() if engine.address.startswith("unix://") else [])
-        engine.ensure_network(name, str(root), internal=True, subnet=choose_subnet(taken, str(root)))
+        engine.ensure_network(name, str(root), internal=True, subnet=engine.free_subnet())
         found = engine.network(name)
     if found is None or found.subnet is None:
         raise ChromactlError(f"network {name} has no IPv4 subnet", hint="remove it (`chromactl down`) and run up again")
     return found.subnet
-
-
-def host_routes() -> list[str]:
-    """The IPv4 destinations this host routes (its own networks, VPNs): an internal network
-    overlapping one would take its traffic. Read from /proc/net/route; none elsewhere."""
-    import ipaddress
-    import socket
-    import struct
-
-    try:
-        lines = open("/proc/net/route").read().splitlines()[1:]
-    except OSError:
-        return []
-    routes = []
-    for line in lines:
-        fields = line.split()
-        if len(fields) < 8 or fields[1] == "00000000":  # the default route overlaps everything: skip it
-            continue
-        destination = socket.inet_ntoa(struct.pack("<L", int(fields[1], 16)))
-        mask = socket.inet_ntoa(struct.pack("<L", int(fields[7], 16)))
-        routes.append(str(ipaddress.ip_network(f"{destination}/{mask}", strict=False)))
-    return routes
 
 
 def _remove_stale_gateway(engine: Engine, root: Path, settings, reporter: Reporter) -> None:

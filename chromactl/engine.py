@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -279,6 +280,22 @@ class DockerEngine:
             options = {"com.docker.network.bridge.inhibit_ipv4": "true"} if internal else None
             self._api.create_network(name, driver="bridge", internal=internal, options=options, ipam=ipam,
                                      labels={LABEL_PROJECT: project})
+
+    def free_subnet(self) -> str:
+        """An IPv4 subnet the engine considers free, from its own address pools (the
+        daemon's default-address-pools): found by making a network and removing it, since
+        static addresses need a subnet given explicitly when the real one is made."""
+        name = f"chromactl-subnet-{secrets.token_hex(4)}"
+        with self._translated("cannot find a free subnet for a network"):
+            created = self._api.create_network(name, driver="bridge", internal=True,
+                                               options={"com.docker.network.bridge.inhibit_ipv4": "true"})
+            try:
+                subnet = self.network(name).subnet
+            finally:
+                self._api.remove_network(created["Id"])
+        if subnet is None:
+            raise EngineError("the engine gave the new network no IPv4 subnet")
+        return subnet
 
     def network(self, name: str) -> NetworkInfo | None:
         with self._translated(f"cannot inspect network {name}"):

@@ -80,9 +80,8 @@ def check_probe(project: Project) -> None:
                              hint=f"renew both with `chromactl creds rotate {PROBE_USER}`")
 
 
-# Where internal networks take their subnets: /28s of a block Docker itself uses for bridges,
-# each checked against every network on the engine (and, for a local engine, the host's
-# routes) before use. The host gets no address on them, so they add no route on the host.
+# Where an exported Compose file takes its internal subnet when no engine answers at export
+# time (with one, the engine's own choice is used): /28s of a block of Docker's default pools.
 INTERNAL_POOL = "172.31.0.0/16"
 
 

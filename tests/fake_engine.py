@@ -249,6 +249,10 @@ class FakeEngine:
     def subnets(self) -> list[str]:
         return [n["subnet"] for n in self._networks.values()]
 
+    def free_subnet(self) -> str:
+        taken = set(self.subnets())
+        return next(f"172.{20 + i}.0.0/16" for i in range(200) if f"172.{20 + i}.0.0/16" not in taken)
+
     def remove_network(self, name: str) -> None:
         self._check()
         if self._networks.pop(name, None) is not None:

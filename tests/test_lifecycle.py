@@ -214,7 +214,9 @@ def test_status_all_and_containers_changed_behind_chromactls_back(projects, dock
     one, two = projects(), projects("--auth", "basic")
     ok(one("up"))
     ok(two("up"))
-    listed = instances(ok(one("status", "--all", "--json")))
+    result = one("status", "--all", "--json")  # other projects on the engine may be unhealthy: exit 0 or 4
+    assert result.returncode in (0, 4), result.stderr
+    listed = instances(result)
     mine = {i["name"]: i for i in listed if i["name"] in (one.name, two.name)}
     assert set(mine) == {one.name, two.name}
     for instance in mine.values():
@@ -383,11 +385,10 @@ def test_status_asks_the_engine_from_one_thread(projects, monkeypatch):
     for p in started:
         ok(p("up"))
     threads = set()
-    real_connect = engine_module.Engine.connect
 
     def recording_connect():
-        engine = real_connect()
-        for name in ("container", "containers", "image_attrs"):
+        engine = engine_module.DockerEngine.connect()
+        for name in ("container", "containers", "image", "network", "volume_mountpoint", "subnets"):
             method = getattr(engine, name)
 
             def recorded(*args, _method=method, **kwargs):
@@ -397,9 +398,8 @@ def test_status_asks_the_engine_from_one_thread(projects, monkeypatch):
             setattr(engine, name, recorded)
         return engine
 
-    monkeypatch.setattr(engine_module.Engine, "connect", staticmethod(recording_connect))
-    instances = {i.name: i for i in status(started[0].folder, all_instances=True)}
-    assert all(instances[p.name].healthy for p in started), instances
+    seen = {i.name: i for i in status(None, recording_connect)}  # every instance on the engine
+    assert all(seen[p.name].healthy for p in started), seen
     assert threads == {threading.get_ident()}
 
 

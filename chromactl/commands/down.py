@@ -42,9 +42,9 @@ def down(root: Path, connect: Callable[[], Engine], *, volumes: bool = False,
     name, volume = container_name(settings), volume_name(settings)
     info = owned_container(engine, root, name)
     gateway = owned_container(engine, root, gateway_name(settings))
-    present = engine.volume_exists(volume)
+    volume_present = engine.volume_exists(volume)
     others = tuple(v for v in engine.volumes(str(root)) if v != volume)
-    doomed = ((volume,) if present else ()) + others
+    doomed = ((volume,) if volume_present else ()) + others
     if volumes and doomed and not (confirm and confirm(", ".join(doomed))):
         raise Cancelled(f"cancelled: {', '.join(doomed)} kept", hint="take a backup first (chromactl backup), "
                         "then pass --yes")
@@ -57,10 +57,10 @@ def down(root: Path, connect: Callable[[], Engine], *, volumes: bool = False,
     record_served(root, frozenset())  # no server holds any credential now
     volume_removed = False
     if volumes:
-        volume_removed = engine.remove_volume(volume) if present else False
+        volume_removed = engine.remove_volume(volume) if volume_present else False
         for other in others:
             engine.remove_volume(other)
         record_volume(root, None)  # deleted on purpose: the next `up` starts empty without complaint
         others = ()
     return DownResult(name, info is not None, volume, volume_removed, gateway.name if gateway else None, others,
-                      present)
+                      volume_present)

@@ -52,8 +52,7 @@ def export_compose(root: Path, output: Path | None, connect: Callable[[], Engine
     tls = ensure_tls(project)
     subnet = None
     if project.settings.uses_gateway:
-        taken = engine.subnets() if engine is not None else []
-        subnet = choose_subnet(taken, f"{project.root} compose")
+        subnet = engine.free_subnet() if engine is not None else choose_subnet([], f"{project.root} compose")
         write_gateway_files(plan_gateway(project, user, folder=COMPOSE_GATEWAY_DIR, tls=tls, subnet=subnet),
                             project.root)
     else:
