@@ -7,7 +7,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import re
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -92,9 +95,16 @@ def test_a_regular_file_with_a_stray_link_name_is_only_a_file(tmp_path):
 
 def test_damage_and_lies_are_refused(tmp_path):
     output, work, _ = build_backup(tmp_path / "a", manifest_changes={"payload": {"sha256": "0" * 64}})
-    with pytest.raises(ChromactlError, match="the data's sha256 is .*the manifest says 0000000000000000") as caught:
+    with pytest.raises(ChromactlError) as caught:
         archive.verify_backup(output, work)
+    assert re.fullmatch(r".*/backup\.tar is damaged: the data's sha256 is [0-9a-f]{16}\.\.\., the manifest says 0{16}\.\.\.",
+                        caught.value.message), caught.value.message
     assert caught.value.hint == "nothing was changed; use another backup"
+    output, work, manifest = build_backup(tmp_path / "no-payload-entry")
+    manifest.pop("payload")
+    archive.write_backup(output, manifest, tmp_path / "no-payload-entry" / "data.tar", {})
+    with pytest.raises(ChromactlError, match="the manifest says None"):
+        archive.verify_backup(output, work)
     output, work, _ = build_backup(tmp_path / "b", fmt="chromactl-backup/2")
     with pytest.raises(ChromactlError, match="unknown backup format 'chromactl-backup/2'"):
         archive.verify_backup(output, work)
@@ -102,8 +112,47 @@ def test_damage_and_lies_are_refused(tmp_path):
     with pytest.raises(ChromactlError, match="holds no chroma.sqlite3"):
         archive.verify_backup(output, work)
     output, work, manifest = build_backup(tmp_path / "d", manifest_changes={"fingerprint": {"chromadb/migrations/sysdb": 1}})
+    with pytest.raises(ChromactlError, match="does not match its manifest") as caught:
+        archive.verify_backup(output, work)
+    assert caught.value.hint == "nothing was changed; use another backup"
+    output, work, manifest = build_backup(tmp_path / "e")
+    manifest.pop("collections")  # the data has collections; a manifest without any lies
+    archive.write_backup(output, manifest, tmp_path / "e" / "data.tar", {})
     with pytest.raises(ChromactlError, match="does not match its manifest"):
         archive.verify_backup(output, work)
+
+
+def test_a_damaged_payload_is_refused_as_damaged(tmp_path, monkeypatch):
+    # Cut short inside the payload: the backup's own index is broken.
+    output, work, _ = build_backup(tmp_path / "a")
+    data = output.read_bytes()
+    (tmp_path / "cut.tar").write_bytes(data[:data.index(b"\1" * 100) + 50])
+    with pytest.raises(ChromactlError, match="cut.tar is not a chromactl backup"):
+        archive.verify_backup(tmp_path / "cut.tar", work)
+    # The disk fails while the payload is read.
+    real = tarfile.TarFile.extractfile
+
+    def failing(self, member):
+        source = real(self, member)
+        if getattr(member, "name", member) == archive.PAYLOAD:
+            source.read = lambda size=-1: (_ for _ in ()).throw(OSError(5, "Input/output error"))
+        return source
+
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", failing)
+    with pytest.raises(ChromactlError) as caught:
+        archive.verify_backup(output, work)
+    assert caught.value.message.endswith("backup.tar is damaged: [Errno 5] Input/output error")
+    assert caught.value.hint == "use another backup"
+    monkeypatch.undo()
+    # A payload whose sha256 the manifest states, but that is no tar.
+    (tmp_path / "b").mkdir()
+    payload = tmp_path / "b" / "data.tar"
+    payload.write_bytes(b"\x00garbage" * 200)
+    manifest = {"format": archive.FORMAT, "payload": {"sha256": hashlib.sha256(payload.read_bytes()).hexdigest()}}
+    archive.write_backup(tmp_path / "b" / "b.tar", manifest, payload, {})
+    with pytest.raises(ChromactlError, match="is damaged: ") as caught:
+        archive.verify_backup(tmp_path / "b" / "b.tar", work)
+    assert caught.value.hint == "use another backup"
 
 
 def test_not_a_backup(tmp_path):
@@ -125,15 +174,6 @@ def test_not_a_backup(tmp_path):
         archive.verify_backup(bad_json, tmp_path)
 
 
-def test_a_truncated_backup_is_damaged(tmp_path):
-    output, work, _ = build_backup(tmp_path)
-    data = output.read_bytes()
-    cut = tmp_path / "cut.tar"
-    cut.write_bytes(data[:data.index(b"\1" * 100) + 50])
-    with pytest.raises(ChromactlError, match="damaged|not a chromactl backup"):
-        archive.verify_backup(cut, work)
-
-
 def test_backup_file_layout_and_mode(tmp_path):
     output, work, manifest = build_backup(tmp_path)
     with tarfile.open(output) as tar:
@@ -143,6 +183,8 @@ def test_backup_file_layout_and_mode(tmp_path):
         assert (payload.mode, payload.uid, payload.gid, payload.uname, payload.gname) == (0o600, 0, 0, "", "")
     assert output.stat().st_mode & 0o777 == 0o600
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    with tarfile.open(output) as tar:  # a manifest a person can read
+        assert tar.extractfile(archive.MANIFEST).read() == json.dumps(manifest, indent=2).encode() + b"\n"
     archive.write_backup(tmp_path / "with-files.tar", manifest, tmp_path / "data.tar", {"b.yaml": b"2", "a.yaml": b"1"})
     with tarfile.open(tmp_path / "with-files.tar") as tar:
         assert tar.getnames()[2:] == [f"{archive.PROJECT}/a.yaml", f"{archive.PROJECT}/b.yaml"]
@@ -150,9 +192,22 @@ def test_backup_file_layout_and_mode(tmp_path):
         assert all(m.mode == 0o600 for m in tar.getmembers())
 
 
-def test_write_backup_into_a_missing_folder_fails_cleanly(tmp_path):
-    with pytest.raises((ChromactlError, FileNotFoundError)):
-        archive.write_backup(tmp_path / "no" / "b.tar", {}, tmp_path / "none.tar", {})
+def test_write_backup_writes_beside_the_target_then_renames(tmp_path, monkeypatch):
+    (tmp_path / "data.tar").write_bytes(b"payload")
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(archive.os, "replace", lambda src, dst: (renamed.append((src, dst)), real_replace(src, dst)))
+    archive.write_backup(tmp_path / "b.tar", {}, tmp_path / "data.tar", {})
+    (src, dst), = renamed
+    assert Path(src).parent == tmp_path and Path(dst) == tmp_path / "b.tar"  # the same folder: an atomic rename
+    assert Path(src).name.startswith(".b.tar.") and src.endswith(".partial")
+
+
+def test_write_backup_failures_leave_nothing_behind(tmp_path):
+    with pytest.raises(ChromactlError) as caught:
+        archive.write_backup(tmp_path / "b.tar", {}, tmp_path / "missing-payload.tar", {})
+    assert str(caught.value) == f"cannot write {tmp_path / 'b.tar'}: no such file or directory"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_spool_payload_relative_names_links_and_progress(tmp_path):
@@ -202,11 +257,35 @@ def test_extract_single_and_chunk_reader(tmp_path):
     with tarfile.open(fileobj=empty, mode="w") as tar:
         info, _ = member("only-a-dir", tarfile.DIRTYPE)
         tar.addfile(info)
-    with pytest.raises(ChromactlError, match="held no file"):
+    with pytest.raises(ChromactlError, match="^the engine's archive held no file$"):
         archive.extract_single([empty.getvalue()], tmp_path / "none")
     reader = archive.ChunkReader([b"ab", b"", b"cde"])
     assert reader.readable() and reader.read() == b"abcde" and reader.total == 5
+    small, seen = archive.ChunkReader([b"abcde", b"fg"], on_bytes=lambda n: seen.append(n)), []
+    assert [small.read(2) for _ in range(5)] == [b"ab", b"cd", b"e", b"fg", b""]  # never past a chunk's end
+    assert seen == [5, 7]
+
+
+def test_the_hashing_writer_is_a_writable_raw_stream(tmp_path):
+    with open(tmp_path / "out", "wb") as handle:
+        writer = archive._HashingWriter(handle)
+        buffered = io.BufferedWriter(writer)  # refuses a raw stream that says it is not writable
+        buffered.write(b"abc")
+        buffered.flush()
+    assert writer.size == 3 and writer.sha256.hexdigest() == hashlib.sha256(b"abc").hexdigest()
+    assert (tmp_path / "out").read_bytes() == b"abc"
 
 
 def test_counts_of():
     assert archive.counts_of([{"tenant": "t", "database": "d", "name": "c", "count": 3}]) == {"t/d/c": 3}
+
+
+def test_a_volume_without_chroma_sqlite3_says_what_to_check(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info, data = member("data/other")
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ChromactlError) as caught:
+        archive.spool_payload([buffer.getvalue()], tmp_path / "p.tar", tmp_path / "c.sqlite3")
+    assert caught.value.message == "the data volume holds no chroma.sqlite3: nothing that Chroma wrote"
+    assert caught.value.hint == "has the server ever run on it? `chromactl status` names the volume"

@@ -203,44 +203,60 @@ def user(name="alice", role="reader", tokens=("T" * 20,)) -> dict:
 
 
 @pytest.mark.parametrize("settings, doc, where, message", [
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(name="-bad")]}, "id: -bad", "starting with a letter or digit"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(name="a b")]}, "id: a b", "whitespace"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(name="x" * 65)]}, "id: xxx", "1-64"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(name=5)]}, "id: 5", "needs an 'id'"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [{"role": "reader", "tokens": ["T" * 20]}]}, "- role:", "needs an 'id'"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(tokens=[])]}, "- id: alice", "non-empty list of tokens"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(tokens=None)]}, "- id: alice", "non-empty list of tokens"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(name="-bad")]}, "id: -bad",
+     "a user name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [{"role": "reader", "id": "a b"}]}, "id: a b",
+     'a user name cannot contain whitespace'),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(name="x" * 65)]}, "id: xxx",
+     "a user name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(name=5)]}, "id: 5", "each user needs an 'id'"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [{"role": "reader", "tokens": ["T" * 20]}]}, "- role:",
+     "each user needs an 'id'"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(tokens=[])]}, "- id: alice",
+     "user 'alice' needs a non-empty list of tokens"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(tokens=None)]}, "- id: alice",
+     "user 'alice' needs a non-empty list of tokens"),
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [{**user(tokens=None), "tokens": "T" * 20}]}, "- id: alice",
-     "non-empty list"),
+     "user 'alice' needs a non-empty list of tokens"),
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(tokens=["T" * 20, 12345678901234567])]}, "- 1234",
-     "must be a string"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(tokens=["T" * 20, "V" * 15])]}, "- VVV", "at least 16"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(tokens=["T" * 20, "V" * 19 + " "])]}, "- 'VVV", "no spaces"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(role=None)]}, "- id: alice", "has no role"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(role=["reader"])]}, "- id: alice", "has no role"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(role="admin")]}, "role: admin", "roles_mapping does not define"),
+     "user 'alice': a token must be a string"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(tokens=["T" * 20, "V" * 15])]}, "- VVV",
+     "user 'alice': a token needs at least 16 characters"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(tokens=["T" * 20, "V" * 19 + " "])]}, "- 'VVV",
+     "user 'alice': Chroma accepts only ASCII letters, digits and punctuation in a token (no spaces)"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(role=None)]}, "- id: alice", "user 'alice' has no role"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(role=["reader"])]}, "- id: alice",
+     "user 'alice' has no role"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(role="admin")]}, "role: admin",
+     "user 'alice' has role 'admin', which roles_mapping does not define"),
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [{**user(), "password": "x"}]}, "password:",
-     "unknown user key 'password'"),
+     "unknown user key 'password' (auth is token)"),
     (BASIC_RBAC, {"roles_mapping": READERS, "users": [user()]}, "tokens:", "unknown user key 'tokens' (auth is basic)"),
-    (TOKEN_RBAC, {"roles_mapping": READERS, "users": ["alice"]}, "- alice", "each user"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": ["alice"]}, "- alice",
+     'each user must be a mapping of keys to values'),
     (TOKEN_RBAC, {"roles_mapping": READERS}, "roles_mapping:", "'users' must be a list"),
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": None}, "users:", "'users' must be a list"),
-    (TOKEN_RBAC, {"users": []}, "users:", "no roles_mapping"),
-    (TOKEN_RBAC, {"roles_mapping": ["reader"], "users": []}, "roles_mapping:", "roles_mapping"),
-    (TOKEN_RBAC, {"roles_mapping": {"re ader": {"actions": []}}, "users": []}, "re ader:", "invalid role name 're ader'"),
-    (TOKEN_RBAC, {"roles_mapping": {"-r": {"actions": []}}, "users": []}, "-r:", "invalid role name"),
-    (TOKEN_RBAC, {"roles_mapping": {"r": ["tenant:get_tenant"]}, "users": []}, "  r:", "role 'r'"),
+    (TOKEN_RBAC, {"users": []}, "users:", 'RBAC is on but there is no roles_mapping'),
+    (TOKEN_RBAC, {"users": [], "roles_mapping": ["reader"]}, "roles_mapping:",
+     'roles_mapping must be a mapping of keys to values'),
+    (TOKEN_RBAC, {"roles_mapping": {"ok": {"actions": []}, "re ader": {"actions": []}}, "users": []}, "re ader:",
+     "invalid role name 're ader': a role name cannot contain whitespace"),
+    (TOKEN_RBAC, {"roles_mapping": {"-r": {"actions": []}}, "users": []}, "-r:",
+     "invalid role name '-r': a role name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"),
+    (TOKEN_RBAC, {"roles_mapping": {"r": ["tenant:get_tenant"]}, "users": []}, "  r:",
+     "role 'r' must be a mapping of keys to values"),
     (TOKEN_RBAC, {"roles_mapping": {"r": {"actions": [], "extra": 1}}, "users": []}, "extra:",
      "role 'r': unknown key 'extra'"),
-    (TOKEN_RBAC, {"roles_mapping": {"r": {"actions": "db:get_database"}}, "users": []}, "  r:", "needs a list of actions"),
-    (TOKEN_RBAC, {"roles_mapping": {"r": {}}, "users": []}, "  r:", "needs a list of actions"),
+    (TOKEN_RBAC, {"roles_mapping": {"r": {"actions": "db:get_database"}}, "users": []}, "  r:",
+     "role 'r' needs a list of actions"),
+    (TOKEN_RBAC, {"roles_mapping": {"r": {}}, "users": []}, "  r:", "role 'r' needs a list of actions"),
     (TOKEN_RBAC, {"roles_mapping": {"r": {"actions": ["db:get_database", "db:drop"]}}, "users": []}, "- db:drop",
-     "unknown action 'db:drop'"),
+     "role 'r': unknown action 'db:drop' (see chromactl/roles.py for Chroma's actions)"),
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [], "extra": 1}, "extra:", "unknown key 'extra'"),
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(), user(name="bob", tokens=["W" * 16, "T" * 20])]}, "- TTT",
-     "shares a token with user 'alice'"),
+     "user 'bob' shares a token with user 'alice'"),
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(), user(tokens=["U" * 20])]}, "- id: alice",
-     "'alice' is already on line 7"),
+     "user 'alice' is already on line 7"),
 ])
 def test_invalid_authz_is_refused_with_its_line(settings, doc, where, message):
     texts = authz(doc)
@@ -248,7 +264,7 @@ def test_invalid_authz_is_refused_with_its_line(settings, doc, where, message):
         texts[cr.HTPASSWD_FILE] = f"alice:{HASH}\n"
     with pytest.raises(ProjectFileError) as caught:
         cr.load_credentials(settings, texts)
-    assert message in str(caught.value) and caught.value.filename == cr.AUTHZ_FILE
+    assert str(caught.value) == f"authz.yaml:{caught.value.line}: {message}" and caught.value.filename == cr.AUTHZ_FILE
     lines = texts[cr.AUTHZ_FILE].splitlines()
     # the line that holds `where` (the last one: a repeated token is refused where it repeats)
     assert caught.value.line == max(n for n, text in enumerate(lines, 1) if where in text), texts[cr.AUTHZ_FILE]
@@ -336,3 +352,63 @@ def test_new_credentials_and_their_operations():
     assert replaced.users == (User("a", tokens=("3" * 16,)), b)  # in place
     assert creds.without("a").users == (b,) and creds.without("c") == creds
     assert User(cr.PROBE_USER).internal and not User("alice").internal
+
+
+def test_messages_in_full():
+    assert cr.password_problem("") == "the password is empty"
+    assert cr.password_problem("x" * 20 + "\n") == "a password cannot contain control characters or line breaks"
+    assert cr.password_problem("x" * 73) == "bcrypt uses at most 72 bytes of a password; this one is longer"
+    assert cr.password_problem("x") == ("a password needs at least 16 characters (or let chromactl generate one: "
+                                        "leave it empty)")
+    assert cr.token_problem("") == "the token is empty"
+    assert cr.token_problem("a b" * 10) == ("Chroma accepts only ASCII letters, digits and punctuation in a token "
+                                            "(no spaces)")
+    assert cr.token_problem("a") == "a token needs at least 16 characters"
+    with pytest.raises(ProjectFileError) as caught:
+        cr.parse_htpasswd("a:b:c\n")
+    assert str(caught.value) == "server.htpasswd:1: expected exactly one 'user:bcrypt-hash' per line"
+    with pytest.raises(ProjectFileError) as caught:
+        cr.parse_htpasswd("a:plain\n")
+    assert str(caught.value) == "server.htpasswd:1: the password of 'a' is not a bcrypt hash (nor {SSHA})"
+    with pytest.raises(ProjectFileError) as caught:
+        cr.load_credentials(BASIC_NATIVE, {cr.HTPASSWD_FILE: f"b:{SSHA}\n"})
+    assert caught.value.message == ("server.htpasswd:1: the password of 'b' is hashed for the gateway ({SSHA}), "
+                                    "which Chroma 0.6 cannot check")
+    assert caught.value.filename == cr.HTPASSWD_FILE
+
+
+def test_authz_yaml_syntax_errors_name_the_file():
+    with pytest.raises(ProjectFileError) as caught:
+        cr.load_credentials(TOKEN_RBAC, {cr.AUTHZ_FILE: "users: [\n"})
+    assert caught.value.filename == cr.AUTHZ_FILE and str(caught.value).startswith("authz.yaml:")
+
+
+def test_users_of_authz_under_basic_auth_have_no_tokens():
+    _, users = cr.parse_authz(yaml.safe_dump({"roles_mapping": READERS, "users": [user(tokens=None)]}), BASIC_RBAC)
+    assert users[0][0] == User("alice", "reader") and users[0][0].tokens == ()
+
+
+def test_authz_is_written_in_a_fixed_block_layout():
+    creds = (Credentials(roles={"writer": ("collection:add", "collection:get"), "admin": ("system:reset",)})
+             .with_user(User("zed", "writer", tokens=("Z" * 16,))).with_user(User("amy", "admin", tokens=("A" * 16, "B" * 16))))
+    assert cr.render_authz(creds, TOKEN_RBAC) == (
+        "# Written by chromactl. Chroma reads it for tokens and roles.\n"
+        "# Change it with `chromactl creds`; it holds secrets: keep it 0600 and out of version control.\n"
+        "roles_mapping:\n"
+        "  writer:\n"
+        "    actions:\n"
+        "    - collection:add\n"
+        "    - collection:get\n"
+        "  admin:\n"
+        "    actions:\n"
+        "    - system:reset\n"
+        "users:\n"
+        "- id: zed\n"
+        "  role: writer\n"
+        "  tokens:\n"
+        "  - ZZZZZZZZZZZZZZZZ\n"
+        "- id: amy\n"
+        "  role: admin\n"
+        "  tokens:\n"
+        "  - AAAAAAAAAAAAAAAA\n"
+        "  - BBBBBBBBBBBBBBBB\n")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from chromactl import gateway, roles, tls
+from chromactl import gateway, roles, routes, tls
 from chromactl.credentials import HTPASSWD_FILE, Credentials, User, hash_generated, hash_password, new_credentials
 from chromactl.routes import AUTHENTICATED, PUBLIC_ROUTES, ROUTES
 from chromactl.settings import resolve_settings
@@ -85,7 +85,7 @@ def basic(user: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # per test: mutmut links a function to the tests that call it, fixtures included
 def token_gateway() -> Gateway:
     return model(TOKEN_RBAC, token_credentials(TOKEN_RBAC))
 
@@ -168,6 +168,8 @@ def test_the_rbac_map_refuses_by_default_and_only_chroma_is_reached():
     assert {value for _, value in backend.regexes} == {"chroma"}
     assert g.upstreams["chroma"].child("server").args[0] == gateway.UPSTREAM
     assert g.decide(Request("GET", "/api/v2/auth/identity", {})) == 403  # no token at all
+    refusal = g.unix_servers[g.upstreams["chromactl_refused"].child("server").args[0]].child("location")
+    assert refusal.child("return").args == ["403", '{"error":"AuthError","message":"Forbidden"}']  # as Chroma 0.6
     assert g.decide(Request("GET", "/api/v2/auth/identity", bearer("f" * 40))) == 403
 
 
@@ -277,7 +279,7 @@ def test_without_rbac_every_known_token_reaches_everything_and_nothing_else_does
 # --- basic auth -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # per test: mutmut links a function to the tests that call it, fixtures included
 def basic_files():
     creds = new_credentials(BASIC_RBAC)
     creds = creds.with_user(User("ada", "admin", password_hash=hash_generated("ada-password-24-chars-xx", BASIC_RBAC)))
@@ -418,6 +420,21 @@ def test_path_pattern():
     assert gateway.path_pattern("/a.b/{x}{y}/c") == r"/a\.b/[^/]+[^/]+/c"
 
 
+@pytest.mark.parametrize("method, path, verdict", [
+    ("GET", "/api/v2/heartbeat", "public"), ("POST", "/api/v2/heartbeat", "unknown"),
+    ("GET", "/api/v2/tenants/{tenant_name}", "mapped"), ("PATCH", "/api/v2/tenants/{tenant_name}", "refused"),
+    ("POST", "/api/v2/tenants/{t}/databases/{d}/collections/{c}/fork", "refused"),
+    ("POST", "/api/v2/tenants/{t}/databases/{d}/collections/{c}/add", "mapped"),
+    ("DELETE", "/api/v2/tenants/{t}/databases/{d}/collections/{c}/add", "unknown"),
+    ("GET", "/api/v2/tenants/default", "unknown"),  # a literal where the table has a placeholder
+    ("GET", "/api/v2/{version}/identity", "unknown"),  # a placeholder where the table has a literal
+    ("GET", "/api/v2/tenants/{t}/databases/{d}/collections/{c}/count/x", "unknown"),
+    ("GET", "/api/v2/tenants", "unknown"), ("GET", "/api/v2/auth/identity", "mapped"),
+])
+def test_classify_the_routes_of_an_openapi_document(method, path, verdict):
+    assert routes.classify(method, path) == verdict
+
+
 def test_gateway_container_spec():
     spec = gateway.gateway_spec("/proj", TOKEN_RBAC, "/proj/.chromactl/gateway", "sha256:abc", (1000, 1001))
     assert spec.mounts[0].source == "/proj/.chromactl/gateway" and spec.mounts[0].target == gateway.MOUNT_DIR
@@ -425,6 +442,9 @@ def test_gateway_container_spec():
     assert spec.user == "1000:1001" and spec.port == TOKEN_RBAC.port and spec.host == TOKEN_RBAC.host
     assert spec.name == "chromactl-p-gateway" and spec.image == TOKEN_RBAC.gateway_image
     assert spec.network == "chromactl-p" and spec.volume is None and spec.environment == {}
+    assert {"/proj", "gateway", "p", "token"} <= set(spec.labels.values())
+    other_image = gateway.gateway_spec("/proj", TOKEN_RBAC, "/proj/.chromactl/gateway", "sha256:def", (1000, 1001))
+    assert other_image.config_hash != spec.config_hash  # a new image recreates the gateway
 
 
 # --- a real nginx, where one is installed --------------------------------------------------------

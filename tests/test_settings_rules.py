@@ -151,6 +151,13 @@ def test_without_derived_defaults_keeps_only_chosen_values():
     assert st.without_derived_defaults({"host": "127.0.0.1", "tls": "off"}) == {"host": "127.0.0.1"}
     assert st.without_derived_defaults({"auth": "none", "host": "127.0.0.1", "rbac": False}) == {"auth": "none"}
     assert st.without_derived_defaults({}) == {}
+    # Each key missing from the file takes its default when the others are derived.
+    assert st.without_derived_defaults({"gateway": "nginx"}) == {}  # the default image is 1.x
+    assert st.without_derived_defaults({"image": "chromadb/chroma:0.6.3", "gateway": "none"}) == {
+        "image": "chromadb/chroma:0.6.3"}
+    assert st.without_derived_defaults({"auth": "none", "tls": "off"}) == {"auth": "none"}  # on loopback
+    assert st.without_derived_defaults({"auth": "none", "rbac": False, "tls": "auto"}) == {"auth": "none", "tls": "auto"}
+    assert st.without_derived_defaults({"tls": "auto", "gateway": "nginx", "rbac": True}) == {}
 
 
 SETTINGS_TEXT = """name: p
@@ -203,3 +210,69 @@ def test_render_round_trips_every_field():
     assert "data_volume: \"chromactl-p-data-2\"" in text
     assert st.parse_settings_file(text) == full.to_dict()
     assert "data_volume" not in st.render_settings_file(BASE)
+
+
+def test_every_setting_is_taken_from_flags_then_file_then_default():
+    stored = {"name": "s", "auth": "token", "rbac": True, "token_header": "Authorization", "image": st.DEFAULT_IMAGE,
+              "host": "0.0.0.0", "port": 8000, "gateway_image": "mirror/nginx:1", "tls": "files",
+              "tls_cert": "/s/c.pem", "tls_key": "/s/k.pem", "tls_ca": "/s/ca.pem", "tls_san": ["s.example"]}
+    from_file = st.resolve_settings({}, stored, folder_name="p")
+    assert (from_file.gateway_image, from_file.tls, from_file.tls_cert, from_file.tls_key, from_file.tls_ca,
+            from_file.tls_san) == ("mirror/nginx:1", "files", "/s/c.pem", "/s/k.pem", "/s/ca.pem", ("s.example",))
+    flags = {"gateway_image": "other/nginx:2", "tls_cert": "/f/c.pem", "tls_key": "/f/k.pem", "tls_ca": "/f/ca.pem",
+             "tls_san": ["f.example"]}
+    from_flags = st.resolve_settings(flags, stored, folder_name="p")
+    assert (from_flags.gateway_image, from_flags.tls_cert, from_flags.tls_key, from_flags.tls_ca,
+            from_flags.tls_san) == ("other/nginx:2", "/f/c.pem", "/f/k.pem", "/f/ca.pem", ("f.example",))
+    assert st.resolve_settings({"tls": "off"}, stored, folder_name="p").tls == "off"
+    defaults = st.resolve_settings({}, None, folder_name="p")
+    assert (defaults.gateway_image, defaults.tls_cert, defaults.tls_key, defaults.tls_ca, defaults.tls_san,
+            defaults.data_volume) == (st.DEFAULT_GATEWAY_IMAGE, None, None, None, (), None)
+
+
+@pytest.mark.parametrize("folder, name", [
+    ("proj", "proj"), ("-proj-", "proj"), ("__x__", "x"), (".a.", "a"), ("a b", "a-b"), ("my project!", "my-project"),
+    ("x" * 70, "x" * 63), ("---", "chroma"), ("", "chroma"), ("é", "chroma"),
+])
+def test_default_name(folder, name):
+    assert st.default_name(folder) == name
+
+
+def test_derived_gateway_and_unknown_keys():
+    assert st.derived_default("gateway", "none", st.DEFAULT_IMAGE, "") == "none"
+    with pytest.raises(KeyError, match="colour"):
+        st.derived_default("colour", "token", "", "")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"auth": "x"}, "unknown auth mode 'x': use one of token, basic, none"),
+    ({"rbac": "yes"}, "rbac must be true or false"),
+    ({"token_header": "x"}, "unknown token header 'x': use Authorization or X-Chroma-Token"),
+    ({"gateway": "x"}, "unknown gateway 'x': use nginx or none"),
+    ({"tls": "x"}, "unknown tls mode 'x': use auto, files, off"),
+    ({"port": 0}, "invalid port 0: give a number from 1 to 65535"),
+    ({"bcrypt_rounds": 3}, "bcrypt rounds must be a number from 4 to 14, not 3"),
+    ({"host": "h"}, "invalid host address 'h': give an IP address such as 127.0.0.1 or 0.0.0.0"),
+    ({"name": "-"}, "invalid name '-': use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"),
+    ({"image": "a b"}, "invalid image reference 'a b'"),
+    ({"gateway_image": "a b"}, "invalid image reference 'a b'"),
+    ({"tls_san": ("a b",)}, "invalid name 'a b' for the certificate: give a DNS name or an IP address"),
+    ({"data_volume": "a b"}, "invalid volume name 'a b': use letters, digits, '_', '.' or '-'"),
+    ({"auth": "none", "rbac": True}, "RBAC needs authentication: use auth token or basic, or turn rbac off"),
+    ({"auth": "none", "rbac": False, "gateway": "nginx"}, "a gateway enforces auth: with auth none there is nothing for it to do"),
+])
+def test_messages(changes, message):
+    assert problem(**changes)[1] == message
+    assert problem(**changes)[0] in changes
+
+
+def test_settings_file_errors_name_the_file():
+    with pytest.raises(ProjectFileError) as caught:
+        st.parse_settings_file("")
+    assert str(caught.value) == "chromactl.yaml: the file is empty"
+    with pytest.raises(ProjectFileError) as caught:
+        st.parse_settings_file("a: [\n")
+    assert caught.value.filename == "chromactl.yaml"
+    with pytest.raises(ProjectFileError) as caught:
+        st.parse_settings_file(SETTINGS_TEXT + "colour: blue\n")
+    assert caught.value.hint == "known settings: " + ", ".join(st.FIELDS)

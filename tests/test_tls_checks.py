@@ -16,12 +16,12 @@ from chromactl import tls
 from chromactl.errors import ChromactlError
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # per test: mutmut links a function to the tests that call it, fixtures included
 def ca():
     return tls.new_ca("proj")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # per test: mutmut links a function to the tests that call it, fixtures included
 def leaf(ca):
     return tls.issue_server(ca, tls.server_names("10.1.2.3", ("db.example", "*.example.org")))
 
@@ -37,14 +37,22 @@ def test_the_ca_is_a_ca_for_ten_years(ca):
     constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
     assert constraints.critical and constraints.value.ca and constraints.value.path_length == 0
     usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
-    assert usage.critical and usage.value.key_cert_sign and usage.value.crl_sign and not usage.value.digital_signature
-    assert cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    assert usage.critical and usage.value == x509.KeyUsage(  # signs certificates and CRLs, nothing else
+        digital_signature=False, content_commitment=False, key_encipherment=False, data_encipherment=False,
+        key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False)
+    assert cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).critical is False
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == tls.CA_DAYS  # plus the 5 minutes back
-    assert cert.not_valid_before_utc < tls._now() - datetime.timedelta(minutes=4)
+    assert_five_minutes_back(cert)
     key = serialization.load_pem_private_key(ca.key.encode(), password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
     assert ca.key.startswith("-----BEGIN PRIVATE KEY-----")  # PKCS#8, unencrypted
     cert.verify_directly_issued_by(cert)
+
+
+def assert_five_minutes_back(cert: x509.Certificate) -> None:
+    """Valid from 5 minutes before it was made (clocks differ), to the second."""
+    back = tls._now() - cert.not_valid_before_utc
+    assert datetime.timedelta(minutes=5) <= back < datetime.timedelta(minutes=5, seconds=30), back
 
 
 def test_the_server_certificate(ca, leaf):
@@ -62,6 +70,9 @@ def test_the_server_certificate(ca, leaf):
     ski = load(ca.cert).extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     assert aki.key_identifier == ski.digest
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == tls.LEAF_DAYS
+    assert_five_minutes_back(cert)
+    for extension in (x509.SubjectAlternativeName, x509.ExtendedKeyUsage, x509.AuthorityKeyIdentifier):
+        assert cert.extensions.get_extension_for_class(extension).critical is False, extension
     assert isinstance(cert.signature_hash_algorithm, hashes.SHA256)
     short = load(tls.issue_server(ca, ("a.example",), days=2).cert)
     assert (short.not_valid_after_utc - short.not_valid_before_utc).days == 2
