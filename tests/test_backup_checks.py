@@ -203,11 +203,21 @@ def test_write_backup_writes_beside_the_target_then_renames(tmp_path, monkeypatc
     assert Path(src).name.startswith(".b.tar.") and src.endswith(".partial")
 
 
-def test_write_backup_failures_leave_nothing_behind(tmp_path):
+def test_write_backup_failures_leave_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(ChromactlError) as caught:
         archive.write_backup(tmp_path / "b.tar", {}, tmp_path / "missing-payload.tar", {})
     assert str(caught.value) == f"cannot write {tmp_path / 'b.tar'}: no such file or directory"
     assert list(tmp_path.iterdir()) == []
+    (tmp_path / "data.tar").write_bytes(b"payload")
+
+    def no_sync(fd):
+        raise OSError("the disk went away")  # an OSError without errno
+
+    monkeypatch.setattr(archive.os, "fsync", no_sync)
+    with pytest.raises(ChromactlError) as caught:
+        archive.write_backup(tmp_path / "b.tar", {}, tmp_path / "data.tar", {})
+    assert str(caught.value) == f"cannot write {tmp_path / 'b.tar'}: the disk went away"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.tar"]
 
 
 def test_spool_payload_relative_names_links_and_progress(tmp_path):

@@ -104,17 +104,18 @@ def test_parse_env_file(text, expected):
 
 @pytest.mark.parametrize("text, line, message", [
     ("A=1\nBARE", 2, "'BARE' has no value: write KEY=VALUE"),
-    ("  BARE  ", 1, "'BARE' has no value"),
-    ("A B=1", 1, "cannot be empty or contain spaces"),
-    ("A\t=1", 1, "cannot be empty or contain spaces"),
-    ("A =1", 1, "cannot be empty or contain spaces"),
-    ("=1", 1, "cannot be empty or contain spaces"),
-    ("\n\nA=1\n=x", 4, "cannot be empty"),
+    ("  BARE  ", 1, "'BARE' has no value: write KEY=VALUE"),
+    ("A B=1", 1, "a variable name cannot be empty or contain spaces"),
+    ("A\t=1", 1, "a variable name cannot be empty or contain spaces"),
+    ("A =1", 1, "a variable name cannot be empty or contain spaces"),
+    ("=1", 1, "a variable name cannot be empty or contain spaces"),
+    ("\n\nA=1\n=x", 4, "a variable name cannot be empty or contain spaces"),
 ])
 def test_parse_env_file_errors(text, line, message):
     with pytest.raises(ProjectFileError) as caught:
         ef.parse_env_file(text, "custom.env")
-    assert caught.value.line == line and message in str(caught.value) and caught.value.filename == "custom.env"
+    assert caught.value.line == line and str(caught.value) == f"custom.env:{line}: {message}"
+    assert caught.value.filename == "custom.env"
     with pytest.raises(ProjectFileError) as default_name:
         ef.parse_env_file(text)
     assert default_name.value.filename == ef.ENV_FILE == ".chroma_env"

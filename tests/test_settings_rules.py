@@ -232,7 +232,7 @@ def test_every_setting_is_taken_from_flags_then_file_then_default():
 
 @pytest.mark.parametrize("folder, name", [
     ("proj", "proj"), ("-proj-", "proj"), ("__x__", "x"), (".a.", "a"), ("a b", "a-b"), ("my project!", "my-project"),
-    ("x" * 70, "x" * 63), ("---", "chroma"), ("", "chroma"), ("é", "chroma"),
+    ("x" * 70, "x" * 63), ("---", "chroma"), ("", "chroma"), ("é", "chroma"), ("XproX", "XproX"),
 ])
 def test_default_name(folder, name):
     assert st.default_name(folder) == name
