@@ -230,6 +230,8 @@ def verify_backup(path: Path, workdir: Path) -> dict:
                     if member.name.startswith("/") or ".." in parts or (member.issym() or member.islnk()) and (
                             member.linkname.startswith("/") or ".." in PurePosixPath(member.linkname).parts):
                         raise ChromactlError(f"{path}: refusing a name that leaves the data folder: {member.name!r}")
+                    if member.isdev():  # a character or block device, or a FIFO: never in a data folder
+                        raise ChromactlError(f"{path}: refusing a device or FIFO: {member.name!r}")
                     if member.name == SQLITE:
                         with open(sqlite_copy, "wb") as copy:
                             shutil.copyfileobj(payload.extractfile(member), copy, CHUNK)

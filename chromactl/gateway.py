@@ -75,7 +75,7 @@ def _quoted_name(name: str) -> str:
 def path_pattern(template: str) -> str:
     """/api/v2/tenants/{tenant} -> /api/v2/tenants/[^/]+ (a regex for nginx's $uri)."""
     parts = re.split(r"(\{[^}]+\})", template)
-    return "".join("[^/]+" if p.startswith("{") else re.escape(p).replace("\\/", "/") for p in parts)
+    return "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
 
 
 def _anchored(text: str) -> str:

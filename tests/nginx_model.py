@@ -1,0 +1,370 @@
+"""A small model of nginx, enough to decide requests with the gateway's rendered nginx.conf
+without running nginx: the fast suite checks the text chromactl writes, not a re-derivation.
+
+It reads the configuration the way nginx does (tokens, quoting and backslash escapes of
+ngx_conf_file.c), and decides a request the way the gateway's server does:
+  - the server-level `if ($request_uri ~ ...)` check (400);
+  - `location = ...` before `location /`, `limit_except` (403);
+  - `auth_basic` against the user file's bcrypt and {SSHA} hashes (401);
+  - `map` blocks as ngx_http_map_find evaluates them: exact strings first, ignoring case;
+    then regular expressions (`~` case-sensitive, `~*` not) in the order written, the first
+    match wins, never for an empty source; else the default (the empty string if none);
+  - `proxy_pass http://$variable` to a named upstream, followed to the server block that
+    listens on its socket (the refusal's `return 403`) or to Chroma.
+
+PCRE patterns are run with Python's `re` after translating the escapes whose meaning
+differs (`\\z`, `\\Z`, `\\A`); a construct outside what chromactl writes is refused, so the
+model cannot silently disagree with nginx. tests/test_gateway_config.py checks the model
+against a real nginx where one is installed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+
+import bcrypt
+
+CHROMA = "chroma"  # the decision for a request that is proxied to Chroma
+
+
+class ConfError(ValueError):
+    """Text that nginx would refuse to load, or that this model does not know."""
+
+
+@dataclass
+class Directive:
+    name: str
+    args: list[str]
+    block: list["Directive"] | None = None
+    quoted: list[bool] = field(default_factory=list)
+
+    def children(self, name: str) -> list["Directive"]:
+        return [d for d in self.block or [] if d.name == name]
+
+    def child(self, name: str) -> "Directive":
+        found = self.children(name)
+        if len(found) != 1:
+            raise ConfError(f"expected one {name!r} in {self.name}, found {len(found)}")
+        return found[0]
+
+
+def _unescape(raw: str) -> str:
+    """nginx's handling of a backslash in a token: \\" \\' \\\\ drop the backslash, \\t \\r \\n
+    become the control character, any other keeps it (so PCRE's \\x41 reaches PCRE)."""
+    out, i = [], 0
+    while i < len(raw):
+        c = raw[i]
+        if c == "\\" and i + 1 < len(raw):
+            nxt = raw[i + 1]
+            if nxt in "\"'\\":
+                out.append(nxt)
+                i += 2
+                continue
+            if nxt in "trn":
+                out.append({"t": "\t", "r": "\r", "n": "\n"}[nxt])
+                i += 2
+                continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def tokenize(text: str) -> list[tuple[str, bool]]:
+    """(token, was quoted) pairs; `;`, `{` and `}` are tokens of their own."""
+    tokens: list[tuple[str, bool]] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+        elif c in ";{}":
+            tokens.append((c, False))
+            i += 1
+        elif c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c:
+                j += 2 if text[j] == "\\" else 1
+            if j >= n:
+                raise ConfError("unbalanced quotes")
+            tokens.append((_unescape(text[i + 1:j]), True))
+            i = j + 1
+            if i < n and not (text[i].isspace() or text[i] in ";{})"):
+                raise ConfError(f"unexpected {text[i]!r} after a quoted string")
+        else:
+            j = i
+            while j < n and not (text[j].isspace() or text[j] in ";{}\"'"):
+                j += 2 if text[j] == "\\" else 1
+            tokens.append((_unescape(text[i:j]), False))
+            i = j
+    return tokens
+
+
+def parse(text: str) -> list[Directive]:
+    tokens = tokenize(text)
+    position = 0
+
+    def block(nested: bool) -> list[Directive]:
+        nonlocal position
+        directives: list[Directive] = []
+        words: list[tuple[str, bool]] = []
+        while position < len(tokens):
+            token, quoted = tokens[position]
+            position += 1
+            if not quoted and token == ";":
+                if not words:
+                    raise ConfError("an empty directive")
+                directives.append(Directive(words[0][0], [w for w, _ in words[1:]], None, [q for _, q in words[1:]]))
+                words = []
+            elif not quoted and token == "{":
+                if not words:
+                    raise ConfError("a block without a name")
+                directives.append(Directive(words[0][0], [w for w, _ in words[1:]], block(True),
+                                            [q for _, q in words[1:]]))
+                words = []
+            elif not quoted and token == "}":
+                if not nested or words:
+                    raise ConfError("unexpected '}'")
+                return directives
+            else:
+                words.append((token, quoted))
+        if nested or words:
+            raise ConfError("unexpected end of file")
+        return directives
+
+    return block(False)
+
+
+def pcre(pattern: str, caseless: bool = False) -> re.Pattern:
+    """A PCRE pattern of the kinds chromactl writes, compiled with Python's re."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= len(pattern):
+                raise ConfError(f"a trailing backslash in {pattern!r}")
+            nxt = pattern[i + 1]
+            if nxt == "x":
+                digits = pattern[i + 2:i + 4]
+                if not re.fullmatch(r"[0-9a-fA-F]{2}", digits):
+                    raise ConfError(f"a \\x escape without two hex digits in {pattern!r}")
+                out.append("\\x" + digits)
+                i += 4
+                continue
+            if nxt == "z":
+                out.append(r"\Z")  # PCRE's \z: the very end (Python's \Z)
+            elif nxt == "Z":
+                out.append(r"(?=\n?\Z)")  # PCRE's \Z: the end, or before a final newline
+            elif nxt == "A":
+                out.append(r"\A")
+            elif nxt.isalnum():
+                raise ConfError(f"an escape this model does not know: \\{nxt} in {pattern!r}")
+            else:
+                out.append("\\" + nxt)  # an escaped punctuation character is itself
+            i += 2
+            continue
+        if c == "(" and pattern[i + 1:i + 2] == "?":
+            raise ConfError(f"a PCRE group this model does not know in {pattern!r}")
+        out.append(c)
+        i += 1
+    return re.compile("".join(out), re.IGNORECASE if caseless else 0)
+
+
+@dataclass
+class MapBlock:
+    source: str
+    default: str
+    exact: dict[str, str]  # keys lower-cased, as nginx hashes them
+    regexes: list[tuple[re.Pattern, str]]
+
+
+def _map_block(directive: Directive) -> MapBlock:
+    if len(directive.args) != 2 or directive.block is None:
+        raise ConfError("map needs a source and a variable")
+    default, exact, regexes = None, {}, []
+    for entry in directive.block:
+        if entry.block is not None or len(entry.args) != 1:
+            raise ConfError(f"invalid number of map parameters: {entry.name} {entry.args}")
+        key, value = entry.name, entry.args[0]
+        if key in ("hostnames", "volatile", "include"):
+            raise ConfError(f"map {key} is not used by chromactl")
+        if key == "default":
+            if default is not None:
+                raise ConfError("duplicate default map parameter")
+            default = value
+        elif key.startswith("~"):
+            caseless = key.startswith("~*")
+            regexes.append((pcre(key[2:] if caseless else key[1:], caseless), value))
+        else:
+            key = key[1:] if key.startswith("\\") else key
+            if key.lower() in exact:
+                raise ConfError(f"conflicting parameter {key!r}")
+            exact[key.lower()] = value
+    return MapBlock(directive.args[0], "" if default is None else default, exact, regexes)
+
+
+@dataclass
+class Request:
+    method: str
+    target: str  # the raw request target, as sent: path and query
+    headers: dict[str, str] = field(default_factory=dict)  # names in any case
+    remote_addr: str = "192.0.2.7"
+
+
+@dataclass
+class Gateway:
+    """The gateway's files (name -> content, as render_gateway returns them) read as nginx
+    would read them from `mount_dir`."""
+    files: dict[str, str]
+    mount_dir: str
+    config_file: str = "nginx.conf"
+
+    def __post_init__(self) -> None:
+        top = parse(self.files[self.config_file])
+        self.http = next(d for d in top if d.name == "http")
+        self.maps: dict[str, MapBlock] = {}
+        for directive in self.http.children("map"):
+            variable = directive.args[1]
+            if not variable.startswith("$") or variable in self.maps:
+                raise ConfError(f"map variable {variable!r} is invalid or defined twice")
+            self.maps[variable] = _map_block(directive)
+        self.upstreams = {d.args[0]: d for d in self.http.children("upstream")}
+        servers = self.http.children("server")
+        self.unix_servers = {d.child("listen").args[0]: d for d in servers
+                             if d.child("listen").args[0].startswith("unix:")}
+        public = [d for d in servers if not d.child("listen").args[0].startswith("unix:")]
+        if len(public) != 1:
+            raise ConfError(f"expected one server on a port, found {len(public)}")
+        self.server = public[0]
+
+    # --- variables -------------------------------------------------------------------------
+
+    def variable(self, name: str, request: Request) -> str:
+        if name in self.maps:
+            block = self.maps[name]
+            source = self.expand(block.source, request)
+            if source.lower() in block.exact:
+                return self.expand(block.exact[source.lower()], request)
+            if source:  # nginx tries no regex on an empty value
+                for regex, value in block.regexes:
+                    if regex.search(source):
+                        return self.expand(value, request)
+            return self.expand(block.default, request)
+        if name.startswith("$http_"):
+            wanted = name[len("$http_"):]
+            found = [v for k, v in request.headers.items() if k.lower().replace("-", "_") == wanted]
+            return found[0].strip(" \t") if found else ""  # nginx drops the spaces around a value
+        if name == "$request_method":
+            return request.method
+        if name == "$request_uri":
+            return request.target
+        if name == "$uri":  # decoded; the paths that decoding could change are refused before (400)
+            return urllib.parse.unquote(request.target.split("?", 1)[0])
+        if name == "$remote_user":
+            return (self._basic_credentials(request) or ("", ""))[0]
+        if name == "$binary_remote_addr":
+            return request.remote_addr
+        raise ConfError(f"a variable this model does not know: {name}")
+
+    def expand(self, text: str, request: Request) -> str:
+        return re.sub(r"\$(\{\w+\}|\w+)", lambda m: self.variable("$" + m[1].strip("{}"), request), text)
+
+    @staticmethod
+    def _basic_credentials(request: Request) -> tuple[str, str] | None:
+        value = next((v for k, v in request.headers.items() if k.lower() == "authorization"), "").strip(" \t")
+        scheme, _, encoded = value.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            user, sep, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return (user, password) if sep else None
+
+    # --- the decision --------------------------------------------------------------------
+
+    def decide(self, request: Request) -> str | int:
+        """CHROMA when the request is proxied to Chroma, else the status nginx answers."""
+        for directive in self.server.block or []:
+            if directive.name == "if":
+                status = self._if(directive, request)
+                if status is not None:
+                    return status
+        path = self.variable("$uri", request)
+        locations = self.server.children("location")
+        exact = [d for d in locations if d.args[0] == "=" and d.args[1] == path]
+        prefix = sorted((d for d in locations if len(d.args) == 1 and path.startswith(d.args[0])),
+                        key=lambda d: len(d.args[0]), reverse=True)
+        location = (exact or prefix or [None])[0]
+        if location is None:
+            return 404
+        return self._location(location, request)
+
+    def _if(self, directive: Directive, request: Request) -> int | None:
+        args = list(directive.args)
+        if args[0].startswith("(") and args[-1].endswith(")"):
+            args[0], args[-1] = args[0][1:], args[-1][:-1]
+        args = [a for a in args if a]
+        if len(args) != 3 or args[1] not in ("~", "~*"):
+            raise ConfError(f"an if this model does not know: {directive.args}")
+        if not pcre(args[2], args[1] == "~*").search(self.expand(args[0], request)):
+            return None
+        returned = directive.child("return")
+        return int(returned.args[0])
+
+    def _location(self, location: Directive, request: Request) -> str | int:
+        for directive in location.block or []:
+            if directive.name == "limit_except":
+                allowed = set(directive.args) | ({"HEAD"} if "GET" in directive.args else set())
+                if request.method not in allowed and directive.children("deny"):
+                    return 403
+        auth = location.children("auth_basic")
+        if auth and auth[0].args[0] != "off":
+            if not self._password_ok(location, request):
+                return 401
+        returned = location.children("return")
+        if returned:
+            return int(returned[0].args[0])
+        target = location.child("proxy_pass").args[0]
+        if not target.startswith("http://"):
+            raise ConfError(f"proxy_pass this model does not know: {target}")
+        upstream_name = self.expand(target[len("http://"):], request)
+        upstream = self.upstreams.get(upstream_name)
+        if upstream is None:
+            return 502  # nginx would try to resolve the name, and fail
+        address = upstream.child("server").args[0]
+        if address in self.unix_servers:
+            server = self.unix_servers[address]
+            return self._location(server.child("location"), request)
+        return CHROMA
+
+    def _password_ok(self, location: Directive, request: Request) -> bool:
+        path = location.child("auth_basic_user_file").args[0]
+        prefix = self.mount_dir + "/"
+        if not path.startswith(prefix):
+            raise ConfError(f"the user file {path} is not in the gateway's folder")
+        credentials = self._basic_credentials(request)
+        if credentials is None:
+            return False
+        user, password = credentials
+        for line in self.files[path[len(prefix):]].splitlines():
+            name, sep, hashed = line.partition(":")
+            if sep and name == user:
+                return check_password(password, hashed)
+        return False
+
+
+def check_password(password: str, hashed: str) -> bool:
+    """What nginx's auth_basic accepts: crypt's bcrypt ($2y$, $2b$) or {SSHA}."""
+    if hashed.startswith("{SSHA}"):
+        raw = base64.b64decode(hashed[len("{SSHA}"):])
+        digest, salt = raw[:20], raw[20:]
+        return hashlib.sha1(password.encode() + salt).digest() == digest
+    if hashed.startswith(("$2y$", "$2b$", "$2a$")):
+        return bcrypt.checkpw(password.encode(), hashed.encode())
+    raise ConfError(f"a password scheme this model does not know: {hashed[:8]}")

@@ -1,0 +1,301 @@
+"""verify_backup's checks one by one, each in a backup that is otherwise whole (right sha256,
+right fingerprint and counts): a name or link that leaves the data folder, a device, and
+the damage that the manifest must catch."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from chromactl import archive
+from chromactl.errors import ChromactlError
+from test_archive import make_sqlite
+
+
+def member(name: str, kind=tarfile.REGTYPE, linkname: str = "", data: bytes = b"x") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+def build_backup(tmp_path, extra=(), sqlite=True, fmt=archive.FORMAT, manifest_changes=None):
+    """A backup whose payload holds chroma.sqlite3, v1/data_level0.bin and `extra`, with a
+    manifest that matches it."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    make_sqlite(tmp_path / "src.sqlite3")
+    payload = tmp_path / "data.tar"
+    with tarfile.open(payload, "w", format=tarfile.PAX_FORMAT) as tar:
+        if sqlite:
+            tar.add(tmp_path / "src.sqlite3", arcname=archive.SQLITE)
+        for info, data in (member("v1", tarfile.DIRTYPE), member("v1/data_level0.bin", data=b"\1" * 100), *extra):
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    fingerprint, collections = archive.inspect_sqlite(tmp_path / "src.sqlite3")
+    manifest = {"format": fmt, "fingerprint": fingerprint, "collections": collections,
+                "payload": {"sha256": hashlib.sha256(payload.read_bytes()).hexdigest()}}
+    manifest.update(manifest_changes or {})
+    output = tmp_path / "backup.tar"
+    archive.write_backup(output, manifest, payload, {})
+    work = tmp_path / "work"
+    work.mkdir()
+    return output, work, manifest
+
+
+def test_a_whole_backup_with_links_inside_the_folder_passes(tmp_path):
+    output, work, manifest = build_backup(tmp_path, extra=[
+        member("v1/link", tarfile.SYMTYPE, "data_level0.bin"),
+        member("v1/deeper/link", tarfile.SYMTYPE, "x..y/..z"),  # ".." only inside a part: stays
+        member("hard", tarfile.LNKTYPE, "v1/data_level0.bin"),
+        member("..hidden", data=b"dots in a name are not a parent"),
+        member("v1/a..b", data=b"nor here"),
+    ])
+    assert archive.verify_backup(output, work) == manifest
+    assert (work / archive.SQLITE).exists()
+
+
+@pytest.mark.parametrize("name, kind, linkname", [
+    ("/etc/evil", tarfile.REGTYPE, ""),  # an absolute name
+    ("/chroma.sqlite3", tarfile.REGTYPE, ""),
+    ("../evil", tarfile.REGTYPE, ""),  # a parent
+    ("v1/../../evil", tarfile.REGTYPE, ""),
+    ("v1/..", tarfile.DIRTYPE, ""),
+    ("v1/out", tarfile.SYMTYPE, "/etc/passwd"),  # a symlink leaving it: absolute
+    ("v1/out", tarfile.SYMTYPE, "../../etc/passwd"),  # ... or by parents
+    ("v1/out", tarfile.SYMTYPE, ".."),
+    ("v1/out", tarfile.SYMTYPE, "a/../../../x"),
+    ("v1/hard", tarfile.LNKTYPE, "/etc/shadow"),  # a hard link leaving it: absolute
+    ("v1/hard", tarfile.LNKTYPE, "../outside"),  # ... or by parents
+])
+def test_names_and_links_leaving_the_data_folder_are_refused(tmp_path, name, kind, linkname):
+    output, work, _ = build_backup(tmp_path, extra=[member(name, kind, linkname)])
+    with pytest.raises(ChromactlError, match="refusing a name that leaves the data folder") as caught:
+        archive.verify_backup(output, work)
+    assert repr(name) in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", [tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE])
+def test_devices_and_fifos_are_refused(tmp_path, kind):
+    output, work, _ = build_backup(tmp_path, extra=[member("v1/dev", kind)])
+    with pytest.raises(ChromactlError, match="refusing a device or FIFO.*'v1/dev'"):
+        archive.verify_backup(output, work)
+
+
+def test_a_regular_file_with_a_stray_link_name_is_only_a_file(tmp_path):
+    output, work, manifest = build_backup(tmp_path, extra=[member("v1/file", tarfile.REGTYPE, "/etc/passwd")])
+    assert archive.verify_backup(output, work) == manifest
+
+
+def test_damage_and_lies_are_refused(tmp_path):
+    output, work, _ = build_backup(tmp_path / "a", manifest_changes={"payload": {"sha256": "0" * 64}})
+    with pytest.raises(ChromactlError) as caught:
+        archive.verify_backup(output, work)
+    assert re.fullmatch(r".*/backup\.tar is damaged: the data's sha256 is [0-9a-f]{16}\.\.\., the manifest says 0{16}\.\.\.",
+                        caught.value.message), caught.value.message
+    assert caught.value.hint == "nothing was changed; use another backup"
+    output, work, manifest = build_backup(tmp_path / "no-payload-entry")
+    manifest.pop("payload")
+    archive.write_backup(output, manifest, tmp_path / "no-payload-entry" / "data.tar", {})
+    with pytest.raises(ChromactlError, match="the manifest says None"):
+        archive.verify_backup(output, work)
+    output, work, _ = build_backup(tmp_path / "b", fmt="chromactl-backup/2")
+    with pytest.raises(ChromactlError, match="unknown backup format 'chromactl-backup/2'"):
+        archive.verify_backup(output, work)
+    output, work, _ = build_backup(tmp_path / "c", sqlite=False)
+    with pytest.raises(ChromactlError, match="holds no chroma.sqlite3"):
+        archive.verify_backup(output, work)
+    output, work, manifest = build_backup(tmp_path / "d", manifest_changes={"fingerprint": {"chromadb/migrations/sysdb": 1}})
+    with pytest.raises(ChromactlError, match="does not match its manifest") as caught:
+        archive.verify_backup(output, work)
+    assert caught.value.hint == "nothing was changed; use another backup"
+    output, work, manifest = build_backup(tmp_path / "e")
+    manifest.pop("collections")  # the data has collections; a manifest without any lies
+    archive.write_backup(output, manifest, tmp_path / "e" / "data.tar", {})
+    with pytest.raises(ChromactlError, match="does not match its manifest"):
+        archive.verify_backup(output, work)
+
+
+def test_a_damaged_payload_is_refused_as_damaged(tmp_path, monkeypatch):
+    # Cut short inside the payload: the backup's own index is broken.
+    output, work, _ = build_backup(tmp_path / "a")
+    data = output.read_bytes()
+    (tmp_path / "cut.tar").write_bytes(data[:data.index(b"\1" * 100) + 50])
+    with pytest.raises(ChromactlError, match="cut.tar is not a chromactl backup"):
+        archive.verify_backup(tmp_path / "cut.tar", work)
+    # The disk fails while the payload is read.
+    real = tarfile.TarFile.extractfile
+
+    def failing(self, member):
+        source = real(self, member)
+        if getattr(member, "name", member) == archive.PAYLOAD:
+            source.read = lambda size=-1: (_ for _ in ()).throw(OSError(5, "Input/output error"))
+        return source
+
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", failing)
+    with pytest.raises(ChromactlError) as caught:
+        archive.verify_backup(output, work)
+    assert caught.value.message.endswith("backup.tar is damaged: [Errno 5] Input/output error")
+    assert caught.value.hint == "use another backup"
+    monkeypatch.undo()
+    # A payload whose sha256 the manifest states, but that is no tar.
+    (tmp_path / "b").mkdir()
+    payload = tmp_path / "b" / "data.tar"
+    payload.write_bytes(b"\x00garbage" * 200)
+    manifest = {"format": archive.FORMAT, "payload": {"sha256": hashlib.sha256(payload.read_bytes()).hexdigest()}}
+    archive.write_backup(tmp_path / "b" / "b.tar", manifest, payload, {})
+    with pytest.raises(ChromactlError, match="is damaged: ") as caught:
+        archive.verify_backup(tmp_path / "b" / "b.tar", work)
+    assert caught.value.hint == "use another backup"
+
+
+def test_not_a_backup(tmp_path):
+    with pytest.raises(ChromactlError, match="no such backup file"):
+        archive.verify_backup(tmp_path / "missing.tar", tmp_path)
+    plain = tmp_path / "plain.tar"
+    with tarfile.open(plain, "w") as tar:
+        info, data = member("something")
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ChromactlError, match="is not a chromactl backup .no readable"):
+        archive.verify_backup(plain, tmp_path)
+    bad_json = tmp_path / "bad.tar"
+    with tarfile.open(bad_json, "w") as tar:
+        for name, data in ((archive.MANIFEST, b"{not json"), (archive.PAYLOAD, b"")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ChromactlError, match="is not a chromactl backup"):
+        archive.verify_backup(bad_json, tmp_path)
+
+
+def test_backup_file_layout_and_mode(tmp_path):
+    output, work, manifest = build_backup(tmp_path)
+    with tarfile.open(output) as tar:
+        assert tar.getnames() == [archive.MANIFEST, archive.PAYLOAD]
+        assert json.load(tar.extractfile(archive.MANIFEST)) == manifest
+        payload = tar.getmember(archive.PAYLOAD)
+        assert (payload.mode, payload.uid, payload.gid, payload.uname, payload.gname) == (0o600, 0, 0, "", "")
+    assert output.stat().st_mode & 0o777 == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    with tarfile.open(output) as tar:  # a manifest a person can read
+        assert tar.extractfile(archive.MANIFEST).read() == json.dumps(manifest, indent=2).encode() + b"\n"
+    archive.write_backup(tmp_path / "with-files.tar", manifest, tmp_path / "data.tar", {"b.yaml": b"2", "a.yaml": b"1"})
+    with tarfile.open(tmp_path / "with-files.tar") as tar:
+        assert tar.getnames()[2:] == [f"{archive.PROJECT}/a.yaml", f"{archive.PROJECT}/b.yaml"]
+        assert tar.extractfile(f"{archive.PROJECT}/a.yaml").read() == b"1"
+        assert all(m.mode == 0o600 for m in tar.getmembers())
+
+
+def test_write_backup_writes_beside_the_target_then_renames(tmp_path, monkeypatch):
+    (tmp_path / "data.tar").write_bytes(b"payload")
+    renamed = []
+    real_replace = os.replace
+    monkeypatch.setattr(archive.os, "replace", lambda src, dst: (renamed.append((src, dst)), real_replace(src, dst)))
+    archive.write_backup(tmp_path / "b.tar", {}, tmp_path / "data.tar", {})
+    (src, dst), = renamed
+    assert Path(src).parent == tmp_path and Path(dst) == tmp_path / "b.tar"  # the same folder: an atomic rename
+    assert Path(src).name.startswith(".b.tar.") and src.endswith(".partial")
+
+
+def test_write_backup_failures_leave_nothing_behind(tmp_path, monkeypatch):
+    with pytest.raises(ChromactlError) as caught:
+        archive.write_backup(tmp_path / "b.tar", {}, tmp_path / "missing-payload.tar", {})
+    assert str(caught.value) == f"cannot write {tmp_path / 'b.tar'}: no such file or directory"
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "data.tar").write_bytes(b"payload")
+
+    def no_sync(fd):
+        raise OSError("the disk went away")  # an OSError without errno
+
+    monkeypatch.setattr(archive.os, "fsync", no_sync)
+    with pytest.raises(ChromactlError) as caught:
+        archive.write_backup(tmp_path / "b.tar", {}, tmp_path / "data.tar", {})
+    assert str(caught.value) == f"cannot write {tmp_path / 'b.tar'}: the disk went away"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.tar"]
+
+
+def test_spool_payload_relative_names_links_and_progress(tmp_path):
+    make_sqlite(tmp_path / "src.sqlite3")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        top = tarfile.TarInfo("data")
+        top.type = tarfile.DIRTYPE
+        tar.addfile(top)
+        tar.add(tmp_path / "src.sqlite3", arcname="data/chroma.sqlite3")
+        for info, data in (member("data/v1", tarfile.DIRTYPE), member("data/v1/x.bin", data=b"abc"),
+                           member("data/v1/hard", tarfile.LNKTYPE, "data/v1/x.bin"),
+                           member("data/v1/sym", tarfile.SYMTYPE, "x.bin")):
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    stream = buffer.getvalue()
+    seen = []
+    sha, size = archive.spool_payload([stream[i:i + 1000] for i in range(0, len(stream), 1000)],
+                                      tmp_path / "p.tar", tmp_path / "copy.sqlite3", seen.append)
+    assert seen == sorted(seen) and seen[-1] == len(stream) and len(seen) == -(-len(stream) // 1000)
+    assert sha == hashlib.sha256((tmp_path / "p.tar").read_bytes()).hexdigest() and size == (tmp_path / "p.tar").stat().st_size
+    assert (tmp_path / "copy.sqlite3").read_bytes() == (tmp_path / "src.sqlite3").read_bytes()
+    with tarfile.open(tmp_path / "p.tar") as tar:
+        assert tar.getnames() == ["chroma.sqlite3", "v1", "v1/x.bin", "v1/hard", "v1/sym"]
+        assert tar.getmember("v1/hard").linkname == "v1/x.bin" and tar.getmember("v1/sym").linkname == "x.bin"
+        assert tar.extractfile("v1/x.bin").read() == b"abc"
+        assert tar.extractfile("chroma.sqlite3").read() == (tmp_path / "src.sqlite3").read_bytes()
+
+
+def test_inspect_sqlite_refuses_what_is_not_chroma(tmp_path):
+    (tmp_path / "junk.sqlite3").write_bytes(b"not a database at all" * 50)
+    with pytest.raises(ChromactlError, match="not a Chroma database"):
+        archive.inspect_sqlite(tmp_path / "junk.sqlite3")
+    with pytest.raises(ChromactlError, match="cannot open chroma.sqlite3|not a Chroma database"):
+        archive.inspect_sqlite(tmp_path / "missing" / "x.sqlite3")
+
+
+def test_extract_single_and_chunk_reader(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for info, data in (member("dir", tarfile.DIRTYPE), member("dir/one", data=b"first" * 1000),
+                           member("dir/two", data=b"second")):
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    stream = buffer.getvalue()
+    archive.extract_single([stream[i:i + 333] for i in range(0, len(stream), 333)], tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == b"first" * 1000
+    empty = io.BytesIO()
+    with tarfile.open(fileobj=empty, mode="w") as tar:
+        info, _ = member("only-a-dir", tarfile.DIRTYPE)
+        tar.addfile(info)
+    with pytest.raises(ChromactlError, match="^the engine's archive held no file$"):
+        archive.extract_single([empty.getvalue()], tmp_path / "none")
+    reader = archive.ChunkReader([b"ab", b"", b"cde"])
+    assert reader.readable() and reader.read() == b"abcde" and reader.total == 5
+    small, seen = archive.ChunkReader([b"abcde", b"fg"], on_bytes=lambda n: seen.append(n)), []
+    assert [small.read(2) for _ in range(5)] == [b"ab", b"cd", b"e", b"fg", b""]  # never past a chunk's end
+    assert seen == [5, 7]
+
+
+def test_the_hashing_writer_is_a_writable_raw_stream(tmp_path):
+    with open(tmp_path / "out", "wb") as handle:
+        writer = archive._HashingWriter(handle)
+        buffered = io.BufferedWriter(writer)  # refuses a raw stream that says it is not writable
+        buffered.write(b"abc")
+        buffered.flush()
+    assert writer.size == 3 and writer.sha256.hexdigest() == hashlib.sha256(b"abc").hexdigest()
+    assert (tmp_path / "out").read_bytes() == b"abc"
+
+
+def test_counts_of():
+    assert archive.counts_of([{"tenant": "t", "database": "d", "name": "c", "count": 3}]) == {"t/d/c": 3}
+
+
+def test_a_volume_without_chroma_sqlite3_says_what_to_check(tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info, data = member("data/other")
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(ChromactlError) as caught:
+        archive.spool_payload([buffer.getvalue()], tmp_path / "p.tar", tmp_path / "c.sqlite3")
+    assert caught.value.message == "the data volume holds no chroma.sqlite3: nothing that Chroma wrote"
+    assert caught.value.hint == "has the server ever run on it? `chromactl status` names the volume"
