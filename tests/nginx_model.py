@@ -235,9 +235,10 @@ class Gateway:
             self.maps[variable] = _map_block(directive)
         self.upstreams = {d.args[0]: d for d in self.http.children("upstream")}
         servers = self.http.children("server")
+        # The gateway's own servers (where refusals get their 403): on a socket or its loopback.
         self.unix_servers = {d.child("listen").args[0]: d for d in servers
-                             if d.child("listen").args[0].startswith("unix:")}
-        public = [d for d in servers if not d.child("listen").args[0].startswith("unix:")]
+                             if d.child("listen").args[0].startswith(("unix:", "127.0.0.1:"))}
+        public = [d for d in servers if d.child("listen").args[0] not in self.unix_servers]
         if len(public) != 1:
             raise ConfError(f"expected one server on a port, found {len(public)}")
         self.server = public[0]

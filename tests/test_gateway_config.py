@@ -241,7 +241,7 @@ def test_tokens_with_any_punctuation_are_escaped_and_match_only_themselves():
     g = Gateway(files, gateway.MOUNT_DIR)
     assert list(g.maps["$chromactl_user"].exact) == [] and g.maps["$chromactl_user"].default == ""
     assert len(g.maps["$chromactl_user"].regexes) == 2  # nothing broke out of the map
-    assert set(g.maps) == {"$chromactl_user", "$chromactl_role", "$chromactl_backend"}
+    assert set(g.maps) == {"$chromactl_user", "$chromactl_role", "$chromactl_backend", "$chromactl_limit_key"}
     assert g.decide(Request("POST", "/api/v2/reset", bearer(PUNCTUATION_TOKEN))) == CHROMA
     assert g.decide(Request("GET", "/api/v2/tenants/a", bearer('"; } default chroma; map $x $y { #abcdefgh'))) == CHROMA
     for i, c in enumerate(PUNCTUATION_TOKEN):  # each metacharacter stands for itself only
@@ -308,7 +308,8 @@ def test_costly_users_are_rate_limited_per_address_before_their_hash(basic_files
     _, files = basic_files
     g = Gateway(files, gateway.MOUNT_DIR)
     conf = files[gateway.CONFIG_FILE]
-    assert set(g.maps) == {"$chromactl_cost7", "$chromactl_cost8", "$chromactl_role", "$chromactl_backend"}
+    assert set(g.maps) == {"$chromactl_cost7", "$chromactl_cost8", "$chromactl_role", "$chromactl_backend",
+                           "$chromactl_limit_key"}
     for cost, user in ((7, "wes"), (8, "ari")):
         who = lambda name: g.variable(f"$chromactl_cost{cost}", Request("GET", "/", basic(name, "x")))  # noqa: E731
         assert who(user) == "192.0.2.7"
@@ -318,7 +319,8 @@ def test_costly_users_are_rate_limited_per_address_before_their_hash(basic_files
         assert f"limit_req zone=chromactl_cost{cost} burst={gateway.COSTLY_BURST} nodelay;" in conf
     location = g.server.children("location")[-1]
     names = [d.name for d in location.block]
-    assert names == ["limit_req", "limit_req", "limit_req_status", "auth_basic", "auth_basic_user_file", "proxy_pass"]
+    assert names == ["limit_conn", "limit_req", "limit_req", "limit_req_status", "auth_basic", "auth_basic_user_file",
+                     "proxy_pass"]
     assert location.child("limit_req_status").args == ["429"]
 
 
@@ -326,7 +328,7 @@ def test_cheap_users_only_no_rate_limit_and_no_rbac_maps():
     creds = new_credentials(BASIC_PLAIN).with_user(User("ada", password_hash=hash_password("ada-password-16-chars", 6)))
     files = gateway.render_gateway(BASIC_PLAIN, creds)
     g = Gateway(files, gateway.MOUNT_DIR)
-    assert g.maps == {} and "limit_req" not in files[gateway.CONFIG_FILE]
+    assert set(g.maps) == {"$chromactl_limit_key"} and "limit_req" not in files[gateway.CONFIG_FILE]
     assert files[HTPASSWD_FILE] == f"ada:{creds.users[0].password_hash}\n"
     assert g.decide(Request("POST", "/api/v2/reset", basic("ada", "ada-password-16-chars"))) == CHROMA
     assert g.decide(Request("POST", "/api/v2/reset", basic("ada", "ada-password-16-charz"))) == 401
@@ -404,7 +406,10 @@ def test_listen_tls_summary_and_upstream():
     assert g.server.child("ssl_certificate").args == [f"{gateway.MOUNT_DIR}/server.pem"]
     assert g.server.child("ssl_certificate_key").args == [f"{gateway.MOUNT_DIR}/server.key"]
     assert g.server.child("ssl_protocols").args == ["TLSv1.2", "TLSv1.3"]
-    assert g.http.child("limit_conn").args == ["chromactl_per_client", str(gateway.CONNECTIONS_PER_CLIENT)]
+    protected = next(d for d in g.server.children("location") if d.args == ["/"])
+    assert protected.child("limit_conn").args == ["chromactl_per_client", str(gateway.CONNECTIONS_PER_CLIENT)]
+    assert not g.http.children("limit_conn")  # public routes are never limited
+    assert g.http.child("limit_conn_zone").args[0] == "$chromactl_limit_key"
     assert "# Auth: basic\n" in gateway.render_gateway(BASIC_PLAIN, Credentials())[gateway.CONFIG_FILE]
     assert "# Auth: token in X-Chroma-Token, RBAC\n" in gateway.render_gateway(
         X_TOKEN_RBAC, token_credentials(X_TOKEN_RBAC))[gateway.CONFIG_FILE]
@@ -436,14 +441,18 @@ def test_classify_the_routes_of_an_openapi_document(method, path, verdict):
 
 
 def test_gateway_container_spec():
-    spec = gateway.gateway_spec("/proj", TOKEN_RBAC, "/proj/.chromactl/gateway", "sha256:abc", (1000, 1001))
+    spec = gateway.gateway_spec("/proj", TOKEN_RBAC, "/proj/.chromactl/gateway", "sha256:abc", (1000, 1001),
+                                "172.20.0.3")
     assert spec.mounts[0].source == "/proj/.chromactl/gateway" and spec.mounts[0].target == gateway.MOUNT_DIR
     assert spec.command == gateway.COMMAND and spec.container_port == gateway.LISTEN_PORT
     assert spec.user == "1000:1001" and spec.port == TOKEN_RBAC.port and spec.host == TOKEN_RBAC.host
     assert spec.name == "chromactl-p-gateway" and spec.image == TOKEN_RBAC.gateway_image
-    assert spec.network == "chromactl-p" and spec.volume is None and spec.environment == {}
+    assert [(a.network, a.address) for a in spec.networks] == [("chromactl-p", None),
+                                                               ("chromactl-p-internal", "172.20.0.3")]
+    assert spec.volume is None and spec.environment == {} and spec.tmpfs == ("/tmp",)
     assert {"/proj", "gateway", "p", "token"} <= set(spec.labels.values())
-    other_image = gateway.gateway_spec("/proj", TOKEN_RBAC, "/proj/.chromactl/gateway", "sha256:def", (1000, 1001))
+    other_image = gateway.gateway_spec("/proj", TOKEN_RBAC, "/proj/.chromactl/gateway", "sha256:def", (1000, 1001),
+                                       "172.20.0.3")
     assert other_image.config_hash != spec.config_hash  # a new image recreates the gateway
 
 
@@ -613,3 +622,34 @@ def test_a_real_nginx_decides_as_the_model_does(tmp_path):
                 shutil.rmtree(folder, ignore_errors=True)
     finally:
         chroma.shutdown()
+
+
+# --- the per-address limit: strangers only -----------------------------------------------------
+
+
+def test_only_strangers_count_against_their_address(token_gateway):
+    """The connection limit is keyed per address for callers the gateway does not know, and
+    not at all for a known token: a flood of strangers from an address shared with real
+    clients (Docker's userland proxy) does not starve them, nor chromactl's own probe."""
+    def key(headers):
+        return token_gateway.variable("$chromactl_limit_key", Request("POST", "/x", headers, remote_addr="10.9.8.7"))
+
+    assert key({}) == "10.9.8.7" and key(bearer("W" * 40)) == "10.9.8.7"
+    assert key(bearer(TOKENS["reader"] + "x")) == "10.9.8.7"  # a prefix match is no match
+    assert all(key(bearer(token)) == "" for token in TOKENS.values())
+
+
+def test_under_basic_auth_only_the_probes_exact_header_is_spared():
+    creds = Credentials(roles=None, users=(User("admin", password_hash=hash_generated("admin-password-x" * 2,
+                                                                                        BASIC_PLAIN)),))
+    probe = basic("chromactl-probe", "P" * 24)["Authorization"]
+    g = model(BASIC_PLAIN, creds, probe_header=probe)
+
+    def key(headers):
+        return g.variable("$chromactl_limit_key", Request("GET", "/x", headers, remote_addr="10.9.8.7"))
+
+    assert key({"Authorization": probe}) == ""
+    # A stranger who sends a known user's name (with any password) is still a stranger: the
+    # password is checked only after the limit.
+    for headers in ({}, basic("admin", "wrong"), basic("chromactl-probe", "P" * 23), {"Authorization": probe + "x"}):
+        assert key(headers) == "10.9.8.7", headers
