@@ -87,10 +87,13 @@ def generate_password() -> str:
 
 
 # bcrypt's cost protects weak passwords from offline cracking of a leaked file, and is paid
-# again on every request, since basic auth sends the password each time (by Chroma 0.6 and
-# by the gateway alike). A generated password (24 letters and digits, 142 bits) needs no slow
-# hash: at the lowest cost (0.9 ms here) a leaked line still takes ~10^30 years of a GPU's
-# guessing. A chosen one is held to 16 characters and hashed at the project's bcrypt_rounds.
+# again on every request, since basic auth sends the password each time. A generated password
+# (24 letters and digits, 142 bits) needs no slow hash: at the lowest cost (0.9 ms here) a
+# leaked line still takes ~10^30 years of a GPU's guessing. Natively (Chroma 0.6 checks bcrypt
+# only) a chosen one is held to 16 characters and hashed at the project's bcrypt_rounds.
+# Behind the gateway every password is hashed with salted SHA-1 (hash_password_for): a slow
+# hash there costs strangers nothing to trigger and tells them which names exist (an unknown
+# name costs nginx no hash at all); see the README's "Passwords".
 GENERATED_ROUNDS = 4
 # Above this cost each request (right or wrong password) costs more than a few ms of CPU:
 # status flags such users, and the gateway limits how often one address may try them.
@@ -102,16 +105,21 @@ def hash_password(password: str, rounds: int) -> str:
 
 
 def hash_generated(password: str, settings: Settings) -> str:
-    """The hash of a generated password. Behind the gateway nobody but nginx reads the file,
-    and nginx also checks salted SHA-1 ({SSHA}): microseconds instead of bcrypt's ~1 ms at its
-    cheapest, which would otherwise cap basic auth at a fifth of token auth's throughput.
-    For a 142-bit random secret a fast hash is as safe as a slow one: the search space, not
-    the hash's cost, is what defeats guessing. Chroma 0.6 checks bcrypt only."""
-    if not settings.uses_gateway:
-        return hash_password(password, GENERATED_ROUNDS)
-    salt = secrets.token_bytes(SSHA_SALT_BYTES)
-    digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
-    return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")
+    """The hash of a generated password (see hash_password_for)."""
+    return hash_password_for(password, settings, generated=True)
+
+
+def hash_password_for(password: str, settings: Settings, *, generated: bool) -> str:
+    """The hash a password gets in this project. Behind the gateway nobody but nginx reads
+    the file, and nginx checks salted SHA-1 ({SSHA}) in microseconds: a wrong password then
+    costs the same as an unknown name (no oracle of which names exist, no CPU for strangers
+    to burn, nothing to rate-limit and so no lockout). Natively Chroma 0.6 checks bcrypt
+    only: cost 4 for a generated password, bcrypt_rounds for a chosen one."""
+    if settings.uses_gateway:
+        salt = secrets.token_bytes(SSHA_SALT_BYTES)
+        digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
+        return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")
+    return hash_password(password, GENERATED_ROUNDS if generated else settings.bcrypt_rounds)
 
 
 def hash_cost(password_hash: str | None) -> int | None:

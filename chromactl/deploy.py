@@ -419,6 +419,14 @@ def _prove_auth(engine: Engine, project: Project, url: Endpoint, api: str, spec:
         raise ChromactlError(
             f"{url.url} refused chromactl's probe credential (HTTP {auth.credential_status}): the server does not "
             "accept the project's credential files", hint="see `chromactl logs`", exit_code=EXIT_NOT_HEALTHY)
+    if auth.roles_enforced is False:
+        for watched_spec in watched:
+            engine.remove(watched_spec.name)
+        raise ChromactlError(
+            f"{url.url} let chromactl's probe user create a collection, which its role does not allow "
+            f"(HTTP {auth.write_status}): RBAC is NOT enforced, so {spec.name} was removed (volume kept)",
+            hint=f"check the auth variables in {ENV_FILE}, or `chromactl init --force` to rewrite it",
+            exit_code=EXIT_NOT_HEALTHY)
     return auth
 
 

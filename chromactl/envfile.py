@@ -65,7 +65,8 @@ def describe_auth(settings: Settings) -> str:
 
 def is_managed(key: str) -> bool:
     """Whether chromactl writes this variable for some settings (auth, telemetry, listening)."""
-    return key in ("ANONYMIZED_TELEMETRY", *LEGACY_LISTEN) or key.startswith(("CHROMA_SERVER_AUTH", "CHROMA_AUTH_"))
+    upper = key.upper()
+    return upper in ("ANONYMIZED_TELEMETRY", *LEGACY_LISTEN) or upper.startswith(("CHROMA_SERVER_AUTH", "CHROMA_AUTH_"))
 
 
 def legacy_listen(settings: Settings, env: dict[str, str]) -> list[str]:

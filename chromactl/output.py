@@ -19,7 +19,6 @@ from rich.table import Table
 
 from chromactl.commands.status import Pending
 from chromactl.clients import CREDENTIALS_VARIABLE, curl_check, fitting_clients, javascript_snippet, python_snippet
-from chromactl.credentials import CHEAP_ROUNDS
 from chromactl.deploy import Applied
 from chromactl.envfile import describe_auth
 from chromactl.errors import Cancelled, ChromactlError
@@ -384,9 +383,8 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
         if i.tls and i.tls.info.days_left < TLS_WARN_DAYS:
             warn(f"{i.name}: its certificate expires in {i.tls.info.days_left} days: `chromactl tls renew`")
         if i.costly_users:
-            warn(f"{i.name}: every request by {', '.join(i.costly_users)} costs the server a slow bcrypt hash "
-                 f"(cost above {CHEAP_ROUNDS}); `chromactl creds rotate USER` re-hashes it (a generated password "
-                 "is always cheap)")
+            warn(f"{i.name}: every request naming {', '.join(i.costly_users)} costs the server a slow bcrypt hash, "
+                 "which strangers can time and make it spend; `chromactl creds rotate USER` re-hashes it")
         if i.problem:
             warn(f"{i.name}: {i.problem}" + (f" ({i.hint})" if i.hint else ""))
         elif i.origin == "compose":

@@ -44,11 +44,25 @@ def read_environment(project: Project) -> dict[str, str]:
         if env.get(key) != value:
             raise ChromactlError(f"{ENV_FILE}: {key} does not match chromactl.yaml (auth {project.settings.auth})",
                                  hint="rewrite it with `chromactl init --force`")
+    # Chroma reads its settings without regard to case (pydantic), so `chroma_server_authz_provider=`
+    # beside the right one would turn RBAC off: every auth variable, in any case, must be one
+    # chromactl wrote, spelled as it wrote it.
     for key in env:
-        if key.startswith(("CHROMA_SERVER_AUTH", "CHROMA_AUTH_")) and key not in expected:
-            raise ChromactlError(f"{ENV_FILE}: {key} is set but chromactl.yaml says auth {project.settings.auth}",
+        if affects_auth(key) and key not in expected:
+            twin = next((k for k in expected if k.upper() == key.upper()), None)
+            why = (f"a twin of {twin} in another case (Chroma reads both)" if twin else
+                   f"set, but chromactl.yaml says auth {project.settings.auth}")
+            raise ChromactlError(f"{ENV_FILE}: {key} is {why}; it would change how Chroma authenticates",
                                  hint="remove it, or rewrite the file with `chromactl init --force`")
     return env
+
+
+def affects_auth(key: str) -> bool:
+    """Whether Chroma 0.5/0.6 takes this variable (in any case) as an auth setting: the
+    providers, their credentials and config files, the token header, the paths exempt from
+    auth, and the tenant override."""
+    upper = key.upper()
+    return upper.startswith(("CHROMA_SERVER_AUTH", "CHROMA_AUTH_", "CHROMA_OVERWRITE_SINGLETON_TENANT"))
 
 
 def mounted_files(project: Project) -> dict[str, bytes]:

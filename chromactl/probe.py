@@ -25,6 +25,13 @@ PROTECTED = {
     V2: V2 + "/tenants/default_tenant/databases/default_database/collections",
     V1: V1 + "/collections?tenant=default_tenant&database=default_database",
 }
+# What chromactl's probe user tries and must be refused under RBAC (its role may only list
+# collection names): creating a collection. Should it be let in, the collection is removed.
+RBAC_PROBE_COLLECTION = "chromactl-rbac-probe"
+_DELETE_PROBE_COLLECTION = {
+    V2: V2 + f"/tenants/default_tenant/databases/default_database/collections/{RBAC_PROBE_COLLECTION}",
+    V1: V1 + f"/collections/{RBAC_PROBE_COLLECTION}?tenant=default_tenant&database=default_database",
+}
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,7 @@ def credential_headers(settings: Settings, user: str, secret: str) -> dict[str, 
 class AuthProbe:
     anonymous_status: int | None  # what a request without credentials got
     credential_status: int | None = None  # what the probe user's request got; None: not tried
+    write_status: int | None = None  # what the probe user's write (beyond its role) got; None: not tried
 
     @property
     def enforced(self) -> bool:
@@ -165,6 +173,11 @@ class AuthProbe:
     @property
     def accepted(self) -> bool:
         return self.credential_status == 200
+
+    @property
+    def roles_enforced(self) -> bool | None:
+        """Whether a write beyond the probe user's role was refused (None: not tried)."""
+        return None if self.write_status is None else self.write_status in (401, 403)
 
 
 def probe_auth(url: Target, api: str, settings: Settings | None, probe_secret: str | None) -> AuthProbe:
@@ -177,10 +190,29 @@ def probe_auth(url: Target, api: str, settings: Settings | None, probe_secret: s
             return None
 
     anonymous = status_of({})
-    with_credential = None
+    with_credential = write = None
     if settings is not None and settings.auth_enabled and probe_secret:
-        with_credential = status_of(credential_headers(settings, PROBE_USER, probe_secret))
-    return AuthProbe(anonymous, with_credential)
+        headers = credential_headers(settings, PROBE_USER, probe_secret)
+        with_credential = status_of(headers)
+        if settings.rbac:
+            write = _write_beyond_role(url, api, headers)
+    return AuthProbe(anonymous, with_credential, write)
+
+
+def _write_beyond_role(url: Target, api: str, headers: dict[str, str]) -> int | None:
+    """The probe user creates a collection, which its role does not allow: the status it got
+    (a server that let it in has the collection removed again, by the same user)."""
+    body = json.dumps({"name": RBAC_PROBE_COLLECTION, "get_or_create": True}).encode()
+    try:
+        status, _ = request(url, "POST", PROTECTED[api], {**headers, "Content-Type": "application/json"}, body)
+    except (OSError, http.client.HTTPException):
+        return None
+    if status == 200:
+        try:
+            request(url, "DELETE", _DELETE_PROBE_COLLECTION[api], headers)
+        except (OSError, http.client.HTTPException):
+            pass
+    return status
 
 
 def wait_for_heartbeat(url: Target, timeout: float, still_running: Callable[[], bool]) -> Heartbeat | None:

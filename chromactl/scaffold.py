@@ -18,7 +18,7 @@ from chromactl.credentials import (
     generate_password,
     hash_generated,
     generate_token,
-    hash_password,
+    hash_password_for,
     load_credentials,
     new_credentials,
     password_problem,
@@ -65,7 +65,7 @@ def new_secret_user(settings: Settings, name: str, role: str | None, password: s
     if password is None:
         secret = generate_password()
         return User(name=name, role=role, password_hash=hash_generated(secret, settings)), secret
-    return User(name=name, role=role, password_hash=hash_password(password, settings.bcrypt_rounds)), password
+    return User(name=name, role=role, password_hash=hash_password_for(password, settings, generated=False)), password
 
 
 def init_project(root: Path, given: Mapping[str, Any], *, force: bool = False,

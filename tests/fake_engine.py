@@ -56,6 +56,7 @@ class ServerModel:
     silent_on: set = field(default_factory=set)  # volumes on which it never answers (data it cannot open)
     enforces_auth: bool = True  # a request without credentials is refused
     accepts_probe: bool = True
+    enforces_rbac: bool = True  # a write beyond the probe user's role is refused
     exits_at_start: bool = False  # the container exits while starting (exit code 1)
     writes_elsewhere: bool = False  # Chroma keeps its database outside the mounted volume
     stray_on_internal: str | None = None  # another container that someone attached to the internal network
@@ -367,5 +368,6 @@ class FakeProber:
     def probe_auth(self, url, api, settings, probe_secret) -> AuthProbe:
         self.probed.append("auth")
         server = self.engine.server
-        return AuthProbe(403 if server.enforces_auth else 200, 200 if server.accepts_probe else 403)
+        write = (403 if server.enforces_rbac else 200) if settings is not None and settings.rbac else None
+        return AuthProbe(403 if server.enforces_auth else 200, 200 if server.accepts_probe else 403, write)
 

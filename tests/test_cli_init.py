@@ -211,8 +211,8 @@ def test_bcrypt_rounds_apply_to_the_first_admin_and_probe(chromactl, tmp_path):
 
     by_env = tmp_path / "by-env"
     by_env.mkdir()
-    ok(run_chromactl("init", "--auth", "basic", "--password-stdin", cwd=by_env, env={"CHROMACTL_BCRYPT_ROUNDS": "11"},
-                     input="the admin chose this\n"))
+    ok(run_chromactl("init", "--auth", "basic", "--image", "chromadb/chroma:0.6.3", "--password-stdin", cwd=by_env,
+                     env={"CHROMACTL_BCRYPT_ROUNDS": "11"}, input="the admin chose this\n"))
     assert _cost(by_env) == 11
 
     # `up` in an empty folder creates the project first (then cannot reach an engine here).

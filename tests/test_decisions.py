@@ -409,3 +409,27 @@ def test_chroma_writing_outside_the_volume_is_stopped_before_it_takes_writes(tmp
     with pytest.raises(ChromactlError, match="keeps no chroma.sqlite3 under /wrong"):
         deploy(load_project(root), engine, Reporter())
     assert engine.container("chromactl-proj").state == "exited"
+
+
+def test_a_server_whose_roles_are_not_enforced_is_removed(tmp_path, engine):
+    """Authentication alone is not the proof: the probe user's write beyond its role must be
+    refused (a lowercase twin in .chroma_env once turned RBAC off while up said verified)."""
+    root = project_at(tmp_path, image="chromadb/chroma:0.6.3")
+    engine.server.enforces_rbac = False
+    with pytest.raises(ChromactlError, match="RBAC is NOT enforced") as refused:
+        deploy(load_project(root), engine, Reporter())
+    assert refused.value.exit_code == EXIT_NOT_HEALTHY and engine.container("chromactl-proj") is None
+
+
+@pytest.mark.parametrize("line", ["chroma_server_authz_provider=", "Chroma_Server_Authn_Provider=x",
+                                  "CHROMA_SERVER_AUTH_IGNORE_PATHS={\"/api/v2/tenants\": [\"GET\", \"POST\"]}",
+                                  "chroma_overwrite_singleton_tenant_database_access_from_auth=true"])
+def test_a_chroma_env_line_that_weakens_auth_is_refused_by_name(tmp_path, engine, line):
+    root = project_at(tmp_path, image="chromadb/chroma:0.6.3")
+    with (root / ".chroma_env").open("a") as env:
+        env.write(line + "\n")
+    key = line.split("=")[0]
+    with pytest.raises(ChromactlError, match=f".chroma_env: {key} is") as refused:
+        deploy(load_project(root), engine, Reporter())
+    assert "Chroma reads both" in refused.value.message or "authenticates" in refused.value.message
+    assert engine.container("chromactl-proj") is None  # refused before anything starts

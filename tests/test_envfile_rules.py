@@ -68,7 +68,7 @@ def test_describe_auth(given, text):
     ("CHROMA_SERVER_AUTHN_PROVIDER", True), ("CHROMA_SERVER_AUTHZ_CONFIG_FILE", True),
     ("CHROMA_SERVER_AUTH_ANYTHING", True), ("CHROMA_AUTH_TOKEN_TRANSPORT_HEADER", True),
     ("CHROMA_SERVER_CORS_ALLOW_ORIGINS", False), ("CHROMA_AUTH", False), ("ANONYMIZED_TELEMETRYX", False),
-    ("IS_PERSISTENT", False), ("chroma_server_authn_provider", False),
+    ("IS_PERSISTENT", False), ("chroma_server_authn_provider", True),  # Chroma reads its settings in any case
 ])
 def test_is_managed(key, managed):
     assert ef.is_managed(key) is managed

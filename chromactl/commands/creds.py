@@ -18,8 +18,7 @@ from chromactl.credentials import (
     check_username,
     generate_password,
     generate_token,
-    hash_generated,
-    hash_password,
+    hash_password_for,
     password_problem,
     token_problem,
 )
@@ -149,9 +148,7 @@ def _with_secret(project: Project, user: User, secret: str, generated: bool) -> 
     if project.settings.auth == "token":
         _check_token_unused(project, user.name, secret)
         return replace(user, tokens=(secret,))
-    if generated:
-        return replace(user, password_hash=hash_generated(secret, project.settings))
-    return replace(user, password_hash=hash_password(secret, project.settings.bcrypt_rounds))
+    return replace(user, password_hash=hash_password_for(secret, project.settings, generated=generated))
 
 
 def _reload_locked(root: Path, before: Project, given: Mapping[str, Any] | None) -> Project:

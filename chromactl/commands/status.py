@@ -234,19 +234,23 @@ def _probe_http(seen: _Seen) -> InstanceStatus:
         settings = project.settings if project else None
         probe = probe_auth(target, beat.api, settings, project.probe_secret if project else None)
         enforced = probe.enforced
-        # Healthy: strangers refused, and (where chromactl holds the probe secret) users accepted.
-        healthy = probe.enforced and (probe.credential_status is None or probe.accepted)
+        # Healthy: strangers refused, and (where chromactl holds the probe secret) users accepted
+        # and held to their roles.
+        healthy = probe.enforced and (probe.credential_status is None or probe.accepted) \
+            and probe.roles_enforced is not False
     if seen.exposed_around_gateway:
         healthy = False  # Chroma reachable around its gateway
     return replace(status, healthy=healthy, heartbeat_ms=beat.latency_ms, api_version=version, auth_enforced=enforced)
 
 
 def costly_users(project: Project | None) -> tuple[str, ...]:
-    """Users whose password hash makes each of their requests cost more than a few ms of CPU
-    (bcrypt above CHEAP_ROUNDS, e.g. made at the old default of 12)."""
+    """Users whose bcrypt hash makes each request naming them cost the server a slow hash:
+    natively above CHEAP_ROUNDS (e.g. the old default of 12); behind the gateway any bcrypt
+    (left by an earlier chromactl): strangers can time it to learn the name exists."""
     if project is None or project.settings.auth != "basic":
         return ()
-    return tuple(u.name for u in project.credentials.users if (hash_cost(u.password_hash) or 0) > CHEAP_ROUNDS)
+    floor = 0 if project.settings.uses_gateway else CHEAP_ROUNDS
+    return tuple(u.name for u in project.credentials.users if (hash_cost(u.password_hash) or 0) > floor)
 
 
 def _why_silent(status: InstanceStatus, target: Target) -> tuple[str, str]:
