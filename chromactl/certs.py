@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,7 +16,18 @@ from chromactl.errors import ChromactlError
 from chromactl.probe import Endpoint
 from chromactl.project import Project, project_lock
 from chromactl.spec import url_for
-from chromactl.tls import LOCAL_NAMES, CertInfo, Issued, cert_info, check_server_files, issue_server, new_ca, server_names
+from chromactl.tls import (
+    LOCAL_NAMES,
+    CertInfo,
+    Issued,
+    cert_info,
+    check_server_files,
+    issue_server,
+    permits,
+    permitted_names,
+    server_names,
+)
+from chromactl.tls import new_ca as make_ca
 
 TLS_DIR = ".chromactl/tls"  # the project's CA (ca.key never leaves this folder)
 SERVER_TLS_DIR = ".chromactl/tls/server"  # what a server is given: server.pem (with its chain), server.key
@@ -30,6 +41,7 @@ class TlsMaterial:
     ca_path: Path  # the CA clients trust, absolute
     info: CertInfo
     server_name: str | None  # the name to check when chromactl probes over loopback
+    uncovered: tuple[str, ...] = ()  # names it should carry but the project's CA may not sign for
 
     def files(self) -> dict[str, bytes]:
         return {"tls/server.pem": self.cert.encode(), "tls/server.key": self.key.encode()}
@@ -67,7 +79,8 @@ def machine_names(engine_address: str | None = None) -> tuple[str, ...]:
     return tuple(n for n in dict.fromkeys(names) if n and n not in LOCAL_NAMES and n != "localhost.localdomain")
 
 
-def ensure_tls(project: Project, *, renew: bool = False, machine: tuple[str, ...] | None = None) -> TlsMaterial | None:
+def ensure_tls(project: Project, *, renew: bool = False, machine: tuple[str, ...] | None = None,
+               new_ca: bool = False) -> TlsMaterial | None:
     """The server's certificate and key for a project with TLS (None without): the
     operator's own files, checked, or chromactl's CA and a certificate it issues -- made
     when missing, and issued anew when renewing or when its names no longer cover the
@@ -93,35 +106,45 @@ def ensure_tls(project: Project, *, renew: bool = False, machine: tuple[str, ...
         _write_server_tls(root, material)
         return material
     with project_lock(root):
+        names = server_names(settings.host, settings.tls_san, machine_names() if machine is None else machine)
         ca_key, ca_pem = fsio.read_text(root / TLS_DIR / "ca.key", root), fsio.read_text(root / TLS_DIR / "ca.pem", root)
-        if ca_key is None or ca_pem is None:
-            ca = new_ca(settings.name)
+        if ca_key is None or ca_pem is None or new_ca:
+            ca = make_ca(settings.name, names)  # constrained to the names it serves
             fsio.ensure_dir(root / TLS_DIR, 0o700, root=root)
             fsio.write_files({root / TLS_DIR / "ca.key": (ca.key, 0o600), root / TLS_DIR / "ca.pem": (ca.cert, 0o644)},
                              root)
-            ca_key, ca_pem = ca.key, ca.cert
-        names = server_names(settings.host, settings.tls_san, machine_names() if machine is None else machine)
+            ca_key, ca_pem, renew = ca.key, ca.cert, True
+        permitted = permitted_names(ca_pem)
+        signable = tuple(n for n in names if permits(permitted, n))
         cert = fsio.read_text(root / SERVER_TLS_DIR / "server.pem", root)
         key = fsio.read_text(root / SERVER_TLS_DIR / "server.key", root)
         info = cert_info(cert) if cert else None
-        if renew or cert is None or key is None or not set(names) <= set(info.names) or info.days_left < 1:
-            leaf = issue_server(Issued(ca_key, ca_pem), names)
+        if renew or cert is None or key is None or not set(signable) <= set(info.names) or info.days_left < 1:
+            leaf = issue_server(Issued(ca_key, ca_pem), signable)
             cert, key, info = leaf.cert + ca_pem, leaf.key, cert_info(leaf.cert)
-        material = _material(project, cert, key, info)
+        material = replace(_material(project, cert, key, info), uncovered=tuple(n for n in names if n not in signable))
         _write_server_tls(root, material)
     return material
 
 
+KUBERNETES_CA_DIR = ".chromactl/tls/kubernetes"  # a CA of its own for the export: other names, other clients
+
+
 def issue_for(project: Project, names: tuple[str, ...]) -> TlsMaterial:
-    """A certificate from the project's CA for other names (a Kubernetes Service's), written
-    nowhere: for an export. The operator's own files are used as they are."""
+    """A certificate for other names (a Kubernetes Service's), written nowhere but into the
+    export, from a CA kept for that deployment and constrained to those names (made anew
+    when they change). The operator's own files are used as they are."""
     if project.settings.tls == "files":
         return ensure_tls(project)
-    ensure_tls(project)  # the CA, made when missing
-    root = project.root
-    ca = Issued(fsio.read_text(root / TLS_DIR / "ca.key", root), fsio.read_text(root / TLS_DIR / "ca.pem", root))
-    leaf = issue_server(ca, names)
-    return _material(project, leaf.cert + ca.cert, leaf.key, cert_info(leaf.cert))
+    root, folder = project.root, project.root / KUBERNETES_CA_DIR
+    key, pem = fsio.read_text(folder / "ca.key", root), fsio.read_text(folder / "ca.pem", root)
+    if key is None or pem is None or not all(permits(permitted_names(pem), n) for n in names):
+        ca = make_ca(f"{project.settings.name} (Kubernetes)", names)
+        fsio.ensure_dir(folder, 0o700, root=root)
+        fsio.write_files({folder / "ca.key": (ca.key, 0o600), folder / "ca.pem": (ca.cert, 0o644)}, root)
+        key, pem = ca.key, ca.cert
+    leaf = issue_server(Issued(key, pem), names)
+    return TlsMaterial(leaf.cert + pem, leaf.key, (folder / "ca.pem").absolute(), cert_info(leaf.cert), None)
 
 
 def read_tls(project: Project) -> TlsMaterial | None:

@@ -562,7 +562,13 @@ def tls_show(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 @tls_app.command("renew")
-def tls_renew(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def tls_renew(
+    ctx: typer.Context,
+    new_ca: Annotated[bool, typer.Option(
+        "--new-ca", help="Also a new CA, constrained to the names served today (clients must trust the new "
+                         "ca.pem): for names the old CA may not sign for.")] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Issue a new server certificate from the project's CA and put it in service.
 
     The gateway reloads; Chroma serving TLS itself (0.x) is recreated, which the output
@@ -573,7 +579,8 @@ def tls_renew(ctx: typer.Context, as_json: JsonOption = False) -> None:
     from chromactl import output
     from chromactl.commands.tls import renew
 
-    output.tls_result(renew(_root(ctx), _connect, output.ProgressReporter(as_json)), as_json, renewed=True)
+    output.tls_result(renew(_root(ctx), _connect, output.ProgressReporter(as_json), new_ca=new_ca), as_json,
+                      renewed=True)
 
 
 # --- data: backup, restore, upgrade ------------------------------------------------------

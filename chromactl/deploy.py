@@ -8,7 +8,7 @@ Every outcome is typed (Action, Applied, Deployed); chromactl.output phrases the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Callable, Protocol
@@ -32,6 +32,7 @@ from chromactl.plan import (
 from chromactl.probe import HTTP_PROBER, AuthProbe, Endpoint, Heartbeat, Prober
 from chromactl.project import Project, load_project, rewrite_env_file
 from chromactl.records import held_volume, record_served, record_volume
+from chromactl.settings import is_loopback
 from chromactl.spec import (
     LABEL_CONFIG,
     LABEL_ORIGIN,
@@ -205,6 +206,7 @@ def _apply_plan(engine: Engine, project: Project, image: ImageInfo, gateway_imag
     if gateway_image is None:
         spec = plan_container(project, image, tls=tls, data_path=path)
         _remove_stale_gateway(engine, root, settings, reporter)
+        _prove_on_loopback_first(engine, project, spec, reporter, tls, prober)
         action = _apply(engine, spec, reporter)
         for name in (network_name(settings), internal_network_name(settings)):  # left from a gateway, if any
             engine.remove_network(name)
@@ -265,6 +267,22 @@ def _check_data_lands_in_volume(engine: Engine, spec: ContainerSpec) -> None:
                              "is mounted: its data would be lost at the next recreate; it is stopped",
                              hint="set data_path in chromactl.yaml to where this image keeps its data",
                              exit_code=EXIT_NOT_HEALTHY)
+
+
+def _prove_on_loopback_first(engine: Engine, project: Project, spec: ContainerSpec, reporter: Reporter,
+                             tls: TlsMaterial | None, prober: Prober) -> None:
+    """Natively, a new or changed server is published beyond loopback only once it proved
+    on loopback that it refuses strangers and holds users to their roles: an image that runs
+    open (whatever its tag says) never serves anyone but this machine, not even for seconds."""
+    existing = engine.container(spec.name)
+    if not project.settings.auth_enabled or is_loopback(spec.host) or \
+            (existing is not None and existing.labels.get(LABEL_CONFIG) == spec.config_hash):
+        return
+    trial = replace(spec, host="127.0.0.1", labels={**spec.labels, LABEL_CONFIG: spec.config_hash + "-loopback"})
+    reporter.step(f"proving {spec.name} on 127.0.0.1 before publishing it on {spec.host}")
+    _apply(engine, trial, reporter)
+    _verify(engine, project, trial, Action.CREATED, 60, None, None, tls, prober)
+    engine.remove(trial.name)
 
 
 def ensure_internal_network(engine: Engine, settings, root: Path) -> str:

@@ -321,6 +321,7 @@ def up_result(result: UpResult, as_json: bool) -> None:
     if d.tls is not None:
         out.print(f"TLS: the certificate names {', '.join(d.tls.info.names)}; clients trust {d.tls.ca_path}. "
                   f"Check from a client: {curl_check(str(d.tls.ca_path), d.tls.info.names, s.port)}", markup=False)
+        _uncovered(d.tls)
     if d.auth:
         out.print(f"Auth verified: a request without credentials got HTTP {d.auth.anonymous_status}; "
                   f"chromactl's probe user got HTTP {d.auth.credential_status}. ({describe_auth(s)})", markup=False)
@@ -419,6 +420,16 @@ def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> No
     out.print(f"Check from a client: {curl_check(str(result.material.ca_path), info.names, result.port)}", markup=False)
     if info.days_left < TLS_WARN_DAYS:
         warn(f"the certificate expires in {info.days_left} days: `chromactl tls renew`")
+    if getattr(result, "new_ca", False):
+        warn(f"a new CA: every client must trust the new {result.material.ca_path} (fingerprint above)")
+    _uncovered(result.material)
+
+
+def _uncovered(material) -> None:
+    if material is not None and material.uncovered:
+        warn(f"the certificate cannot name {', '.join(material.uncovered)}: the project's CA is constrained to the "
+             "names it was made for (`chromactl tls renew --new-ca` makes one for today's names; clients must then "
+             "trust it)")
 
 
 def down_result(result: DownResult, as_json: bool) -> None:

@@ -42,13 +42,21 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
                              serialization.NoEncryption()).decode()
 
 
-def new_ca(project_name: str) -> Issued:
+def new_ca(project_name: str, names: tuple[str, ...] = ()) -> Issued:
+    """A CA for one project. With `names`, it is name-constrained to them (RFC 5280, critical):
+    a client that trusts it trusts it for these names only, so a copy of its key cannot mint
+    a certificate for any other host."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"chromactl CA for {project_name}")])
     now = _now()
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=CA_DAYS)))
+    if names:
+        builder = builder.add_extension(x509.NameConstraints(permitted_subtrees=[_subtree(n) for n in names],
+                                                             excluded_subtrees=None), critical=True)
+    cert = (builder
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
                                          data_encipherment=False, key_agreement=False, key_cert_sign=True,
@@ -56,6 +64,48 @@ def new_ca(project_name: str) -> Issued:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
     return Issued(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM).decode())
+
+
+def _subtree(name: str) -> x509.GeneralName:
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return x509.DNSName(name)
+    return x509.IPAddress(ipaddress.ip_network(f"{address}/{address.max_prefixlen}"))
+
+
+def permitted_names(ca_pem: str) -> tuple[str, ...] | None:
+    """The names a CA may sign for (None: no constraint, as CAs of earlier versions)."""
+    cert = x509.load_pem_x509_certificate(ca_pem.encode())
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+    found = []
+    for subtree in constraints.permitted_subtrees or []:
+        value = subtree.value
+        found.append(str(value.network_address) if isinstance(value, ipaddress._BaseNetwork) else str(value))
+    return tuple(found)
+
+
+def permits(permitted: tuple[str, ...] | None, name: str) -> bool:
+    """Whether a CA constrained to `permitted` may sign for `name` (a DNS name also covers
+    the names below it, as RFC 5280 says)."""
+    if permitted is None:
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return any(name == p or name.endswith("." + p) for p in permitted if not _is_address(p))
+    return any(_is_address(p) and ipaddress.ip_address(p) == address for p in permitted)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _general_name(name: str) -> x509.GeneralName:

@@ -433,3 +433,24 @@ def test_a_chroma_env_line_that_weakens_auth_is_refused_by_name(tmp_path, engine
         deploy(load_project(root), engine, Reporter())
     assert "Chroma reads both" in refused.value.message or "authenticates" in refused.value.message
     assert engine.container("chromactl-proj") is None  # refused before anything starts
+
+
+def test_natively_a_new_server_is_proven_on_loopback_before_it_is_published(tmp_path, engine):
+    """An image that runs open (whatever its tag says) never serves beyond this machine."""
+    root = project_at(tmp_path, image="chromadb/chroma:0.6.3", host="0.0.0.0", tls="off")
+    engine.server.enforces_auth = False
+    published = []
+    original = engine.create_and_start
+
+    def create_and_start(spec):
+        published.append(spec.host)
+        return original(spec)
+
+    engine.create_and_start = create_and_start
+    with pytest.raises(ChromactlError, match="NOT enforced"):
+        deploy(load_project(root), engine, Reporter())
+    assert published == ["127.0.0.1"] and engine.container("chromactl-proj") is None
+    engine.server.enforces_auth = True
+    deploy(load_project(root), engine, Reporter())
+    assert published[1:] == ["127.0.0.1", "0.0.0.0"]  # proven on loopback, then published
+    assert engine.container("chromactl-proj").published == ("0.0.0.0", 18000)

@@ -24,6 +24,7 @@ class TlsResult:
     ca_fingerprint: str
     port: int
     applied: Applied | None = None  # renew: how the running server took it
+    new_ca: bool = False
 
 
 def _load(root: Path) -> Project:
@@ -39,19 +40,21 @@ def show(root: Path) -> TlsResult:
     return TlsResult(project.settings.tls, material, material.ca_fingerprint, project.settings.port)
 
 
-def renew(root: Path, connect: Callable[[], Engine], reporter: Reporter) -> TlsResult:
-    """A new leaf from the same CA; a running server is given it at once."""
+def renew(root: Path, connect: Callable[[], Engine], reporter: Reporter, *, new_ca: bool = False) -> TlsResult:
+    """A new leaf from the same CA (or, with `new_ca`, from a new CA constrained to today's
+    names: clients must then trust the new ca.pem); a running server is given it at once."""
     project = _load(root)
     try:
         engine = connect()
     except EngineUnavailable:
         engine = None
     # The names are derived again: the machine's names and addresses as they are now.
-    material = ensure_tls(project, renew=True, machine=machine_names(engine.address if engine else None))
+    material = ensure_tls(project, renew=True, machine=machine_names(engine.address if engine else None),
+                          new_ca=new_ca)
     applied = apply_change(project, connect if engine is None else (lambda: engine), reporter)
     if applied in (Applied.RELOADED, Applied.RECREATED, Applied.IN_EFFECT):
         _wait_until_served(project, material)
-    return TlsResult(project.settings.tls, material, material.ca_fingerprint, project.settings.port, applied)
+    return TlsResult(project.settings.tls, material, material.ca_fingerprint, project.settings.port, applied, new_ca)
 
 
 def _wait_until_served(project: Project, material: TlsMaterial, timeout: float = 10.0) -> None:
