@@ -111,8 +111,10 @@ def test_creds_change_reloads_the_gateway_without_restarting_chroma(gateway_proj
     gateway_started = docker_client.containers.get(p.container + "-gateway").attrs["State"]["StartedAt"]
 
     new = document(ok(p("creds", "rotate", "admin", "--no-apply", "--json")))["secret"]
-    assert instances(ok(p("status", "--json")))[0]["pending"] == [{"action": "reload", "target": f"{p.container}-gateway"}]
-    assert instances(ok(p("status", "--json")))[0]["drift"] is True
+    pending = p("status", "--json")  # the old token still works there: a revocation pending is unhealthy
+    seen = instances(pending)[0]
+    assert pending.returncode == 4 and "revocation" in seen["problem"] and seen["drift"] is True, seen
+    assert seen["pending"] == [{"action": "reload", "target": f"{p.container}-gateway"}]
     result, doc = up(p)
     assert doc["action"] == "unchanged" and doc["gateway"]["action"] == "reloaded", result.stderr
     assert docker_client.containers.get(p.container).attrs["State"]["StartedAt"] == chroma_started

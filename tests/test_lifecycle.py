@@ -222,7 +222,8 @@ def test_status_all_and_containers_changed_behind_chromactls_back(projects, dock
     for instance in mine.values():
         assert set(instance) == {"name", "container", "state", "healthy", "heartbeat_ms", "chroma_version",
                                  "api_version", "image", "url", "volume", "project", "auth", "gateway", "drift",
-                                 "pending", "problem", "hint", "costly_users", "tls", "volume_bytes", "last_backup"}
+                                 "pending", "problem", "hint", "costly_users", "tls", "volume_bytes", "last_backup",
+                                 "origin"}
         assert instance["healthy"] and instance["auth"]["enforced"] is True and instance["state"] == "running"
     assert mine[two.name]["auth"]["mode"] == "basic"
 
