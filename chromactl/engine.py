@@ -164,7 +164,7 @@ class DockerEngine:
             return infos
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
-        mounts = [docker.types.Mount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
+        mounts = [docker.types.Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only)
                   for m in spec.mounts]
         if spec.volume:
             mounts.append(docker.types.Mount(target=spec.data_path, source=spec.volume, type="volume"))

@@ -89,9 +89,13 @@ def test_x_chroma_token_and_basic_auth(gateway_project, chroma_client_1x):
     reader = add_user(basic, "rita", "reader")
     add_user(basic, "adam", "admin", stdin="adam-pass-long-enough", flag="--password-stdin")
     ok(basic("up"))
-    hashes = (basic.folder / ".chromactl/gateway/server.htpasswd").stat()
-    # Readable by the gateway's own unprivileged user alone (chromactl runs as root here).
-    assert oct(hashes.st_mode & 0o777) == "0o600" and hashes.st_uid == 10101
+    # Delivered into the project's config volume (no bind mount of the project folder), readable
+    # by the gateway's own unprivileged user alone (chromactl runs as root here).
+    listing = docker_client.containers.get(basic.container + "-gateway").exec_run(
+        ["stat", "-c", "%a %u %n", "/etc/chromactl-gateway/server.htpasswd", "/etc/chromactl-gateway/nginx.conf"])
+    assert listing.exit_code == 0 and listing.output.decode().split() == [
+        "600", "10101", "/etc/chromactl-gateway/server.htpasswd", "600", "10101", "/etc/chromactl-gateway/nginx.conf"]
+    assert not (basic.folder / ".chromactl/gateway").exists()
     done = chroma_client_1x(basic.url, "basic", "adam:adam-pass-long-enough", ["connect", "create", "add", "count"])
     assert done["count"] == "ok", done
     read = chroma_client_1x(basic.url, "basic", f"rita:{reader}", ["connect", "get", "add"])

@@ -18,7 +18,8 @@ from chromactl.certs import TlsMaterial, endpoint, read_tls
 from chromactl.credentials import CHEAP_ROUNDS, hash_cost
 from chromactl.engine_api import ContainerInfo, Engine
 from chromactl.errors import ChromactlError
-from chromactl.gateway_files import files_changed, gateway_user
+from chromactl.configvol import config_volume_name, delivered, digest
+from chromactl.gateway_files import gateway_user
 from chromactl.images import chroma_version
 from chromactl.plan import plan_container, plan_gateway
 from chromactl.probe import Target, heartbeat, http_status, port_open, probe_auth, server_version
@@ -297,7 +298,8 @@ def _pending(engine: Engine, chroma: ContainerInfo | None, gateway: ContainerInf
             actions.append(PendingAction(Pending.RECREATE, chroma.name))
         if plan.spec.config_hash != gateway.labels.get(LABEL_CONFIG):
             actions.append(PendingAction(Pending.RECREATE, gateway.name))
-        elif files_changed(plan, project.root):
+        elif delivered(engine, str(project.root), config_volume_name(settings), settings.gateway_image) != \
+                digest(plan.files):  # the engine's copy of the files differs from the project's
             actions.append(PendingAction(Pending.RELOAD, gateway.name))
         return tuple(actions)
     except ChromactlError:
