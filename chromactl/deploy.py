@@ -226,7 +226,8 @@ def _apply_plan(engine: Engine, project: Project, image: ImageInfo, gateway_imag
     spec = plan_container(project, image, subnet=subnet, data_path=path)
     action = _apply(engine, spec, reporter)  # each stands alone: the order does not matter
     gateway_action = _apply(engine, gateway.spec, reporter)
-    if gateway_action is Action.UNCHANGED and not prober.port_open(probe_host(gateway.spec.host), gateway.spec.port):
+    if gateway_action is Action.UNCHANGED and \
+            not prober.port_open(probe_host(gateway.spec.host, engine.address), gateway.spec.port):
         # Both run but the published port is dead (Docker's userland proxy can die under
         # a flood of connections): restarting the gateway publishes it again.
         reporter.step(f"port {gateway.spec.port} does not answer: restarting {gateway.spec.name}")
@@ -345,7 +346,7 @@ def _verify(engine: Engine, project: Project, spec: ContainerSpec, action: Actio
             prober: Prober) -> Deployed:
     """Prove the server works: it answers (over TLS, trusted through the project's CA), and
     with auth refuses strangers and accepts users."""
-    url = endpoint(spec.host, spec.port, tls)
+    url = endpoint(spec.host, spec.port, tls, engine.address)
     watched = [spec] + ([gateway] if gateway else [])
     beat = _wait_until_up(engine, url, spec, watched, timeout, prober)
     version = prober.server_version(url, beat.api)

@@ -7,6 +7,7 @@ import hashlib
 import ipaddress
 import json
 import shlex
+from urllib.parse import urlsplit
 from dataclasses import asdict, dataclass, field, replace
 
 from chromactl import __version__
@@ -154,17 +155,19 @@ def tls_command(cmd: list[str] | None, key_path: str, cert_path: str) -> tuple[s
     return tuple(words + extra)
 
 
-def probe_host(host: str) -> str:
-    """Where to reach a server published on `host` from this machine."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "::1"
+def probe_host(host: str, engine_address: str | None = None) -> str:
+    """Where to reach a server published on `host` from this machine: on a wildcard address,
+    this machine's loopback, or, for a remote engine (tcp://, ssh://), the engine's host."""
+    if host in ("0.0.0.0", "", "::"):
+        remote = urlsplit(engine_address).hostname if engine_address and "://" in engine_address else None
+        if remote and not engine_address.startswith(("unix://", "npipe://")):
+            return remote
+        return "::1" if host == "::" else "127.0.0.1"
     return host
 
 
-def url_for(host: str, port: int, scheme: str = "http") -> str:
-    address = probe_host(host)
+def url_for(host: str, port: int, scheme: str = "http", engine_address: str | None = None) -> str:
+    address = probe_host(host, engine_address)
     return f"{scheme}://[{address}]:{port}" if ":" in address else f"{scheme}://{address}:{port}"
 
 

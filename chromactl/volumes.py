@@ -62,7 +62,8 @@ class stopped:
             self.reporter.step(f"stopping {name} (a copy taken while Chroma writes is not consistent)")
             try:
                 self.engine.stop(name, timeout=30)
-            except BaseException:  # interrupted while stopping: start it again all the same
+            except BaseException:  # interrupted while stopping: the engine goes on stopping it, so
+                self.engine.stop(name, timeout=30)  # let it finish, then start it again all the same
                 self.__exit__(None, None, None)
                 raise
         return self

@@ -298,15 +298,21 @@ def test_status_says_why_and_up_heals_a_dead_port(gateway_project, docker_client
 
 
 def test_costly_hashes_are_flagged_limited_and_rehashed_by_rotate(gateway_project):
-    """A user whose bcrypt hash is slow (chosen at cost 12, the old default) costs every
-    request that hash: status flags the user, the gateway answers an address that tries it
-    too often with 429 before running bcrypt, and `creds rotate` re-hashes under the policy."""
+    """A bcrypt line an earlier chromactl wrote (a chosen password at cost 12, the old default)
+    costs every request naming the user that hash: status flags the user, the gateway answers
+    an address that tries it too often with 429 before running bcrypt, and `creds rotate`
+    re-hashes it as this version hashes every password behind the gateway ({SSHA})."""
     import base64
     import http.client
 
+    import bcrypt
+
     p = gateway_project("--auth", "basic")
-    ok(p("creds", "add", "lee", "--role", "reader", "--bcrypt-rounds", "12", "--password-stdin",
-         input="lee chose this long one"))
+    ok(p("creds", "add", "lee", "--role", "reader", "--password-stdin", "--no-apply", input="lee chose this long one"))
+    htpasswd = p.folder / "server.htpasswd"
+    legacy = bcrypt.hashpw(b"lee chose this long one", bcrypt.gensalt(12)).decode()
+    htpasswd.write_text("".join(line if not line.startswith("lee:") else f"lee:{legacy}\n"
+                                for line in htpasswd.read_text().splitlines(keepends=True)))
     ok(p("up"))
     status = instances(ok(p("status", "--json")))[0]
     assert status["costly_users"] == ["lee"]
@@ -335,6 +341,7 @@ def test_costly_hashes_are_flagged_limited_and_rehashed_by_rotate(gateway_projec
     new = document(ok(p("creds", "rotate", "lee", "--json")))
     assert new["applied"]["outcome"] == "reloaded"
     assert instances(ok(p("status", "--json")))[0]["costly_users"] == []
+    assert next(l for l in htpasswd.read_text().splitlines() if l.startswith("lee:")).startswith("lee:{SSHA}")
     with ThreadPoolExecutor(4) as pool:
         wrong = sum(pool.map(lambda _: attempts("wrong password guess", 10), range(4)), [])
     assert set(wrong) == {401}  # cheap now: no limit needed

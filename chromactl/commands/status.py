@@ -115,7 +115,8 @@ def status(root: Path | None, connect: Callable[[], Engine]) -> list[InstanceSta
 
 def _missing(project: Project) -> InstanceStatus:
     s = project.settings
-    return InstanceStatus(s.name, container_name(s), "missing", False, None, None, s.image, url_for(s.host, s.port),
+    return InstanceStatus(s.name, container_name(s), "missing", False, None, None, s.image,
+                          url_for(s.host, s.port, "https" if s.uses_tls else "http"),
                           volume_name(s), s.auth, None, None, str(project.root))
 
 
@@ -155,7 +156,7 @@ def _from_engine(engine: Engine, key: tuple[str, str, str], services: dict, proj
         state = "gateway missing"
     tls = read_tls(project) if project is not None else None
     pending = _pending(engine, chroma, gateway, project, tls)
-    target = endpoint(*front.published, tls) if front and front.published else None
+    target = endpoint(*front.published, tls, engine.address) if front and front.published else None
     status = InstanceStatus(
         name=name, container=chroma.name if chroma else (gateway.name if gateway else name), state=state,
         healthy=False, heartbeat_ms=None, api_version=None, image=chroma.image if chroma else None,
@@ -174,7 +175,7 @@ def _from_compose(engine: Engine, name: str, services: dict, project: Project | 
     chroma, gateway = services.get("chroma"), services.get("gateway")
     front = gateway or chroma
     tls = read_tls(project) if project is not None else None
-    target = endpoint(*front.published, tls) if front and front.published else None
+    target = endpoint(*front.published, tls, engine.address) if front and front.published else None
     state = chroma.state if chroma else "missing"
     if gateway is not None and state == "running" and gateway.state != "running":
         state = f"gateway {gateway.state}"
