@@ -11,6 +11,7 @@ import yaml
 from chromactl.engine_api import ImageInfo
 
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
+IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")  # what chromactl accepts as an image (fullmatch)
 
 DATA_PATH_0X = "/chroma/chroma"  # Python server up to 0.6.x: WORKDIR /chroma, persist dir ./chroma
 DATA_PATH_1X = "/data"  # Rust server from 1.0
