@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import pty
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from chromactl import archive
 from chromactl.errors import ChromactlError
+from chromactl import output
 from conftest import ok
 from test_archive import make_sqlite
 from test_backup_checks import build_backup, member
@@ -310,3 +312,36 @@ def test_a_manifest_that_is_no_object_ends_in_one_line(tmp_path, manifest):
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     assert "is not a chromactl backup" in refusal(tmp_path / "b.tar", tmp_path)
+
+
+def test_escape_sequences_in_a_manifest_reach_the_question_escaped(tmp_path, project):
+    created = "2026-12-01\x1b[2J\x1b[H\rReplace nothing (all safe)\x08\u202e"
+    output, _, _ = build_backup(tmp_path / "b", manifest_changes={"created": created})
+    controller, terminal = pty.openpty()  # the question is only asked on a terminal
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "chromactl", "restore", str(output)], cwd=project,
+                                   stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.write(controller, b"n\n")
+        _, err = process.communicate(timeout=60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    question = err.decode()
+    assert "Replace the data of proj" in question and "cancelled: nothing was restored" in question
+    assert not any(c in question for c in "\x1b\r\x08\u202e"), repr(question)
+    assert "taken 2026-12-01\\x1b[2J\\x1b[H\\rReplace nothing (all safe)\\x08\\u202e?" in question
+
+
+def test_escape_sequences_from_the_data_reach_the_error_line_escaped(tmp_path, project):
+    hostile = {"\x1b[2J\x1b[31mmetadb": 1, "embeddings_queue": 2, "sysdb": 9}
+    output, _, _ = build_backup(tmp_path / "b", manifest_changes={"fingerprint": hostile},
+                                tamper="DELETE FROM migrations WHERE dir = 'metadb';"
+                                       "INSERT INTO migrations VALUES (char(27) || '[2J' || char(27) || '[31mmetadb', "
+                                       "1, '', '', '');")
+    line = one_line_error(run(project, "restore", str(output)))
+    assert "\x1b" not in line and "\\x1b[2J\\x1b[31mmetadb 1" in line
+
+
+def test_printable_escapes_what_moves_the_cursor_and_keeps_the_rest():
+    assert output.printable("a\x1b[2Jb\r\x08\x07\u202e\x9b ü é ☃ tab\there") == \
+        "a\\x1b[2Jb\\r\\x08\\x07\\u202e\\x9b ü é ☃ tab\\there"
