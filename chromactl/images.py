@@ -121,7 +121,7 @@ def persist_path_of(config_text: str, working_dir: str | None) -> str | None:
     """persist_path from a Chroma 1.x configuration file, absolute."""
     try:
         config = yaml.safe_load(config_text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):  # nested 20,000 deep; a 5,000-digit number
         return None
     value = config.get("persist_path") if isinstance(config, dict) else None
     return _absolute(value, working_dir) if isinstance(value, str) and value else None

@@ -345,3 +345,35 @@ def test_escape_sequences_from_the_data_reach_the_error_line_escaped(tmp_path, p
 def test_printable_escapes_what_moves_the_cursor_and_keeps_the_rest():
     assert output.printable("a\x1b[2Jb\r\x08\x07\u202e\x9b ü é ☃ tab\there") == \
         "a\\x1b[2Jb\\r\\x08\\x07\\u202e\\x9b ü é ☃ tab\\there"
+
+
+# --- the project files: hostile YAML ends in one line ----------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["authz.yaml", "chromactl.yaml"])
+@pytest.mark.parametrize("text, problem", [
+    ("[" * 20000 + "]" * 20000, "nested deeper than 64 levels"),  # a RecursionError traceback before
+    ("a: " + "{a: " * 20000 + "1" + "}" * 20000, "nested deeper than 64 levels"),
+    ("".join("  " * i + "-\n" for i in range(2000)), "nested deeper than 64 levels"),
+    ("port: " + "9" * 5000 + "\n", "not valid YAML: a number or date out of range"),  # a ValueError traceback
+    ("name: 2026-13-45\n", "not valid YAML: a number or date out of range"),
+])
+def test_hostile_yaml_in_a_project_file_ends_in_one_line(project, name, text, problem):
+    (project / name).write_text(text)
+    line = one_line_error(run(project, "creds", "list"))
+    assert line.startswith(f"chromactl: error: {name}") and problem in line
+
+
+def test_deeply_nested_state_files_and_image_configs_are_read_as_unknown(tmp_path):
+    """chromactl's own notes under .chromactl/ (status read them with a RecursionError) and an
+    image's /config.yaml: a file nested 100,000 deep is no note and no setting."""
+    from chromactl import fsio, records
+    from chromactl.images import persist_path_of
+
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / ".chromactl" / "tmp").mkdir(parents=True)
+    for name in (records.OPERATION_FILE, records.SERVED_FILE, f"{fsio.STAGING}/{fsio.PENDING}"):
+        (tmp_path / name).write_text(deep)
+    assert records.operation(tmp_path) is None and records.served(tmp_path) is None
+    fsio.finish_pending(tmp_path)
+    assert persist_path_of(deep, "/data") is None and persist_path_of("persist_path: " + "9" * 5000, "/") is None
