@@ -206,7 +206,9 @@ def _confirm(yes: bool) -> Callable[[str], bool]:
             return True
         if not sys.stdin.isatty():
             return False
-        return typer.confirm(question, default=False, err=True)
+        from chromactl.output import printable
+
+        return typer.confirm(printable(question), default=False, err=True)
 
     return confirm
 
