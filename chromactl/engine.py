@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -261,20 +262,30 @@ class DockerEngine:
 
     def exec(self, name: str, command: list[str]) -> str | None:
         """Run a command (one that changes nothing: it may run twice) in a running container:
-        None when it succeeds, else its last output line. Over ssh:// the SDK may hand an exec
-        a pooled connection the previous exec's stream ended: once, it is tried again."""
+        None when it succeeds, else its last output line. Over ssh:// the SDK closes each
+        exec's stream by writing to an ssh process that may have ended already: the exec ran,
+        only its output is lost, so its exit code is read and a failure is run again for it."""
         with self._translated(f"cannot run {command[0]} in {name}"):
             for attempt in (1, 2):
                 created = self._api.exec_create(name, command, stdout=True, stderr=True)
                 try:
                     output = self._api.exec_start(created["Id"]).decode(errors="replace").strip()
-                    break
                 except (BrokenPipeError, ConnectionResetError):
-                    if attempt == 2:
-                        raise
-            if self._api.exec_inspect(created["Id"]).get("ExitCode") == 0:
-                return None
-            return output.splitlines()[-1] if output else f"{command[0]} failed"
+                    output = None
+                code = self._exit_code(created["Id"])
+                if code == 0:
+                    return None
+                if output is not None or attempt == 2:
+                    break
+            return output.splitlines()[-1] if output else f"{command[0]} failed (exit {code})"
+
+    def _exit_code(self, exec_id: str) -> int | None:
+        for _ in range(50):
+            state = self._api.exec_inspect(exec_id)
+            if not state.get("Running"):
+                return state.get("ExitCode")
+            time.sleep(0.1)
+        return None
 
     def signal(self, name: str, signal: str) -> None:
         with self._translated(f"cannot signal {name}"):
