@@ -8,6 +8,7 @@ Every outcome is typed (Action, Applied, Deployed); chromactl.output phrases the
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -18,6 +19,7 @@ from chromactl.credentials import credential_digests
 from chromactl.engine_api import ContainerInfo, Engine, EngineError, EngineUnavailable, ImageInfo, NoSuchImage
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
 from chromactl.gateway import CHECK_COMMAND as GATEWAY_CHECK
+from chromactl.gateway import RELOAD_COMMAND as GATEWAY_RELOAD
 from chromactl.configvol import config_volume_name, deliver
 from chromactl.gateway_files import gateway_user
 from chromactl.envfile import ENV_FILE, legacy_listen, parse_env_file
@@ -50,6 +52,7 @@ from chromactl.spec import (
 
 PULL_POLICIES = ("missing", "always", "never")
 LOG_LINES_ON_FAILURE = 20
+PROBE_RETRIES, PROBE_PAUSE_S = 10, 0.5  # auth checks that got no answer at all are asked again
 
 
 class Action(str, Enum):
@@ -59,7 +62,7 @@ class Action(str, Enum):
     RECREATED = "recreated"
     STARTED = "started"
     RESTARTED = "restarted"
-    RELOADED = "reloaded"  # the gateway re-read its files (SIGHUP), without a restart
+    RELOADED = "reloaded"  # the gateway re-read its files (a reload, waited for), without a restart
     UNCHANGED = "unchanged"
 
 
@@ -240,7 +243,11 @@ def _apply_plan(engine: Engine, project: Project, image: ImageInfo, gateway_imag
             raise ChromactlError(f"{gateway.spec.name} refuses its new configuration, so it keeps serving the old: "
                                  f"{problem}", hint="see `chromactl logs --service gateway`")
         reporter.step(f"reloading {gateway.spec.name}")
-        engine.signal(gateway.spec.name, "SIGHUP")
+        problem = engine.exec(gateway.spec.name, list(GATEWAY_RELOAD))
+        if problem is not None:
+            raise ChromactlError(f"{gateway.spec.name} did not finish its reload: {problem}",
+                                 hint="see `chromactl logs --service gateway`; `chromactl up` restarts what is needed",
+                                 exit_code=EXIT_NOT_HEALTHY)
         gateway_action = Action.RELOADED
     return spec, action, gateway.spec, gateway_action
 
@@ -431,12 +438,24 @@ def _prove_auth(engine: Engine, project: Project, url: Endpoint, api: str, spec:
     if not settings.auth_enabled:
         return None
     auth = prober.probe_auth(url, api, settings, project.probe_secret)
+
+    def unanswered(probe: AuthProbe) -> bool:
+        return probe.anonymous_status is None or (project.probe_secret is not None and probe.credential_status is None)
+
+    for _ in range(PROBE_RETRIES):  # no answer proves nothing either way: ask again
+        if not unanswered(auth):
+            break
+        time.sleep(PROBE_PAUSE_S)
+        auth = prober.probe_auth(url, api, settings, project.probe_secret)
+    if unanswered(auth):
+        raise ChromactlError(
+            f"{url.url} answered its heartbeat but not chromactl's auth checks: auth is not proven; the containers "
+            "keep running", hint="see `chromactl logs`; run `chromactl up` again", exit_code=EXIT_NOT_HEALTHY)
     if not auth.enforced:
         for watched_spec in watched:
             engine.remove(watched_spec.name)
-        seen = f"HTTP {auth.anonymous_status}" if auth.anonymous_status else "no answer"
         raise ChromactlError(
-            f"{url.url} did not refuse a request without credentials ({seen}): auth is NOT enforced, so "
+            f"{url.url} did not refuse a request without credentials (HTTP {auth.anonymous_status}): auth is NOT enforced, so "
             f"{spec.name} was removed (volume {spec.volume} kept)",
             hint="this image ignores the auth settings: use the gateway (`chromactl init --force --gateway nginx`) "
                  "or chromadb/chroma:0.6.3", exit_code=EXIT_NOT_HEALTHY)

@@ -287,10 +287,6 @@ class DockerEngine:
             time.sleep(0.1)
         return None
 
-    def signal(self, name: str, signal: str) -> None:
-        with self._translated(f"cannot signal {name}"):
-            self._api.kill(name, signal=signal)
-
     # --- networks ------------------------------------------------------------------
 
     def ensure_network(self, name: str, project: str, *, internal: bool = False, subnet: str | None = None) -> None:

@@ -39,6 +39,29 @@ COMMAND = ("nginx", "-e", "stderr", "-c", f"{MOUNT_DIR}/{CONFIG_FILE}", "-g", "d
 # Checks the configuration in the running gateway: nginx keeps the old one, silently, when a
 # reload meets a bad one (a certificate that does not match its key, say).
 CHECK_COMMAND = ("nginx", "-t", "-q", "-e", "stderr", "-c", f"{MOUNT_DIR}/{CONFIG_FILE}")
+# Reloads the running gateway and returns once every worker that still accepts connections
+# runs the new configuration: nginx starts new workers and only then tells the old ones to
+# stop, so a request right after a bare SIGHUP may still meet the old credentials or
+# certificate. The old workers are the ones whose title was "worker process" before the
+# signal; a worker told to stop renames itself "... is shutting down" as it closes its sockets.
+RELOAD_TIMEOUT_S = 10
+RELOAD_COMMAND = ("sh", "-c", f"""
+workers() {{
+  for p in /proc/[0-9]*; do
+    [ "$(tr -d '\\000' < "$p/cmdline" 2>/dev/null)" = "nginx: worker process" ] && echo "${{p#/proc/}}"
+  done
+}}
+old=" $(workers | tr '\\n' ' ')"
+kill -HUP "$(cat /tmp/chromactl-gateway.pid)" || exit 1
+i=0
+while [ "$i" -lt {RELOAD_TIMEOUT_S * 10} ]; do
+  now=$(workers); stale=no
+  for w in $now; do case "$old" in *" $w "*) stale=yes;; esac; done
+  [ -n "$now" ] && [ "$stale" = no ] && exit 0
+  sleep 0.1; i=$((i + 1))
+done
+echo "nginx still runs workers with its old configuration {RELOAD_TIMEOUT_S} s after the reload"; exit 1
+""")
 # Connections one client address may hold open at once.
 CONNECTIONS_PER_CLIENT = 256
 # One address may spend about this much of the gateway's CPU per second on bcrypt for users
@@ -218,7 +241,7 @@ def gateway_spec(project_root: str, settings: Settings, config_volume: str, imag
     """The nginx gateway: it publishes the only port, on the project's network, and reaches
     Chroma on the internal network (at `internal_address` there). Its files come from the
     project's config volume, mounted read-only, so rewritten files are seen by a reload
-    (SIGHUP) without a restart; their content is not part of its configuration hash. /tmp
+    (RELOAD_COMMAND) without a restart; their content is not part of its configuration hash. /tmp
     is a tmpfs: a gateway killed and restarted finds none of its old pid and temporary files."""
     spec = ContainerSpec(
         name=gateway_name(settings), image=settings.gateway_image, environment={},

@@ -61,6 +61,7 @@ class ServerModel:
     writes_elsewhere: bool = False  # Chroma keeps its database outside the mounted volume
     stray_on_internal: str | None = None  # another container that someone attached to the internal network
     api_version: str = "1.0.0"
+    mute_auth_checks: int = 0  # auth checks that get no answer at all (a reload in progress), before it answers
 
 
 @dataclass
@@ -219,10 +220,6 @@ class FakeEngine:
         self.calls.append(("exec", self._name_of(name), command[0]))
         return self.check_fails
 
-    def signal(self, name: str, signal: str) -> None:
-        self._check()
-        self.calls.append(("signal", self._name_of(name), signal))
-
     def publisher_of(self, port: int, exclude: str | None = None) -> str | None:
         return None
 
@@ -368,6 +365,9 @@ class FakeProber:
     def probe_auth(self, url, api, settings, probe_secret) -> AuthProbe:
         self.probed.append("auth")
         server = self.engine.server
+        if server.mute_auth_checks:
+            server.mute_auth_checks -= 1
+            return AuthProbe(None)
         write = (403 if server.enforces_rbac else 200) if settings is not None and settings.rbac else None
         return AuthProbe(403 if server.enforces_auth else 200, 200 if server.accepts_probe else 403, write)
 

@@ -99,14 +99,15 @@ def test_up_again_changes_nothing_and_a_credentials_change_reloads_the_gateway_o
     engine.calls.clear()
     again = deploy(load_project(root), engine, Reporter())
     assert (again.action, again.gateway_action) == (Action.UNCHANGED, Action.UNCHANGED)
-    assert changes(engine, "create", "remove", "restart", "signal") == []
+    assert changes(engine, "create", "remove", "restart", "exec") == []
 
     creds.add_user(root, "rita", "reader", lambda kind: None, None, Reporter())
     applied = apply_change(load_project(root), lambda: engine, Reporter())
     assert applied is Applied.RELOADED
-    # nginx -t first (nginx keeps its old configuration silently when a reload meets a bad one), then SIGHUP
+    # nginx -t first (nginx keeps its old configuration silently when a reload meets a bad one),
+    # then the reload that waits until only new workers accept connections
     assert engine.calls[-2:] == [("exec", "chromactl-proj-gateway", "nginx"),
-                                 ("signal", "chromactl-proj-gateway", "SIGHUP")]
+                                 ("exec", "chromactl-proj-gateway", "sh")]
 
 
 def test_a_configuration_the_gateway_refuses_is_not_reloaded(tmp_path, engine):
@@ -116,7 +117,7 @@ def test_a_configuration_the_gateway_refuses_is_not_reloaded(tmp_path, engine):
     engine.check_fails = "nginx: [emerg] cannot load certificate"
     with pytest.raises(ChromactlError, match="refuses its new configuration"):
         deploy(load_project(root), engine, Reporter())
-    assert not any(call[0] == "signal" for call in engine.calls)
+    assert ("exec", "chromactl-proj-gateway", "sh") not in engine.calls  # no reload
 
 
 def test_natively_a_credentials_change_recreates_chroma_and_keeps_the_volume(tmp_path, engine):
@@ -137,6 +138,22 @@ def test_a_server_found_open_is_removed_at_once_and_the_volume_kept(tmp_path, en
         deploy(load_project(root), engine, Reporter())
     assert refused.value.exit_code == EXIT_NOT_HEALTHY
     assert engine.container("chromactl-proj") is None and engine.volume_exists("chromactl-proj-data")
+
+
+def test_auth_checks_that_get_no_answer_are_asked_again_and_never_taken_for_an_open_server(tmp_path, engine,
+                                                                                             monkeypatch):
+    """No answer (a reload in progress, a dropped connection) proves nothing: asked again, and
+    when it never answers the deployment is reported degraded with its containers kept."""
+    import chromactl.deploy
+    monkeypatch.setattr(chromactl.deploy, "PROBE_PAUSE_S", 0)
+    root = project_at(tmp_path, image="chromadb/chroma:0.6.3")
+    engine.server.mute_auth_checks = 3
+    assert deploy(load_project(root), engine, Reporter()).auth.enforced
+    engine.server.mute_auth_checks = 100
+    with pytest.raises(ChromactlError, match="auth is not proven") as unproven:
+        deploy(load_project(root), engine, Reporter())
+    assert unproven.value.exit_code == EXIT_NOT_HEALTHY
+    assert engine.container("chromactl-proj").state == "running"
 
 
 def test_a_stranger_on_the_internal_network_gets_chroma_removed(tmp_path, engine):

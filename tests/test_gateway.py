@@ -76,7 +76,7 @@ def test_token_roles_through_the_gateway(gateway_project, chroma_client_1x, dock
     assert "GET /api/v2" in ok(p("logs", "--service", "gateway", "-n", "20")).stdout
 
 
-def test_x_chroma_token_and_basic_auth(gateway_project, chroma_client_1x):
+def test_x_chroma_token_and_basic_auth(gateway_project, chroma_client_1x, docker_client):
     header = gateway_project("--token-header", "X-Chroma-Token")
     ok(header("up"))
     token = admin_secret(header)
@@ -346,3 +346,64 @@ def test_costly_hashes_are_flagged_limited_and_rehashed_by_rotate(gateway_projec
         wrong = sum(pool.map(lambda _: attempts("wrong password guess", 10), range(4)), [])
     assert set(wrong) == {401}  # cheap now: no limit needed
     assert attempts(new["secret"], 1) == [200]
+
+
+def test_a_credential_change_returns_only_once_no_old_worker_accepts_connections(gateway_project, docker_client):
+    """nginx starts new workers on a reload and only then stops the old ones: a command that
+    returned at the bare signal left a moment in which a revoked token still got in. Here a
+    client keeps opening connections with the token through `creds rm`: every request it
+    started after the command returned is refused, and no worker from before still accepts."""
+    import threading
+
+    p = gateway_project()
+    reader = add_user(p, "rita", "reader")
+    ok(p("up"))
+    gateway = docker_client.containers.get(f"{p.container}-gateway")
+
+    def accepting_workers() -> set[str]:
+        return {row[1] for row in gateway.top()["Processes"] if row[-1] == "nginx: worker process"}
+
+    before = accepting_workers()
+    returned, stop, after = threading.Event(), threading.Event(), []
+
+    def hammer():
+        while not stop.is_set():
+            started_after = returned.is_set()
+            status = http_status(p.url + COLLECTIONS, {"Authorization": f"Bearer {reader}"})
+            if started_after:
+                after.append(status)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        ok(p("creds", "rm", "rita"))
+        returned.set()
+        assert before and accepting_workers().isdisjoint(before)
+        while len(after) < 50:
+            assert thread.is_alive()
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        thread.join()
+    assert set(after) == {403}, sorted(set(after))
+
+
+def test_a_new_ca_is_what_the_gateway_serves_when_tls_renew_returns(gateway_project, docker_client):
+    """`tls renew --new-ca` behind the gateway: its proof uses the new CA, so it must not run
+    against a worker still serving the old certificate (which failed it, and could end in the
+    server being taken for open)."""
+    import ssl
+    import urllib.request
+
+    p = gateway_project("--tls", "auto")
+    ok(p("up"))
+    ca = p.folder / ".chromactl/tls/ca.pem"
+    url = f"https://127.0.0.1:{p.port}/api/v2/heartbeat"
+    for _ in range(3):
+        renewed = document(ok(p("tls", "renew", "--new-ca", "--json")), "tls renew")
+        assert renewed["applied"]["outcome"] == "reloaded", renewed
+        context = ssl.create_default_context(cafile=str(ca))
+        for _ in range(20):  # a new connection each time
+            with urllib.request.urlopen(url, context=context, timeout=5) as response:
+                assert response.status == 200
+    assert docker_client.containers.get(p.container).status == "running"
