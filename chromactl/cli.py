@@ -421,16 +421,30 @@ def up(
     output.up_result(result, as_json)
 
 
+class StatusFormat(str, Enum):
+    pretty = "pretty"
+    table = "table"
+    json = "json"
+    env = "env"
+
+
 @app.command()
 def status(
     ctx: typer.Context,
     all_instances: Annotated[bool, typer.Option("--all", help="Every chromactl container on the engine.")] = False,
+    output_format: Annotated[Optional[StatusFormat], typer.Option(
+        "--output", "-o", help="pretty: a block per instance that fits the terminal; table: every column (as "
+                               "--wide); json: as --json; env: KEY=VALUE lines to eval in a shell (one project). "
+                               "[default: pretty]")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="The full table, one row per instance (-o table).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show whether the instance is up, healthy and locked: probed, not assumed.
 
     State, health, heartbeat latency, version, URL, volume, whether auth is really
-    enforced (probed), and whether the files changed since the container started.
+    enforced (probed), and whether the files changed since the container started: one
+    block per instance that fits the terminal; the full table with --wide; `-o env` for
+    a script: eval "$(chromactl status -o env)" sets CHROMA_URL, CHROMA_CA, ...
     Exits 4 when an instance is down or unhealthy.
 
     Example: chromactl status --all --json
@@ -439,8 +453,16 @@ def status(
     from chromactl.commands.status import status as run_status
     from chromactl.errors import EXIT_NOT_HEALTHY
 
+    chosen = {f for f, given in ((StatusFormat.json, as_json), (StatusFormat.table, wide),
+                                 (output_format, output_format is not None)) if given}
+    if len(chosen) > 1:
+        raise UsageError(f"--json, --wide and -o {output_format.value if output_format else ''} choose different "
+                         "outputs: give one")
+    fmt = chosen.pop() if chosen else StatusFormat.pretty
+    if fmt is StatusFormat.env and all_instances:
+        raise UsageError("-o env prints one project's variables: drop --all (and name the project with --dir)")
     instances = run_status(None if all_instances else _root(ctx), _connect)
-    output.status_result(instances, as_json)
+    output.status_result(instances, fmt.value)
     if any(not i.healthy for i in instances):
         raise typer.Exit(EXIT_NOT_HEALTHY)
 
@@ -689,6 +711,19 @@ def _command_name(argv: list[str]) -> str:
     return " ".join(path) or "chromactl"
 
 
+def _json_requested(argv: list[str]) -> bool:
+    """Whether the run asked for JSON (errors are then a document too): --json, or
+    `status -o json` (elsewhere -o names a file)."""
+    args = argv[: argv.index("--")] if "--" in argv else argv
+    if "--json" in args:
+        return True
+    if _command_name(argv) != "status":
+        return False
+    pairs = zip(args, args[1:] + [""])
+    return any((a in ("-o", "--output") and b == "json") or a in ("-ojson", "-o=json", "--output=json")
+               for a, b in pairs)
+
+
 def _engine_hint(exc: ChromactlError) -> ChromactlError:
     """The engine's errors say what failed; the hint says what to do about it."""
     from chromactl.engine_api import EngineUnavailable, PortInUse
@@ -725,7 +760,7 @@ def main() -> None:
     import signal
 
     argv = sys.argv[1:]
-    as_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+    as_json = _json_requested(argv)
     from chromactl import output
 
     signal.signal(signal.SIGTERM, _terminate)

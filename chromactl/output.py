@@ -10,9 +10,15 @@ on a line of their own, without markup.
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shlex
+import shutil
 import sys
+import textwrap
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
@@ -355,16 +361,169 @@ def status_document(i: InstanceStatus) -> dict:
     }
 
 
-def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
-    if as_json:
+STATUS_FORMATS = ("pretty", "table", "json", "env")
+
+
+def output_width(default: int = 100) -> int:
+    """Columns to fit: COLUMNS when set (as rich and most CLIs honour it), else the terminal's,
+    else `default` (piped output)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return max(40, int(columns))
+    if sys.stdout.isatty():
+        return max(40, shutil.get_terminal_size((default, 24)).columns)
+    return default
+
+
+def status_result(instances: list[InstanceStatus], fmt: str = "pretty") -> None:
+    """pretty: one block per instance that fits the terminal; table: every column (--wide);
+    json: the documented document; env: KEY=VALUE lines a shell can eval (one instance)."""
+    if fmt == "json":
         emit("status", {"instances": [status_document(i) for i in instances]})
+        return
+    if fmt == "env":
+        sys.stdout.write("".join(status_env(i) for i in instances[:1]))
+        sys.stdout.flush()
         return
     if not instances:
         stdout().print("No chromactl containers on this engine.", markup=False)
         return
+    if fmt == "table":
+        _status_table(instances)
+        return
+    sys.stdout.write(status_blocks(instances, output_width()))
+    sys.stdout.flush()
+
+
+# The values a script or a person copies (a URL, a path, a container's name) are never cut
+# nor wrapped: beside their key when they fit, else on a line of their own. Sentences wrap
+# at spaces under their key.
+_KEY_COLUMN = len("  last backup: ")
+
+
+def _value_lines(key: str, value: str, width: int) -> list[str]:
+    head = f"  {key + ':':<{_KEY_COLUMN - 2}}"
+    if len(head) + len(value) <= width:
+        return [head + value]
+    return [f"  {key}:", "    " + value]
+
+
+def _sentence_lines(key: str, text: str, width: int) -> list[str]:
+    head = f"  {key + ':':<{_KEY_COLUMN - 2}}" if key else " " * _KEY_COLUMN
+    return textwrap.wrap(text, width=width, initial_indent=head, subsequent_indent=" " * _KEY_COLUMN,
+                         break_long_words=False, break_on_hyphens=False) or [head.rstrip()]
+
+
+def _auth_words(i: InstanceStatus) -> str | None:
+    if not i.auth_mode:
+        return None
+    if i.auth_mode == "none":
+        words = "none: anyone who reaches the port can read and change all data"
+    else:
+        words = i.auth_mode + {True: ", enforced", False: ", NOT ENFORCED", None: " (not probed)"}[i.auth_enforced]
+    return words + (", by the gateway" if i.gateway else "")
+
+
+def _backup_lines(i: InstanceStatus, width: int) -> list[str]:
+    backup = i.last_backup
+    if backup is None:
+        return _value_lines("last backup", "none yet (chromactl backup)", width)
+    age = backup["age_seconds"]
+    ago = f"{age / 86400:.1f} days" if age >= 86400 else f"{age / 3600:.1f} h" if age >= 3600 else f"{age / 60:.0f} min"
+    return (_value_lines("last backup", f"{ago} ago" + ("" if backup.get("exists") else " (file gone)"), width)
+            + _value_lines("backup file", backup["path"], width))
+
+
+def status_blocks(instances: list[InstanceStatus], width: int = 100) -> str:
+    """One block of `key: value` lines per instance, within `width` columns (a value that
+    cannot fit even on its own line is still printed whole)."""
+    blocks = []
+    for i in instances:
+        health = "healthy" if i.healthy else "NOT HEALTHY"
+        compose = " (started by Compose)" if i.origin == "compose" else ""
+        lines = [f"{i.name}: {i.state}, {health}{compose}"]
+        if i.heartbeat_ms is not None:
+            lines += _value_lines("heartbeat", f"{i.heartbeat_ms:.0f} ms", width)
+        if i.chroma_version:
+            api = f" (API {i.api_version})" if i.api_version and i.api_version != i.chroma_version else ""
+            lines += _value_lines("version", i.chroma_version + api, width)
+        lines += _value_lines("url", i.url or "-", width)
+        auth = _auth_words(i)
+        if auth:
+            lines += _sentence_lines("auth", auth, width)
+        if i.tls:
+            lines += _value_lines("tls", f"{i.tls_mode or 'on'}, the certificate has {i.tls.info.days_left} days left",
+                                  width)
+            lines += _value_lines("ca", str(i.tls.ca_path), width)
+        elif i.url and i.url.startswith("http://"):
+            lines += _value_lines("tls", "off", width)
+        lines += _value_lines("image", i.image or "-", width)
+        lines += _value_lines("container", i.container, width)
+        if i.gateway:
+            lines += _value_lines("gateway", f"{i.gateway.name} ({i.gateway.state})", width)
+        size = f" ({i.volume_bytes / 1024 / 1024:.1f} MB)" if i.volume_bytes is not None else ""
+        lines += _value_lines("volume", (i.volume or "-") + size, width)
+        lines += _backup_lines(i, width)
+        if i.project:
+            lines += _value_lines("project", i.project, width)
+        if i.origin == "compose" and i.hint:
+            lines += _sentence_lines("note", i.hint, width)
+        elif i.pending is None:
+            lines += _sentence_lines("pending", "cannot tell", width)
+        elif not i.pending:
+            lines += _sentence_lines("pending", "nothing: the containers match the files", width)
+        else:
+            for n, pending in enumerate(i.pending):
+                lines += _sentence_lines("pending" if n == 0 else "", pending_text(pending), width)
+            if not i.problem:
+                lines += _sentence_lines("fix", "`chromactl up`", width)
+        if i.problem:
+            lines += _sentence_lines("problem", i.problem, width)
+            if i.hint:
+                lines += _sentence_lines("fix", i.hint, width)
+        for warning in _status_warnings(i):
+            lines += _sentence_lines("warning", warning, width)
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+def _status_warnings(i: InstanceStatus) -> list[str]:
+    warnings = []
+    if i.tls and i.tls.info.days_left < TLS_WARN_DAYS:
+        warnings.append(f"its certificate expires in {i.tls.info.days_left} days: `chromactl tls renew`")
+    if i.costly_users:
+        warnings.append(f"every request naming {', '.join(i.costly_users)} costs the server a slow bcrypt hash, "
+                        "which strangers can time and make it spend; `chromactl creds rotate USER` re-hashes it")
+    return warnings
+
+
+# What `-o env` prints, in this order: for `eval "$(chromactl status -o env)"` in a script.
+ENV_KEYS = ("CHROMA_NAME", "CHROMA_URL", "CHROMA_HOST", "CHROMA_PORT", "CHROMA_SSL", "CHROMA_CA", "CHROMA_AUTH",
+            "CHROMA_STATE", "CHROMA_HEALTHY", "CHROMA_VERSION", "CHROMA_API_VERSION", "CHROMA_IMAGE",
+            "CHROMA_CONTAINER", "CHROMA_GATEWAY", "CHROMA_VOLUME", "CHROMA_PROJECT")
+
+
+def status_env(i: InstanceStatus) -> str:
+    """Shell-safe KEY=VALUE lines (every value quoted as the shell reads it; empty when unknown)."""
+    parts = urlsplit(i.url) if i.url else None
+    values = {
+        "CHROMA_NAME": i.name, "CHROMA_URL": i.url, "CHROMA_HOST": parts.hostname if parts else None,
+        "CHROMA_PORT": parts.port if parts else None,
+        "CHROMA_SSL": None if parts is None else str(parts.scheme == "https").lower(),
+        "CHROMA_CA": str(i.tls.ca_path) if i.tls else None, "CHROMA_AUTH": i.auth_mode, "CHROMA_STATE": i.state,
+        "CHROMA_HEALTHY": str(i.healthy).lower(), "CHROMA_VERSION": i.chroma_version,
+        "CHROMA_API_VERSION": i.api_version, "CHROMA_IMAGE": i.image, "CHROMA_CONTAINER": i.container,
+        "CHROMA_GATEWAY": i.gateway.name if i.gateway else None, "CHROMA_VOLUME": i.volume,
+        "CHROMA_PROJECT": i.project,
+    }
+    return "".join(f"{key}={shlex.quote('' if values[key] is None else str(values[key]))}\n" for key in ENV_KEYS)
+
+
+def _status_table(instances: list[InstanceStatus]) -> None:
+    """Every column, nothing cut: as wide as its values make it."""
     table = Table(box=None, pad_edge=False)
     for column in ("NAME", "STATE", "HEALTHY", "HEARTBEAT", "VERSION", "URL", "AUTH", "PENDING", "IMAGE", "VOLUME"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True, overflow="ignore")
     for i in instances:
         auth = i.auth_mode or "?"
         if i.auth_mode and i.auth_mode != "none":
@@ -377,15 +536,15 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
         table.add_row(i.name, i.state, "yes" if i.healthy else "NO",
                       f"{i.heartbeat_ms:.0f} ms" if i.heartbeat_ms is not None else "-", i.chroma_version or "-",
                       i.url or "-", auth, pending, i.image or "-", i.volume or "-")
-    stdout().print(table)
+    wide = Console(file=io.StringIO(), highlight=False, soft_wrap=True, emoji=False, width=100_000)
+    wide.print(table)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in wide.file.getvalue().splitlines()))
+    sys.stdout.flush()
     for i in instances:
         _data_line(i)
     for i in instances:
-        if i.tls and i.tls.info.days_left < TLS_WARN_DAYS:
-            warn(f"{i.name}: its certificate expires in {i.tls.info.days_left} days: `chromactl tls renew`")
-        if i.costly_users:
-            warn(f"{i.name}: every request naming {', '.join(i.costly_users)} costs the server a slow bcrypt hash, "
-                 "which strangers can time and make it spend; `chromactl creds rotate USER` re-hashes it")
+        for warning in _status_warnings(i):
+            warn(f"{i.name}: {warning}")
         if i.problem:
             warn(f"{i.name}: {i.problem}" + (f" ({i.hint})" if i.hint else ""))
         elif i.origin == "compose":
