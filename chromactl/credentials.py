@@ -10,6 +10,7 @@ Error messages never contain a secret.
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import re
 import secrets
@@ -235,10 +236,18 @@ def _parse_roles(doc: Mapping) -> dict[str, tuple[str, ...]]:
             raise ProjectFileError(AUTHZ_FILE, f"role {role!r} needs a list of actions", line)
         for index, action in enumerate(actions):
             if action not in rolemod.ACTIONS:
-                raise ProjectFileError(AUTHZ_FILE, f"role {role!r}: unknown action {action!r}",
-                                       actions.line_of(index), hint="see chromactl/roles.py for Chroma's actions")
+                raise ProjectFileError(AUTHZ_FILE, f"role {role!r}: unknown action {_printable(str(action))}",
+                                       actions.line_of(index), hint=actions_hint(action))
         parsed[role] = tuple(actions)
     return parsed
+
+
+def actions_hint(action: object) -> str:
+    """What to write instead: the nearest action, and all of them (a pip user has no source
+    to look them up in)."""
+    close = difflib.get_close_matches(str(action), rolemod.ACTIONS, n=1, cutoff=0.6)
+    maybe = f"did you mean {close[0]!r}? " if close else ""
+    return f"{maybe}Chroma's actions are {', '.join(rolemod.ACTIONS)} (README: Roles)"
 
 
 def parse_authz(text: str, settings: Settings) -> tuple[dict[str, tuple[str, ...]] | None, list[tuple[User, int]]]:
