@@ -20,6 +20,7 @@ from typing_extensions import Annotated
 from chromactl import __version__
 from chromactl.credentials import GENERATED_ROUNDS, MIN_PASSWORD_LENGTH
 from chromactl.errors import EXIT_INTERRUPTED, Cancelled, ChromactlError, UsageError
+from chromactl.roles import ACTIONS
 from chromactl.settings import (
     DEFAULT_BCRYPT_ROUNDS,
     DEFAULT_GATEWAY_IMAGE,
@@ -453,17 +454,70 @@ def status(
     from chromactl.commands.status import status as run_status
     from chromactl.errors import EXIT_NOT_HEALTHY
 
-    chosen = {f for f, given in ((StatusFormat.json, as_json), (StatusFormat.table, wide),
-                                 (output_format, output_format is not None)) if given}
-    if len(chosen) > 1:
-        raise UsageError(f"--json, --wide and -o {output_format.value if output_format else ''} choose different "
-                         "outputs: give one")
-    fmt = chosen.pop() if chosen else StatusFormat.pretty
+    given = [(flag, fmt) for flag, fmt, on in (("--json", StatusFormat.json, as_json),
+                                                ("--wide", StatusFormat.table, wide),
+                                                (f"-o {output_format.value if output_format else ''}", output_format,
+                                                 output_format is not None)) if on]
+    if len({fmt for _, fmt in given}) > 1:
+        raise UsageError(f"{' and '.join(flag for flag, _ in given)} choose different outputs: give one")
+    fmt = given[0][1] if given else StatusFormat.pretty
     if fmt is StatusFormat.env and all_instances:
         raise UsageError("-o env prints one project's variables: drop --all (and name the project with --dir)")
     instances = run_status(None if all_instances else _root(ctx), _connect)
     output.status_result(instances, fmt.value)
     if any(not i.healthy for i in instances):
+        raise typer.Exit(EXIT_NOT_HEALTHY)
+
+
+# Chroma's actions, for doctor --action (system:reset is refused there: no request for it is harmless).
+ActionChoice = Enum("ActionChoice", {action: action for action in ACTIONS}, type=str)
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    url: Annotated[Optional[str], typer.Option(
+        metavar="URL", help="The address a client uses, e.g. https://HOSTNAME:8000 as a remote client would. "
+                            "[default: the project's URL on this machine]")] = None,
+    ca: Annotated[Optional[Path], typer.Option(
+        exists=True, dir_okay=False, metavar="PATH",
+        help="The CA the client trusts. [default: the project's CA]")] = None,
+    action: Annotated[ActionChoice, typer.Option(
+        metavar="ACTION", help="The action to check the credential's role for (README: Roles), besides connecting.",
+        case_sensitive=True)] = ActionChoice("db:list_collections"),
+    token_stdin: Annotated[bool, typer.Option("--token-stdin", help="Check the token read from stdin.")] = False,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Check the password read from stdin, of the user --user.")] = False,
+    user: Annotated[Optional[str], typer.Option(metavar="USER", help="With --password-stdin: whose password.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tell apart what keeps a client out, each with its fix: from the client's side.
+
+    One request of each kind, as a client makes them: the port, TLS (the CA, the name in
+    the certificate), the heartbeat, a request without credentials (strangers must be
+    refused), the credential, and the actions a client needs. The credential checked is
+    CHROMA_CLIENT_AUTH_CREDENTIALS (as the snippets `up` prints read it), or one read with
+    --token-stdin / --password-stdin, else chromactl's probe user. The project's files say
+    whose secret it is and which role it has. Exits 4 when a check fails.
+
+    Example: chromactl doctor --url https://$(hostname):8000 --action collection:add
+    """
+    import os
+
+    from chromactl import output
+    from chromactl.clients import CREDENTIALS_VARIABLE
+    from chromactl.commands.doctor import doctor as run_doctor
+    from chromactl.errors import EXIT_NOT_HEALTHY
+
+    if token_stdin and password_stdin:
+        raise UsageError("--token-stdin and --password-stdin: give one")
+    flag = "--token-stdin" if token_stdin else "--password-stdin" if password_stdin else None
+    result = run_doctor(_root(ctx), url=url, ca=str(ca.absolute()) if ca else None,
+                        from_environment=os.environ.get(CREDENTIALS_VARIABLE), stdin_flag=flag,
+                        read_stdin=(lambda: _read_stdin_secret(flag)) if flag else None, user=user,
+                        action=action.value)
+    output.doctor_result(result, as_json)
+    if not result.healthy:
         raise typer.Exit(EXIT_NOT_HEALTHY)
 
 
@@ -561,8 +615,13 @@ def export_kubernetes(
 
     Example: chromactl export kubernetes --namespace search | kubectl apply -f -
     """
+    import re
+
     from chromactl.commands.export import export_kubernetes as run
 
+    if namespace is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+        raise UsageError(f"--namespace: invalid namespace {namespace!r}: 1-63 lowercase letters, digits or '-', "
+                         "starting and ending with a letter or digit (as Kubernetes requires)")
     _emit(run(_root(ctx), output, namespace), output)
 
 
@@ -640,7 +699,7 @@ def backup(
 @app.command()
 def restore(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="A file written by `chromactl backup`.", dir_okay=False)],
+    file: Annotated[Path, typer.Argument(help="A file written by `chromactl backup`.", dir_okay=False, exists=True)],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before replacing the data.")] = False,
     timeout: TimeoutOption = 60,
     as_json: JsonOption = False,
@@ -765,7 +824,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="chromactl", standalone_mode=False)  # the same name under `python -m chromactl`
     except ChromactlError as exc:
         output.error(_engine_hint(exc), _command_name(argv), as_json)
         sys.exit(exc.exit_code)

@@ -123,6 +123,26 @@ def hash_password_for(password: str, settings: Settings, *, generated: bool) -> 
     return hash_password(password, GENERATED_ROUNDS if generated else settings.bcrypt_rounds)
 
 
+def password_matches(password: str, password_hash: str | None) -> bool:
+    """Whether the password is the one a hash of server.htpasswd was made from (bcrypt or
+    {SSHA}, as nginx and Chroma check them)."""
+    if not password_hash:
+        return False
+    if password_hash.startswith("{SSHA}"):
+        try:
+            raw = base64.b64decode(password_hash[len("{SSHA}"):], validate=True)
+        except ValueError:
+            return False
+        digest, salt = raw[:20], raw[20:]
+        return secrets.compare_digest(hashlib.sha1(password.encode("utf-8") + salt).digest(), digest)
+    if _BCRYPT_RE.fullmatch(password_hash):
+        try:
+            return bcrypt.checkpw(password.encode("utf-8")[:MAX_PASSWORD_BYTES], password_hash.encode("ascii"))
+        except ValueError:
+            return False
+    return False
+
+
 def hash_cost(password_hash: str | None) -> int | None:
     """The bcrypt cost of a hash, or None."""
     match = _BCRYPT_RE.fullmatch(password_hash or "")

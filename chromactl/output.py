@@ -23,7 +23,9 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.table import Table
 
+from chromactl.commands.doctor import Check, Diagnosis, Skip, Source, Verdict
 from chromactl.commands.status import Pending
+from chromactl.credentials import PROBE_USER
 from chromactl.clients import CREDENTIALS_VARIABLE, curl_check, fitting_clients, javascript_snippet, python_snippet
 from chromactl.deploy import Applied
 from chromactl.envfile import describe_auth
@@ -34,6 +36,7 @@ from chromactl.tls import WARN_DAYS as TLS_WARN_DAYS
 if TYPE_CHECKING:  # only for the annotations: importing them would pull in more than output needs
     from chromactl.certs import TlsMaterial
     from chromactl.commands.creds import Effect, ListResult, RemoveResult, SecretResult
+    from chromactl.commands.doctor import DoctorResult, Finding
     from chromactl.commands.down import DownResult
     from chromactl.commands.status import InstanceStatus, PendingAction
     from chromactl.commands.tls import TlsResult
@@ -625,3 +628,168 @@ def _data_line(i: InstanceStatus) -> None:
         ago = f"{age / 86400:.1f} days" if age >= 86400 else f"{age / 3600:.1f} h" if age >= 3600 else f"{age / 60:.0f} min"
         told = f"last backup {ago} ago: {backup['path']}" + ("" if backup.get("exists") else " (file gone)")
     stdout().print(f"{i.name}: data {size} in {i.volume or '-'}; {told}", markup=False)
+
+
+# --- doctor ----------------------------------------------------------------------------
+
+
+def _who(r: DoctorResult) -> str:
+    return {Source.ENVIRONMENT: f"the credential in {CREDENTIALS_VARIABLE}", Source.STDIN: "the credential read",
+            Source.PROBE: f"chromactl's probe user ({PROBE_USER})", None: "the credential"}[r.source]
+
+
+def _trust_fix(r: DoctorResult) -> str:
+    ca = r.project_ca or "the CA that signed the server's certificate"
+    return (f"trust the project's CA, {ca}: Python `ssl=True` with Settings(chroma_server_ssl_verify=\"{ca}\"), "
+            f"node with NODE_EXTRA_CA_CERTS={ca}, curl --cacert {ca}")
+
+
+def doctor_finding(r: DoctorResult, f: Finding) -> tuple[str, str | None]:
+    """(what was found, the fix or None), in words."""
+    address = f"{r.host}:{r.port}"
+    if f.verdict is Verdict.SKIPPED:
+        return {Skip.EARLIER: "not checked: an earlier check failed",
+                Skip.NO_AUTH: "not checked: this project has auth none",
+                Skip.NO_TLS: "not checked: plain http"}[f.skip], None
+    d, user, role = f.diagnosis, r.user, r.role
+    if f.check is Check.PORT:
+        if d is None:
+            return f"{address} accepts connections", None
+        return (f"nothing accepts connections on {address}",
+                f"start the server (`chromactl up`; `chromactl status` says what runs); the project publishes it on "
+                f"{r.published} (chromactl.yaml `host`, `port`): from another machine use this machine's name or "
+                "address, and check that no firewall stands between")
+    if f.check is Check.TLS:
+        names = ", ".join(r.certificate_names) or "?"
+        if d is None:
+            return f"the certificate names {r.host} and is signed by the CA trusted ({r.ca})", None
+        if d is Diagnosis.TLS_CA_NOT_TRUSTED:
+            trusted = r.ca or "the system's CAs"
+            return (f"TLS: CA not trusted: the server's certificate is not signed by the CA the client trusts "
+                    f"({trusted}): {f.detail}", _trust_fix(r))
+        if d is Diagnosis.TLS_NAME_NOT_IN_CERTIFICATE:
+            add = (f"issue one that names {r.host} where the certificate comes from (tls files), then `chromactl up`"
+                   if r.tls_mode == "files" else
+                   f"`chromactl init --force --tls-san {r.host}`, then `chromactl up` (if the project's CA may not "
+                   "sign for it: `chromactl tls renew --new-ca`, and clients trust the new CA)")
+            return (f"TLS: name not in the certificate: the client connects to {r.host}, the certificate names "
+                    f"{names}", f"connect by one of those names, or add this one: {add}")
+        if d is Diagnosis.TLS_CERTIFICATE_EXPIRED:
+            return f"TLS: the server's certificate has expired ({f.detail})", "`chromactl tls renew`"
+        if d is Diagnosis.TLS_EXPECTED:
+            return (f"TLS: the port speaks TLS, and the client asked in plain http",
+                    f"use https://{r.host}:{r.port}, and " + _trust_fix(r))
+        if d is Diagnosis.NO_TLS:
+            return (f"TLS: the port does not speak TLS ({f.detail})",
+                    f"use http://{r.host}:{r.port}" + (" (this project has tls off: `chromactl init --force --tls "
+                                                       "auto`, then `chromactl up`, turns it on)"
+                                                       if r.tls_mode == "off" else ""))
+        return f"TLS: the handshake failed: {f.detail}", "see `chromactl status` and `chromactl logs --service gateway`"
+    if f.check is Check.HEARTBEAT:
+        if d is None:
+            return "the heartbeat answers", None
+        got = f"HTTP {f.status}" if f.status else "no answer"
+        return (f"the heartbeat got {got}",
+                "`chromactl status` says why; `chromactl up` starts what is down (and `chromactl logs`)")
+    if f.check is Check.STRANGERS:
+        if d is None:
+            return f"a request without credentials is refused (HTTP {f.status})", None
+        if d is Diagnosis.OPEN_TO_STRANGERS:
+            who = "anyone on this machine" if r.published_on_loopback else f"anyone who reaches {address}"
+            if r.auth == "none":
+                return (f"server open to strangers: a request without credentials is answered (HTTP {f.status}): "
+                        f"{who} can read and change all data (auth none)",
+                        "turn auth on: `chromactl init --force --auth token`, then `chromactl up`")
+            return (f"server open to strangers: a request without credentials is answered (HTTP {f.status}), though "
+                    f"the project has {r.auth} auth", "is this the project's server? `chromactl status` probes it "
+                    "and `chromactl up` puts the project's auth in front of it")
+        if d is Diagnosis.NOT_ANSWERING:
+            return f"a request without credentials got no answer ({f.detail})", "see `chromactl status`"
+        return (f"a request without credentials got HTTP {f.status} (expected 401 or 403)",
+                "see `chromactl status` and `chromactl logs`")
+    if f.check is Check.CREDENTIAL:
+        who = _who(r)
+        if d is None and r.source is Source.PROBE:
+            return f"chromactl's probe user is accepted" + (f" (role {role})" if role else ""), None
+        if d is None:
+            return f"{who} is accepted: user {user!r}" + (f", role {role}" if role else ""), None
+        if d is Diagnosis.NO_CREDENTIAL:
+            if r.source is Source.PROBE:
+                return ("no credential: the probe user's secret (.chromactl/probe-secret) is missing",
+                        f"`chromactl creds rotate {PROBE_USER}`, or set {CREDENTIALS_VARIABLE}")
+            what = "a token" if r.auth == "token" else "USER:PASSWORD"
+            new = ("`chromactl creds add NAME` prints a new one" if r.auth == "token" else
+                   "`chromactl creds add NAME` prints a password")
+            return (f"no credential: {who} is empty, so the client sends none and is refused as a stranger",
+                    f"set {CREDENTIALS_VARIABLE} to {what} ({new})")
+        if d is Diagnosis.WRONG_SECRET:
+            if f.malformed:
+                form = "USER:PASSWORD" if r.auth == "basic" else "a token on one line"
+                return (f"wrong secret: {who} is not {form}", f"set {CREDENTIALS_VARIABLE} to {form}")
+            if r.auth == "basic" and f.known_user:
+                why = f"it is not the password of user {user!r}"
+            elif r.auth == "basic":
+                why = f"the project has no user {user!r}"
+            else:
+                why = "it is none of the project's tokens"
+            return (f"wrong secret: {who} is refused (HTTP {f.status}): {why}",
+                    "give the client the secret it was issued (`chromactl creds list` names the users; "
+                    "`chromactl creds rotate USER` issues a new one)")
+        if d is Diagnosis.NOT_APPLIED:
+            return (f"{who} is user {user!r}'s in the project's files, but the running server refuses it "
+                    f"(HTTP {f.status})", "`chromactl up` gives the server the project's credentials")
+        if d is Diagnosis.REVOCATION_PENDING:
+            return (f"{who} is accepted by the server (HTTP {f.status}), but is in none of the project's files: a "
+                    "removal or rotation has not reached the running server", "`chromactl up` applies it")
+        return f"{who}: {f.detail or f'HTTP {f.status}'}", "see `chromactl status`"
+    # Check.ACTION
+    a = f.action
+    if d is None:
+        return f"{a}: allowed" + (f" (HTTP {f.status} to a request that changes nothing)" if f.status else
+                                  " (by authz.yaml)"), None
+    if d is Diagnosis.ROLE_LACKS_ACTION:
+        said = "the gateway said so" if f.told_by_server else "per authz.yaml"
+        having = ", ".join(r.roles_with_action.get(a, ())) or "none of the project's roles"
+        if r.source is Source.PROBE:
+            fix = (f"the probe user's role may only connect and list collections: check a client's own credential "
+                   f"({CREDENTIALS_VARIABLE}=... chromactl doctor --action {a})")
+        else:
+            fix = (f"give {user!r} a role that has it ({having}): its `role` in authz.yaml, then `chromactl up`; or "
+                   f"add {a} to role {role!r} under roles_mapping (README: Roles)")
+        return f"role lacks this action: user {user!r} has role {role!r}, without {a} ({said})", fix
+    if d is Diagnosis.NOT_ANSWERING:
+        return f"{a}: no answer ({f.detail})", "see `chromactl status`"
+    return (f"{a}: refused (HTTP {f.status}), though role {role!r} has it in authz.yaml",
+            "`chromactl up` brings the server to the project's files; `chromactl status` says what differs")
+
+
+_MARKS = {Verdict.OK: "ok", Verdict.WARNING: "WARNING", Verdict.FAILED: "FAILED", Verdict.SKIPPED: "skipped"}
+
+
+def doctor_result(r: DoctorResult, as_json: bool) -> None:
+    phrased = [(f, *doctor_finding(r, f)) for f in r.findings]
+    if as_json:
+        emit("doctor", {
+            "url": r.url, "ca": r.ca, "project": str(r.project), "action": r.action, "healthy": r.healthy,
+            "credential": None if r.source is None else {"source": r.source.value, "user": r.user, "role": r.role},
+            "checks": [{"check": f.check.value, "outcome": f.verdict.value,
+                        "diagnosis": f.diagnosis.value if f.diagnosis else None, "http_status": f.status,
+                        "action": f.action, "message": message, "fix": fix} for f, message, fix in phrased]})
+        return
+    width = output_width()
+    where = f"; CA {r.ca}" if r.ca else ""
+    credential = f"; credential: {_who(r)}" if r.source is not None else ""
+    lines = textwrap.wrap(f"Checked {r.url} as a client would{where}{credential}:", width=width,
+                          break_long_words=False, break_on_hyphens=False)
+    for f, message, fix in phrased:
+        head = f"  {_MARKS[f.verdict]:<8}{f.check.value + ':':<11} "
+        lines += textwrap.wrap(message, width=width, initial_indent=head, subsequent_indent=" " * len(head),
+                               break_long_words=False, break_on_hyphens=False)
+        if fix:
+            lines += textwrap.wrap(f"fix: {fix}", width=width, initial_indent=" " * len(head),
+                                   subsequent_indent=" " * (len(head) + 5), break_long_words=False,
+                                   break_on_hyphens=False)
+    failed = sum(f.verdict is Verdict.FAILED for f in r.findings)
+    lines.append("All checks passed." if not failed else f"{failed} check{'s' if failed > 1 else ''} failed.")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
