@@ -668,10 +668,14 @@ def doctor_finding(r: DoctorResult, f: Finding) -> tuple[str, str | None]:
             return (f"TLS: CA not trusted: the server's certificate is not signed by the CA the client trusts "
                     f"({trusted}): {f.detail}", _trust_fix(r))
         if d is Diagnosis.TLS_NAME_NOT_IN_CERTIFICATE:
-            add = (f"issue one that names {r.host} where the certificate comes from (tls files), then `chromactl up`"
-                   if r.tls_mode == "files" else
-                   f"`chromactl init --force --tls-san {r.host}`, then `chromactl up` (if the project's CA may not "
-                   "sign for it: `chromactl tls renew --new-ca`, and clients trust the new CA)")
+            if r.tls_mode == "files":
+                add = f"issue one that names {r.host} where the certificate comes from (tls files), then `chromactl up`"
+            elif r.ca_permits_host:
+                add = f"`chromactl init --force --tls-san {r.host}`, then `chromactl up`"
+            else:
+                add = (f"`chromactl init --force --tls-san {r.host}`, then `chromactl tls renew --new-ca` (the "
+                       f"project's CA may sign only for {', '.join(r.ca_may_sign or ())}; clients must then trust the "
+                       "new CA)")
             return (f"TLS: name not in the certificate: the client connects to {r.host}, the certificate names "
                     f"{names}", f"connect by one of those names, or add this one: {add}")
         if d is Diagnosis.TLS_CERTIFICATE_EXPIRED:

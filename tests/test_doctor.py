@@ -46,7 +46,7 @@ class StandIn:
     rendered nginx.conf): proxied requests get 200 as from Chroma, refusals the gateway's
     status with the headers it adds. `open` answers 200 to everything (an open server)."""
 
-    def __init__(self, port: int, certificate: tuple[str, str] | None = None):
+    def __init__(self, port: int, certificate: tuple[str, str] | None = None, address: str = "127.0.0.1"):
         self.port, self.model, self.open = port, None, False
         stand_in = self
 
@@ -75,7 +75,7 @@ class StandIn:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = ThreadingHTTPServer((address, port), Handler)
         if certificate is not None:
             folder = Path(__import__("tempfile").mkdtemp(prefix="standin"))
             (folder / "cert.pem").write_text(certificate[0])
@@ -322,7 +322,17 @@ def test_tls_name_not_in_the_certificate(tmp_path):
         message, fix = output.doctor_finding(result, result.findings[1])
         assert message == "TLS: name not in the certificate: the client connects to 127.0.0.1, the certificate " \
                           "names localhost"
-        assert "`chromactl init --force --tls-san 127.0.0.1`, then `chromactl up`" in fix
+        assert fix.endswith("add this one: `chromactl init --force --tls-san 127.0.0.1`, then `chromactl up`")
+        assert result.ca_permits_host  # the project's CA was made for 127.0.0.1 too
+        second = StandIn(load_project(root).settings.port, issued(project_ca(root), ("localhost",)), "127.0.0.2")
+        try:
+            second.serve(root)
+            other = doctor(root, url=f"https://127.0.0.2:{load_project(root).settings.port}")
+        finally:
+            second.close()
+        message, fix = output.doctor_finding(other, other.findings[1])
+        assert "`chromactl init --force --tls-san 127.0.0.2`, then `chromactl tls renew --new-ca` (the project's " \
+               "CA may sign only for localhost, 127.0.0.1, ::1; clients must then trust the new CA)" in fix
     finally:
         stand_in.close()
 

@@ -34,7 +34,7 @@ from chromactl.roles import ACTIONS, PROBE_ROLE
 from chromactl.routes import ROUTES
 from chromactl.settings import is_loopback
 from chromactl.spec import url_for
-from chromactl.tls import cert_info
+from chromactl.tls import cert_info, permits, permitted_names
 
 DEFAULT_ACTION = "db:list_collections"  # what the line appended to a printed snippet does
 CONNECT_ACTIONS = ("tenant:get_tenant", "db:get_database")  # what Chroma's clients ask when they connect
@@ -131,6 +131,8 @@ class DoctorResult:
     action: str
     certificate_names: tuple[str, ...]  # what the served certificate names (https, when seen)
     findings: tuple[Finding, ...]
+    ca_may_sign: tuple[str, ...] | None = None  # tls auto: the names the project's CA is constrained to
+    ca_permits_host: bool = True  # whether the project's CA may sign for the host the client used
 
     @property
     def healthy(self) -> bool:
@@ -228,7 +230,8 @@ def doctor(root: Path, *, url: str | None = None, ca: str | None = None, from_en
         role_actions=tuple(roles.get(role, ())) if role else (),
         roles_with_action={a: tuple(r for r, granted in roles.items() if a in granted and r != PROBE_ROLE)
                            for a in checked},
-        action=action, certificate_names=names, findings=tuple(findings))
+        action=action, certificate_names=names, findings=tuple(findings),
+        **_ca_constraints(project, project_ca, target.host))
 
 
 # --- what is checked, and with what ------------------------------------------------------------
@@ -260,6 +263,17 @@ def _credential(project: Project, from_environment: str | None, stdin_flag: str 
         return Source.ENVIRONMENT, None, from_environment, False
     name, sep, password = from_environment.partition(":")
     return Source.ENVIRONMENT, name or None, password if sep else from_environment, bool(from_environment) and not sep
+
+
+def _ca_constraints(project: Project, project_ca: str | None, host: str) -> dict:
+    """tls auto: the names the project's CA may sign for, and whether the host is one."""
+    if project.settings.tls != "auto" or project_ca is None:
+        return {}
+    try:
+        may_sign = permitted_names(Path(project_ca).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {"ca_may_sign": may_sign, "ca_permits_host": permits(may_sign, host)}
 
 
 def _project_ca(project: Project) -> str | None:
