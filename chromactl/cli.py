@@ -79,6 +79,61 @@ class State:
     directory: Path | None  # --dir / CHROMACTL_DIR, as given
 
 
+# --- completion: names the project knows, read quietly (no output, no engine) --------------------
+
+
+def _quiet_project(ctx: typer.Context, settings_only: bool = False):
+    """The project the command line names (--dir, CHROMACTL_DIR, or the nearest parent
+    holding one), or None: completion never prints, never fails, never asks the engine."""
+    from chromactl.project import find_project, load_project, load_settings
+
+    directory = ctx.find_root().params.get("directory")
+    try:
+        root = Path(directory).absolute() if directory else find_project(Path.cwd())
+        if root is None:
+            return None
+        return load_settings(root) if settings_only else load_project(root)
+    except (ChromactlError, OSError, ValueError):
+        return None
+
+
+def _matching(values, incomplete: str) -> list[str]:
+    return [v for v in dict.fromkeys(values) if v and v.startswith(incomplete)]
+
+
+def _complete_users(ctx: typer.Context, incomplete: str) -> list[str]:
+    from chromactl.credentials import PROBE_USER
+
+    project = _quiet_project(ctx)
+    if project is None:
+        return []
+    removable = ctx.command.name != "rm"  # the probe user can be rotated, never removed
+    return _matching((u.name for u in project.credentials.users if removable or u.name != PROBE_USER), incomplete)
+
+
+def _complete_roles(ctx: typer.Context, incomplete: str) -> list[str]:
+    from chromactl.roles import BUILTIN_ROLES, PROBE_ROLE
+
+    project = _quiet_project(ctx)
+    roles = (project.credentials.roles if project is not None and project.credentials.roles else BUILTIN_ROLES)
+    return _matching((r for r in roles if r != PROBE_ROLE), incomplete)
+
+
+def _complete_services(ctx: typer.Context, incomplete: str) -> list[str]:
+    settings = _quiet_project(ctx, settings_only=True)
+    return _matching(["chroma"] + (["gateway"] if settings is not None and settings.uses_gateway else []), incomplete)
+
+
+def _complete_images(ctx: typer.Context, incomplete: str) -> list[str]:
+    settings = _quiet_project(ctx, settings_only=True)
+    return _matching([settings.image if settings else None, DEFAULT_IMAGE], incomplete)
+
+
+def _complete_gateway_images(ctx: typer.Context, incomplete: str) -> list[str]:
+    settings = _quiet_project(ctx, settings_only=True)
+    return _matching([settings.gateway_image if settings else None, DEFAULT_GATEWAY_IMAGE], incomplete)
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors too).")]
 RoundsOption = Annotated[Optional[int], typer.Option(
     "--bcrypt-rounds", envvar="CHROMACTL_BCRYPT_ROUNDS",
@@ -93,7 +148,8 @@ RbacOption = Annotated[Optional[bool], typer.Option("--rbac/--no-rbac", envvar="
                                                     help="Role-based access control. [default: on with auth]")]
 TokenHeaderOption = Annotated[Optional[TokenHeader], typer.Option(
     envvar="CHROMACTL_TOKEN_HEADER", help="Header that carries the token. [default: Authorization]")]
-ImageOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_IMAGE", help=f"Chroma image. [default: {DEFAULT_IMAGE}]")]
+ImageOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_IMAGE", help=f"Chroma image. [default: {DEFAULT_IMAGE}]",
+                                                    autocompletion=_complete_images)]
 PortOption = Annotated[Optional[int], typer.Option(envvar="CHROMACTL_PORT",
                                                    help=f"Host port. [default: {DEFAULT_PORT}]")]
 HostOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_HOST",
@@ -101,8 +157,9 @@ HostOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_HOST",
 GatewayOption = Annotated[Optional[Gateway], typer.Option(
     envvar="CHROMACTL_GATEWAY",
     help="An nginx auth gateway in front of Chroma. [default: nginx for 1.x/latest images with auth, else none]")]
-GatewayImageOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_GATEWAY_IMAGE",
-                                                           help=f"Gateway image. [default: {DEFAULT_GATEWAY_IMAGE}]")]
+GatewayImageOption = Annotated[Optional[str], typer.Option(
+    envvar="CHROMACTL_GATEWAY_IMAGE", help=f"Gateway image. [default: {DEFAULT_GATEWAY_IMAGE}]",
+    autocompletion=_complete_gateway_images)]
 TlsOption = Annotated[Optional[TlsMode], typer.Option(
     envvar="CHROMACTL_TLS", help="TLS: auto (a CA of the project's own), files (yours), or off. "
                                  "[default: auto beyond loopback]")]
@@ -285,7 +342,8 @@ def _finish(effect) -> None:
 def creds_add(
     ctx: typer.Context,
     user: Annotated[str, typer.Argument(help="User name.")],
-    role: Annotated[Optional[str], typer.Option(help="admin, writer or reader. [default: reader]")] = None,
+    role: Annotated[Optional[str], typer.Option(help="admin, writer or reader. [default: reader]",
+                                                autocompletion=_complete_roles)] = None,
     password_stdin: PasswordStdin = False,
     token_stdin: TokenStdin = False,
     bcrypt_rounds: RoundsOption = None,
@@ -312,7 +370,7 @@ def creds_add(
 @creds_app.command("rotate")
 def creds_rotate(
     ctx: typer.Context,
-    user: Annotated[str, typer.Argument(help="User name.")],
+    user: Annotated[str, typer.Argument(help="User name.", autocompletion=_complete_users)],
     password_stdin: PasswordStdin = False,
     token_stdin: TokenStdin = False,
     bcrypt_rounds: RoundsOption = None,
@@ -339,7 +397,7 @@ def creds_rotate(
 @creds_app.command("rm")
 def creds_rm(
     ctx: typer.Context,
-    user: Annotated[str, typer.Argument(help="User name.")],
+    user: Annotated[str, typer.Argument(help="User name.", autocompletion=_complete_users)],
     force: Annotated[bool, typer.Option("--force", help="Remove even the last admin.")] = False,
     no_apply: NoApply = False,
     as_json: JsonOption = False,
@@ -488,7 +546,8 @@ def doctor(
     token_stdin: Annotated[bool, typer.Option("--token-stdin", help="Check the token read from stdin.")] = False,
     password_stdin: Annotated[bool, typer.Option(
         "--password-stdin", help="Check the password read from stdin, of the user --user.")] = False,
-    user: Annotated[Optional[str], typer.Option(metavar="USER", help="With --password-stdin: whose password.")] = None,
+    user: Annotated[Optional[str], typer.Option(metavar="USER", help="With --password-stdin: whose password.",
+                                                autocompletion=_complete_users)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Tell apart what keeps a client out, each with its fix: from the client's side.
@@ -549,7 +608,8 @@ def logs(
     ctx: typer.Context,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     tail: Annotated[Optional[int], typer.Option("--tail", "-n", min=0, help="Only the last N lines.")] = None,
-    service: Annotated[str, typer.Option(help="chroma, or gateway when the project has one.")] = "chroma",
+    service: Annotated[str, typer.Option(help="chroma, or gateway when the project has one.",
+                                         autocompletion=_complete_services)] = "chroma",
 ) -> None:
     """Print the server's logs, or the gateway's with --service gateway.
 
@@ -723,7 +783,8 @@ def restore(
 @app.command()
 def upgrade(
     ctx: typer.Context,
-    image: Annotated[Optional[str], typer.Option(help="The Chroma 1.x image to upgrade to, e.g. chromadb/chroma:1.5.9.")] = None,
+    image: Annotated[Optional[str], typer.Option(help="The Chroma 1.x image to upgrade to, e.g. chromadb/chroma:1.5.9.",
+                                                 autocompletion=_complete_images)] = None,
     rollback: Annotated[bool, typer.Option("--rollback", help="Go back to the image and volume from before the last upgrade.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
     timeout: TimeoutOption = 60,
