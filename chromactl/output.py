@@ -557,6 +557,21 @@ def _status_table(instances: list[InstanceStatus]) -> None:
                            f"({'; '.join(pending_text(p) for p in i.pending)}): run `chromactl up`", markup=False)
 
 
+def renewed_sentence(applied: Applied | None) -> str:
+    """How a renewed certificate reached the server: said for every outcome."""
+    return {
+        Applied.RELOADED: "In service now: the gateway reloaded it (Chroma kept running).",
+        Applied.RECREATED: "In service now: Chroma was recreated to serve it (a few seconds without service).",
+        Applied.IN_EFFECT: "In service now.",
+        Applied.NOT_RUNNING: "No server is running; it serves this one when it starts (`chromactl up`).",
+        Applied.NO_ENGINE: "NOT in service: no container engine answers; `chromactl up` puts it in service.",
+        Applied.DEFERRED: "Not in service yet; `chromactl up` puts it in service.",
+        Applied.FAILED: "NOT in service: putting it in service failed; `chromactl up` tries again.",
+        Applied.COMPOSE: "NOT in service: Compose runs this project; export it again (`chromactl export compose`) "
+                         "and restart it.",
+    }.get(applied, "Not in service yet; `chromactl up` puts it in service.")
+
+
 def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> None:
     info = result.material.info
     if as_json:
@@ -567,12 +582,8 @@ def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> No
         return
     out = stdout()
     if renewed:
-        sentence = {Applied.RELOADED: "In service now: the gateway reloaded it.",
-                    Applied.RECREATED: "In service now: Chroma was recreated to serve it.",
-                    Applied.IN_EFFECT: "In service now.",
-                    Applied.NOT_RUNNING: "The server is not running; `chromactl up` serves it.",
-                    Applied.NO_ENGINE: "NOT in service: no container engine answers; `chromactl up` serves it."}
-        out.print(f"Issued a new server certificate. {sentence.get(result.applied, '')}".rstrip(), markup=False)
+        issued = "a new CA and server certificate" if getattr(result, "new_ca", False) else "a new server certificate"
+        out.print(f"Issued {issued}. {renewed_sentence(result.applied)}", markup=False)
     out.print(f"CA (clients trust this): {result.material.ca_path}", markup=False)
     out.print(f"CA SHA-256 fingerprint:  {result.ca_fingerprint}", markup=False)
     out.print(f"Server certificate:      {', '.join(info.names)}; expires {info.not_after:%Y-%m-%d} "

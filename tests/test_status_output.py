@@ -221,3 +221,35 @@ def test_a_project_whose_containers_are_gone_shows_the_scheme_it_serves(tmp_path
     assert f"url:         {scheme}://127.0.0.1:18000" in text
     if tls == "auto":
         assert f"ca:          {root}/.chromactl/tls/ca.pem" in text or f"    {root}/.chromactl/tls/ca.pem" in text
+
+
+# --- tls renew says how the new certificate reached the server, for every outcome --------------
+
+
+def test_tls_renew_says_what_became_of_the_certificate_for_every_outcome():
+    from chromactl.deploy import Applied
+
+    sentences = {applied: output.renewed_sentence(applied) for applied in Applied}
+    assert len(set(sentences.values())) == len(Applied)  # each outcome its own words
+    for applied, sentence in sentences.items():
+        assert "credential" not in sentence  # a certificate, not credentials
+        assert sentence.startswith("In service now") == applied.in_effect or applied is Applied.NOT_RUNNING, applied
+        if not applied.in_effect:
+            assert sentence.startswith(("NOT in service", "Not in service")), sentence
+    assert sentences[Applied.RELOADED] == "In service now: the gateway reloaded it (Chroma kept running)."
+    assert "`chromactl export compose`" in sentences[Applied.COMPOSE]
+
+
+def test_tls_renew_prints_the_sentence_and_the_new_ca(capsys, tmp_path):
+    from types import SimpleNamespace
+
+    from chromactl.deploy import Applied
+    from chromactl.tls import new_ca
+
+    (tmp_path / "ca.pem").write_text(new_ca("p").cert)
+    result = SimpleNamespace(material=material(ca=str(tmp_path / "ca.pem")), mode="auto", ca_fingerprint="AB",
+                             port=8000, applied=Applied.COMPOSE, new_ca=True)
+    output.tls_result(result, as_json=False, renewed=True)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == ("Issued a new CA and server certificate. NOT in service: Compose runs this project; export it "
+                     "again (`chromactl export compose`) and restart it.")
