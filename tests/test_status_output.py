@@ -253,3 +253,17 @@ def test_tls_renew_prints_the_sentence_and_the_new_ca(capsys, tmp_path):
     first = capsys.readouterr().out.splitlines()[0]
     assert first == ("Issued a new CA and server certificate. NOT in service: Compose runs this project; export it "
                      "again (`chromactl export compose`) and restart it.")
+
+
+def test_the_readme_shows_status_as_it_prints():
+    """README's example is what status_blocks prints for the same instance: it cannot drift."""
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    shown = readme.split("```text\n$ chromactl status\n", 1)[1].split("```", 1)[0]
+    i = instance(name="search", container="chromactl-search", heartbeat_ms=9.2, image="chromadb/chroma:1.5.9",
+                 url="https://127.0.0.1:8000", volume="chromactl-search-data", project="/home/ana/search",
+                 gateway=ContainerInfo("id", "chromactl-search-gateway", "running", "nginx:1.27.5"),
+                 tls=material(days=396, ca="/home/ana/search/.chromactl/tls/ca.pem"),
+                 volume_bytes=int(0.2 * 1024 * 1024), last_backup=None)
+    assert output.status_blocks([i], 100) == shown
