@@ -478,16 +478,25 @@ def status_blocks(instances: list[InstanceStatus], width: int = 100) -> str:
         else:
             for n, pending in enumerate(i.pending):
                 lines += _sentence_lines("pending" if n == 0 else "", pending_text(pending), width)
-            if not i.problem:
-                lines += _sentence_lines("fix", "`chromactl up`", width)
         if i.problem:
             lines += _sentence_lines("problem", i.problem, width)
             if i.hint:
                 lines += _sentence_lines("fix", i.hint, width)
+        elif i.origin == "chromactl" and (i.pending or not i.healthy):
+            lines += _sentence_lines("fix", _status_fix(i), width)
         for warning in _status_warnings(i):
             lines += _sentence_lines("warning", warning, width)
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
+
+
+def _status_fix(i: InstanceStatus) -> str:
+    """What to do about an instance that is not as its files say, when no probe said more."""
+    if i.state == "missing":
+        return "`chromactl up` creates and starts it"
+    if i.state != "running":
+        return "`chromactl up` starts it again (`chromactl logs` shows why it stopped)"
+    return "`chromactl up`"
 
 
 def _status_warnings(i: InstanceStatus) -> list[str]:

@@ -118,6 +118,8 @@ def test_instances_that_do_not_run(state, url, expected):
     for words in expected:
         assert words in text, text
     assert "heartbeat" not in text and "pending:     cannot tell" in text
+    assert ("fix:         `chromactl up` creates and starts it" if state == "missing" else
+            "fix:         `chromactl up` starts it again (`chromactl logs` shows why it stopped)") in text
 
 
 def test_auth_none_is_said_plainly():
