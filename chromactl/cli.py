@@ -820,7 +820,14 @@ def upgrade(
 
 def _command_name(argv: list[str]) -> str:
     """The command path named on the command line (for JSON errors), e.g. "creds add"."""
-    words, path = [w for w in argv if not w.startswith("-")], []
+    words, path, skip = [], [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in ("--dir", "-C"):  # the root's one option with a value: the folder, not a command
+            skip = True
+        elif not word.startswith("-"):
+            words.append(word)
     groups = {"creds", "export", "tls"}
     for word in words[:2]:
         path.append(word)

@@ -396,6 +396,9 @@ def status_result(instances: list[InstanceStatus], fmt: str = "pretty") -> None:
         return
     sys.stdout.write(status_blocks(instances, output_width()))
     sys.stdout.flush()
+    for i in instances:  # warnings go to stderr, as everywhere
+        for warning in _status_warnings(i):
+            warn(f"{i.name}: {warning}")
 
 
 # The values a script or a person copies (a URL, a path, a container's name) are never cut
@@ -484,8 +487,6 @@ def status_blocks(instances: list[InstanceStatus], width: int = 100) -> str:
                 lines += _sentence_lines("fix", i.hint, width)
         elif i.origin == "chromactl" and (i.pending or not i.healthy):
             lines += _sentence_lines("fix", _status_fix(i), width)
-        for warning in _status_warnings(i):
-            lines += _sentence_lines("warning", warning, width)
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
 

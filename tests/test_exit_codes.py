@@ -236,3 +236,21 @@ def test_the_confirm_callback_asks_on_a_terminal_and_says_no_by_default(tmp_path
     piped = subprocess.run([sys.executable, str(script), question], capture_output=True, text=True,
                            stdin=subprocess.DEVNULL, timeout=60)
     assert piped.stdout.strip() == "ANSWER False" and question not in piped.stderr
+
+
+@pytest.mark.parametrize("args", [["-C", "{p}", "status", "--json"], ["--dir", "{p}", "status", "-o", "json"],
+                                  ["--dir={p}", "status", "--json"]])
+def test_errors_name_the_command_even_after_the_project_folder(project, tmp_path, args):
+    result = run_chromactl(*[a.format(p=project) for a in args], cwd=tmp_path, env=NO_ENGINE)
+    assert result.returncode == 3
+    assert document(result, "status")["error"]["exit_code"] == 3
+
+
+def test_piped_output_is_100_columns_unless_columns_says_otherwise(monkeypatch):
+    from chromactl.output import output_width
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert output_width() == 100
+    monkeypatch.setenv("COLUMNS", "72")
+    assert output_width() == 72
