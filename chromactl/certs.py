@@ -177,9 +177,10 @@ def _write_server_tls(root: Path, material: TlsMaterial) -> None:
         fsio.write_files(files, root)
 
 
-def endpoint(host: str, port: int, tls: TlsMaterial | None) -> Endpoint:
-    """How chromactl reaches and trusts the project's server from this machine."""
-    return trusted(url_for(host, port, "https" if tls else "http"), tls)
+def endpoint(host: str, port: int, tls: TlsMaterial | None, engine_address: str | None = None) -> Endpoint:
+    """How chromactl reaches and trusts the project's server from this machine (through the
+    engine's host when the engine is remote)."""
+    return trusted(url_for(host, port, "https" if tls else "http", engine_address), tls)
 
 
 def trusted(url: str, tls: TlsMaterial | None) -> Endpoint:

@@ -18,13 +18,15 @@ from chromactl.credentials import credential_digests
 from chromactl.engine_api import ContainerInfo, Engine, EngineError, EngineUnavailable, ImageInfo, NoSuchImage
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError
 from chromactl.gateway import CHECK_COMMAND as GATEWAY_CHECK
-from chromactl.gateway_files import gateway_user, write_gateway_files
+from chromactl.configvol import config_volume_name, deliver
+from chromactl.gateway_files import gateway_user
 from chromactl.envfile import ENV_FILE, legacy_listen, parse_env_file
 from chromactl.archive import holds_file
 from chromactl.images import data_path, persist_path_of
 from chromactl.plan import (
     check_image_enforces_auth,
     check_probe,
+    native_config_files,
     plan_container,
     plan_gateway,
     unknown_data_path,
@@ -203,9 +205,13 @@ def _apply_plan(engine: Engine, project: Project, image: ImageInfo, gateway_imag
     gateway's spec, what was done to it)."""
     root, settings = project.root, project.settings
     path = resolve_data_path(engine, project, settings.image, image, settings.data_path)
+    volume = config_volume_name(settings)
     if gateway_image is None:
         spec = plan_container(project, image, tls=tls, data_path=path)
         _remove_stale_gateway(engine, root, settings, reporter)
+        files = native_config_files(project, tls)
+        if files:
+            deliver(engine, str(root), volume, settings.image, files)  # read by Chroma at its (re)start
         _prove_on_loopback_first(engine, project, spec, reporter, tls, prober)
         action = _apply(engine, spec, reporter)
         for name in (network_name(settings), internal_network_name(settings)):  # left from a gateway, if any
@@ -216,11 +222,12 @@ def _apply_plan(engine: Engine, project: Project, image: ImageInfo, gateway_imag
     subnet = ensure_internal_network(engine, settings, root)
     gateway = plan_gateway(project, gateway_user(), gateway_image.id, tls=tls, subnet=subnet)
     owned_container(engine, root, gateway.spec.name)
-    changed = write_gateway_files(gateway, root)
+    changed = deliver(engine, str(root), volume, settings.gateway_image, gateway.files)
     spec = plan_container(project, image, subnet=subnet, data_path=path)
     action = _apply(engine, spec, reporter)  # each stands alone: the order does not matter
     gateway_action = _apply(engine, gateway.spec, reporter)
-    if gateway_action is Action.UNCHANGED and not prober.port_open(probe_host(gateway.spec.host), gateway.spec.port):
+    if gateway_action is Action.UNCHANGED and \
+            not prober.port_open(probe_host(gateway.spec.host, engine.address), gateway.spec.port):
         # Both run but the published port is dead (Docker's userland proxy can die under
         # a flood of connections): restarting the gateway publishes it again.
         reporter.step(f"port {gateway.spec.port} does not answer: restarting {gateway.spec.name}")
@@ -339,7 +346,7 @@ def _verify(engine: Engine, project: Project, spec: ContainerSpec, action: Actio
             prober: Prober) -> Deployed:
     """Prove the server works: it answers (over TLS, trusted through the project's CA), and
     with auth refuses strangers and accepts users."""
-    url = endpoint(spec.host, spec.port, tls)
+    url = endpoint(spec.host, spec.port, tls, engine.address)
     watched = [spec] + ([gateway] if gateway else [])
     beat = _wait_until_up(engine, url, spec, watched, timeout, prober)
     version = prober.server_version(url, beat.api)

@@ -164,7 +164,7 @@ class DockerEngine:
             return infos
 
     def create_and_start(self, spec: ContainerSpec) -> ContainerInfo:
-        mounts = [docker.types.Mount(target=m.target, source=m.source, type="bind", read_only=m.read_only)
+        mounts = [docker.types.Mount(target=m.target, source=m.source, type=m.kind, read_only=m.read_only)
                   for m in spec.mounts]
         if spec.volume:
             mounts.append(docker.types.Mount(target=spec.data_path, source=spec.volume, type="volume"))
@@ -306,13 +306,16 @@ class DockerEngine:
         if attrs.get("Name") != name:
             return None
         configs = (attrs.get("IPAM") or {}).get("Config") or []
-        subnet = next((c["Subnet"] for c in configs if c.get("Subnet") and ":" not in c["Subnet"]), None)
+        ipv4 = next((c for c in configs if c.get("Subnet") and ":" not in c["Subnet"]), {})
         options = attrs.get("Options") or {}
         containers = {c.get("Name", ""): (c.get("IPv4Address") or "").split("/")[0]
                       for c in (attrs.get("Containers") or {}).values()}
-        return NetworkInfo(name=name, subnet=subnet, internal=bool(attrs.get("Internal")),
-                           host_address=options.get("com.docker.network.bridge.inhibit_ipv4") != "true",
-                           containers=containers)
+        # The host's side of the bridge gets an address when the network has a gateway:
+        # Docker gives none with inhibit_ipv4, Podman none to an internal network ("<nil>").
+        gateway = ipv4.get("Gateway") not in (None, "", "<nil>")
+        inhibited = options.get("com.docker.network.bridge.inhibit_ipv4") == "true"
+        return NetworkInfo(name=name, subnet=ipv4.get("Subnet"), internal=bool(attrs.get("Internal")),
+                           host_address=gateway and not inhibited, containers=containers)
 
     def subnets(self) -> list[str]:
         """The IPv4 subnets of every network on the engine."""

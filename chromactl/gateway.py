@@ -222,16 +222,16 @@ def uncovered_actions(roles: dict[str, tuple[str, ...]]) -> list[str]:
     return sorted(granted - covered)
 
 
-def gateway_spec(project_root: str, settings: Settings, gateway_dir: str, image_id: str,
+def gateway_spec(project_root: str, settings: Settings, config_volume: str, image_id: str,
                  user: tuple[int, int], internal_address: str | None) -> ContainerSpec:
     """The nginx gateway: it publishes the only port, on the project's network, and reaches
-    Chroma on the internal network (at `internal_address` there). Its configuration folder
-    is mounted whole, so rewritten files are seen by a reload (SIGHUP) without a restart;
-    their content is not part of its configuration hash. /tmp is a tmpfs: a gateway killed
-    and restarted finds none of its old pid and temporary files."""
+    Chroma on the internal network (at `internal_address` there). Its files come from the
+    project's config volume, mounted read-only, so rewritten files are seen by a reload
+    (SIGHUP) without a restart; their content is not part of its configuration hash. /tmp
+    is a tmpfs: a gateway killed and restarted finds none of its old pid and temporary files."""
     spec = ContainerSpec(
         name=gateway_name(settings), image=settings.gateway_image, environment={},
-        mounts=(Mount(gateway_dir, MOUNT_DIR),), volume=None, data_path=None,
+        mounts=(Mount(config_volume, MOUNT_DIR),), volume=None, data_path=None,
         host=settings.host, port=settings.port, command=COMMAND, container_port=LISTEN_PORT,
         networks=(Attachment(network_name(settings)), Attachment(internal_network_name(settings), internal_address)),
         user=f"{user[0]}:{user[1]}", tmpfs=("/tmp",),

@@ -1,6 +1,6 @@
-"""The gateway's configuration folder on disk: written for the gateway's own user, and
-compared with what a plan renders. The folder is mounted whole into the gateway, so a
-reload sees rewritten files."""
+"""The gateway's user, and its files written into a folder of the project (for an exported
+Compose deployment, which bind-mounts them; `up` delivers them into a volume instead,
+chromactl.configvol)."""
 
 from __future__ import annotations
 
@@ -20,20 +20,10 @@ def gateway_user() -> tuple[int, int]:
     return UNPRIVILEGED_ID, UNPRIVILEGED_ID
 
 
-def files_changed(plan: GatewayPlan, root: Path) -> bool:
-    """Whether the files on disk differ from the plan's (content, or owner)."""
-    for path, (text, *_) in plan.files.items():
-        if fsio.read_text(path, root) != text or (path.stat().st_uid, path.stat().st_gid) != plan.user:
-            return True
-    return False
-
-
-def write_gateway_files(plan: GatewayPlan, root: Path) -> bool:
-    """Write the files when they changed; True if they did. The folder mounted into the
-    gateway is its user's alone, and never a link to somewhere else."""
-    if not files_changed(plan, root):
-        return False
-    fsio.ensure_dir(plan.folder, 0o700, root=root)
-    fsio.own_dir(plan.folder, plan.user)
-    fsio.write_files(plan.files, root)
-    return True
+def write_gateway_files(plan: GatewayPlan, folder: Path, root: Path) -> None:
+    """The plan's files in `folder`, the gateway user's alone (0700, files 0600), never
+    through a link to somewhere else."""
+    fsio.ensure_dir(folder, 0o700, root=root)
+    fsio.own_dir(folder, plan.user)
+    fsio.write_files({folder / name: (f.content.decode(), f.mode, f.uid, f.gid) for name, f in plan.files.items()},
+                     root)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
-from pathlib import Path
 
-from chromactl.certs import CONTAINER_TLS_DIR, SERVER_TLS_DIR, TlsMaterial
+from chromactl.certs import CONTAINER_TLS_DIR, TlsMaterial
+from chromactl.configvol import ConfigFile, config_volume_name
 from chromactl.credentials import PROBE_USER, credential_file_names
 from chromactl.engine_api import ImageInfo
 from chromactl.envfile import ENV_FILE, parse_env_file, server_environment
@@ -28,8 +28,6 @@ from chromactl.spec import (
     internal_network_name,
     tls_command,
 )
-
-GATEWAY_DIR = ".chromactl/gateway"
 
 
 def read_environment(project: Project) -> dict[str, str]:
@@ -120,16 +118,25 @@ def plan_container(project: Project, image: ImageInfo | None, subnet: str | None
     front, `tls` the certificate it serves itself when no gateway terminates TLS for it,
     and `data_path` where the image keeps its data (chromactl.deploy.resolve_data_path)."""
     settings = project.settings
-    command = tls_dir = tls_files = internal = None
+    command = tls_files = internal = None
     cmd = list(image.command) if image and image.command else None
     if settings.uses_gateway:
         internal = Attachment(internal_network_name(settings), internal_addresses(subnet)[0] if subnet else None)
     elif tls is not None:
         command = tls_command(cmd, f"{CONTAINER_TLS_DIR}/server.key", f"{CONTAINER_TLS_DIR}/server.pem")
-        tls_dir, tls_files = (str(project.root / SERVER_TLS_DIR), CONTAINER_TLS_DIR), tls.files()
+        tls_files = tls.files()
     path = data_path or known_data_path(project)
     return build_spec(str(project.root), settings, read_environment(project), mounted_files(project),
-                      image.id if image else "", path, command, internal, tls_dir, tls_files)
+                      image.id if image else "", path, command, internal, config_volume_name(settings), tls_files)
+
+
+def native_config_files(project: Project, tls: TlsMaterial | None) -> dict[str, ConfigFile]:
+    """What Chroma reads natively from its config volume (at /etc/chromactl): the credential
+    files, and the certificate it serves itself. Chroma runs as root in its image."""
+    files = {name: ConfigFile(content) for name, content in mounted_files(project).items()}
+    if tls is not None:
+        files.update({name: ConfigFile(content) for name, content in tls.files().items()})
+    return files
 
 
 def known_data_path(project: Project, image: ImageInfo | None = None) -> str:
@@ -148,22 +155,20 @@ def unknown_data_path(image: str, why: str) -> ChromactlError:
 
 @dataclass(frozen=True)
 class GatewayPlan:
-    """The gateway's configuration files (path -> (text, mode, uid, gid)) and, for `up`,
-    its container."""
+    """The gateway's configuration files (name -> file, owned by its user, 0600: they hold
+    tokens or password hashes) and, for `up`, its container."""
 
-    folder: Path
-    files: dict[Path, tuple]
+    files: dict[str, ConfigFile]
     user: tuple[int, int]
     spec: ContainerSpec | None = None
 
 
 def plan_gateway(project: Project, user: tuple[int, int], image_id: str | None = None, *,
-                 folder: str = GATEWAY_DIR, listen: int = LISTEN_PORT, tls: TlsMaterial | None = None,
+                 listen: int = LISTEN_PORT, tls: TlsMaterial | None = None,
                  subnet: str | None = None) -> GatewayPlan:
-    """The gateway's configuration rendered from the project's credentials (0600, owned
-    by the gateway's `user`: it holds tokens or password hashes), and its container when
-    `image_id` is given. With `subnet` (the internal network's), the gateway reaches Chroma
-    at its static address there; without, on its own loopback (a Kubernetes pod)."""
+    """The gateway's configuration rendered from the project's credentials, and its
+    container when `image_id` is given. With `subnet` (the internal network's), the gateway
+    reaches Chroma at its static address there; without, on its own loopback (a Kubernetes pod)."""
     settings = project.settings
     if settings.rbac:
         missing = uncovered_actions(project.credentials.roles or {})
@@ -178,8 +183,7 @@ def plan_gateway(project: Project, user: tuple[int, int], image_id: str | None =
     rendered = render_gateway(settings, project.credentials, listen=listen,
                               upstream=f"{chroma}:{CONTAINER_PORT}" if chroma else UPSTREAM,
                               tls=(tls.cert, tls.key) if tls is not None else None, probe_header=probe)
-    target = project.root / folder
-    files = {target / name: (text, 0o600, *user) for name, text in rendered.items()}
-    spec = gateway_spec(str(project.root), settings, str(target), image_id, user, front) \
+    files = {name: ConfigFile(text.encode(), 0o600, *user) for name, text in rendered.items()}
+    spec = gateway_spec(str(project.root), settings, config_volume_name(settings), image_id, user, front) \
         if image_id is not None else None
-    return GatewayPlan(target, files, user, spec)
+    return GatewayPlan(files, user, spec)

@@ -7,10 +7,11 @@ import hashlib
 import ipaddress
 import json
 import shlex
+from urllib.parse import urlsplit
 from dataclasses import asdict, dataclass, field, replace
 
 from chromactl import __version__
-from chromactl.envfile import container_path
+from chromactl.envfile import MOUNT_DIR
 from chromactl.settings import Settings
 
 CONTAINER_PORT = 8000
@@ -67,9 +68,10 @@ class Attachment:
 
 @dataclass(frozen=True)
 class Mount:
-    source: str  # absolute host path
+    source: str  # a volume's name ("volume"), or an absolute host path ("bind")
     target: str  # path in the container
     read_only: bool = True
+    kind: str = "volume"
 
 
 @dataclass(frozen=True)
@@ -120,16 +122,14 @@ def labelled(spec: ContainerSpec, project_root: str, settings: Settings, service
 def build_spec(project_root: str, settings: Settings, environment: dict[str, str],
                mounted_files: dict[str, bytes], image_id: str, data_path: str,
                command: tuple[str, ...] | None = None, internal: Attachment | None = None,
-               tls_dir: tuple[str, str] | None = None, tls_files: dict[str, bytes] | None = None) -> ContainerSpec:
-    """The Chroma container. `mounted_files` maps each credential file it mounts to its
-    content: a change in any of them (a user added or rotated) changes the configuration
-    hash. Behind a gateway it mounts none, publishes nothing and lives on the internal
-    network alone, at a static address (`internal`). Serving TLS itself, it mounts
-    `tls_dir` (host folder, container folder), whose files' content is part of the hash: a
-    new certificate means a new container (uvicorn reads it only at start)."""
-    mounts = tuple(Mount(f"{project_root}/{name}", container_path(name)) for name in sorted(mounted_files))
-    if tls_dir:
-        mounts += (Mount(*tls_dir),)
+               config_volume: str | None = None, tls_files: dict[str, bytes] | None = None) -> ContainerSpec:
+    """The Chroma container. `mounted_files` maps each credential file it reads (from the
+    project's config volume, at /etc/chromactl) to its content, and so do `tls_files` when
+    it serves TLS itself: a change in any (a user added or rotated, a new certificate)
+    changes the configuration hash, and Chroma, which reads them only at start, is
+    recreated. Behind a gateway it reads none, publishes nothing and lives on the internal
+    network alone, at a static address (`internal`)."""
+    mounts = (Mount(config_volume, MOUNT_DIR),) if config_volume and (mounted_files or tls_files) else ()
     behind = settings.uses_gateway
     spec = ContainerSpec(
         name=container_name(settings), image=settings.image, environment=dict(environment), mounts=mounts,
@@ -155,17 +155,19 @@ def tls_command(cmd: list[str] | None, key_path: str, cert_path: str) -> tuple[s
     return tuple(words + extra)
 
 
-def probe_host(host: str) -> str:
-    """Where to reach a server published on `host` from this machine."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "::1"
+def probe_host(host: str, engine_address: str | None = None) -> str:
+    """Where to reach a server published on `host` from this machine: on a wildcard address,
+    this machine's loopback, or, for a remote engine (tcp://, ssh://), the engine's host."""
+    if host in ("0.0.0.0", "", "::"):
+        remote = urlsplit(engine_address).hostname if engine_address and "://" in engine_address else None
+        if remote and not engine_address.startswith(("unix://", "npipe://")):
+            return remote
+        return "::1" if host == "::" else "127.0.0.1"
     return host
 
 
-def url_for(host: str, port: int, scheme: str = "http") -> str:
-    address = probe_host(host)
+def url_for(host: str, port: int, scheme: str = "http", engine_address: str | None = None) -> str:
+    address = probe_host(host, engine_address)
     return f"{scheme}://[{address}]:{port}" if ":" in address else f"{scheme}://{address}:{port}"
 
 
@@ -184,7 +186,7 @@ def docker_run_command(spec: ContainerSpec, env_file: str | None) -> str:
     if spec.user:
         args += ["--user", spec.user]
     for mount in spec.mounts:
-        args += ["--volume", f"{mount.source}:{mount.target}" + (":ro" if mount.read_only else "")]
+        args += ["--volume", f"{mount.source}:{mount.target}" + (":ro" if mount.read_only else "")]  # volume or path
     if spec.volume:
         args += ["--volume", f"{spec.volume}:{spec.data_path}"]
     if spec.publish:

@@ -60,7 +60,12 @@ class stopped:
             begin_operation(self.project.root, {**self.journal, "running": self.running})
         if self.running:
             self.reporter.step(f"stopping {name} (a copy taken while Chroma writes is not consistent)")
-            self.engine.stop(name, timeout=30)
+            try:
+                self.engine.stop(name, timeout=30)
+            except BaseException:  # interrupted while stopping: the engine goes on stopping it, so
+                self.engine.stop(name, timeout=30)  # let it finish, then start it again all the same
+                self.__exit__(None, None, None)
+                raise
         return self
 
     def __exit__(self, *exc) -> None:

@@ -301,3 +301,43 @@ def htpasswd_binary() -> str:
     path = shutil.which("htpasswd")
     require(path is not None, "Apache's htpasswd (Debian package apache2-utils) is needed")
     return path
+
+
+# --- the suite's own engine, stopped and killed (CI) ----------------------------------------------
+
+ENGINE_PID_FILE = Path("/var/run/docker.pid")
+# The suite's engine's containerd and shims name its state folder on their command lines; a
+# second engine (ci/remote-engine.sh) has another, and is left alone.
+ENGINE_CONTAINERD = "/var/run/docker/containerd"
+
+
+def engine_pid() -> int | None:
+    try:
+        pid = int(ENGINE_PID_FILE.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def stop_engine(kill: bool = False) -> None:
+    """Stop the suite's dockerd (SIGTERM: as `systemctl stop docker`), or with `kill` (as a
+    power cut) SIGKILL it, its containerd and every container's shim, and remove its pid
+    file as a reboot clears /run. Waits until it is gone."""
+    import signal
+
+    pid = engine_pid()
+    if kill:
+        subprocess.run(["pkill", "-9", "-f", ENGINE_CONTAINERD], capture_output=True)  # containerd and the shims
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{pid}").exists():
+            assert time.monotonic() < deadline, "dockerd did not stop"
+            time.sleep(0.2)
+    if kill:
+        ENGINE_PID_FILE.unlink(missing_ok=True)
+
+
+def start_engine() -> None:
+    subprocess.run(["bash", str(REPO / "ci/docker-engine.sh")], check=True, capture_output=True)

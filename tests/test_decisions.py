@@ -60,6 +60,12 @@ def engine(monkeypatch):
     return engine
 
 
+def changes(engine, *kinds):
+    """The effectful calls of those kinds on the project's containers (not the holders that
+    copy files in and out of volumes, which are created and removed on every run)."""
+    return [c for c in engine.calls if c[0] in kinds and not c[1].endswith("-holder")]
+
+
 def project_at(tmp_path: Path, image="chromadb/chroma:1.5.9", **given):
     root = tmp_path / "proj"
     init_project(root, {"image": image, "host": "127.0.0.1", "port": 18000, **given})
@@ -78,9 +84,11 @@ def test_first_up_creates_the_gateway_then_chroma_in_its_namespace_and_proves_au
     assert internal.internal and not internal.host_address and internal.subnet == "172.20.0.0/16"  # the engine's pick
     assert set(gateway.networks) == {"chromactl-proj", "chromactl-proj-internal"} and gateway.published
     assert internal.containers == {"chromactl-proj": chroma.addresses[0], "chromactl-proj-gateway": gateway.addresses[0]}
-    # The gateway's nginx.conf sends requests to that address.
-    conf = (root / ".chromactl/gateway/nginx.conf").read_text()
+    # The gateway's nginx.conf, delivered through the engine into the project's config volume
+    # (no bind mount of the project folder), sends requests to that address.
+    conf = engine.volume_files("chromactl-proj-config")["nginx.conf"].decode()
     assert f"server {chroma.addresses[0]}:8000;" in conf
+    assert not (root / ".chromactl/gateway").exists()
     assert result.auth.enforced and result.auth.accepted
     assert engine.prober.probed == ["heartbeat", "auth"]
 
@@ -91,7 +99,7 @@ def test_up_again_changes_nothing_and_a_credentials_change_reloads_the_gateway_o
     engine.calls.clear()
     again = deploy(load_project(root), engine, Reporter())
     assert (again.action, again.gateway_action) == (Action.UNCHANGED, Action.UNCHANGED)
-    assert [c for c in engine.calls if c[0] in ("create", "remove", "restart", "signal")] == []
+    assert changes(engine, "create", "remove", "restart", "signal") == []
 
     creds.add_user(root, "rita", "reader", lambda kind: None, None, Reporter())
     applied = apply_change(load_project(root), lambda: engine, Reporter())
@@ -178,7 +186,7 @@ def test_up_never_takes_down_a_server_that_is_only_slow(tmp_path, engine):
     with pytest.raises(ChromactlError, match="degraded") as degraded:
         deploy(load_project(root), engine, Reporter(), timeout=0.1)
     assert degraded.value.exit_code == EXIT_NOT_HEALTHY
-    assert [c for c in engine.calls if c[0] in ("stop", "remove")] == []
+    assert changes(engine, "stop", "remove") == []
     assert engine.container("chromactl-proj").state == engine.container("chromactl-proj-gateway").state == "running"
 
 
@@ -190,7 +198,7 @@ def test_a_gateway_restarted_by_the_engine_needs_nothing_from_up(tmp_path, engin
     engine.calls.clear()
     result = deploy(load_project(root), engine, Reporter())
     assert (result.action, result.gateway_action) == (Action.UNCHANGED, Action.UNCHANGED)
-    assert not [c for c in engine.calls if c[0] in ("restart", "create", "remove")]
+    assert not changes(engine, "restart", "create", "remove")
 
 
 def test_a_stale_gateway_is_removed_when_the_project_has_none(tmp_path, engine):
@@ -328,7 +336,7 @@ def test_rollback_refuses_a_previous_volume_that_holds_migrated_data(tmp_path, e
                           "volume": "chromactl-proj-data-new", "backup": "b.tar", "files": {}})
     with pytest.raises(ChromactlError, match="refusing to run an old server on migrated data"):
         upgrade.rollback(root, lambda: engine, Reporter(), confirm=lambda q: True)
-    assert not any(call[0] in ("create", "start") for call in engine.calls)
+    assert not changes(engine, "create", "start")
 
 
 def test_rollback_keeps_the_credentials_in_force_now(tmp_path, engine):

@@ -57,7 +57,7 @@ def test_help_defaults_are_the_code_defaults(path, flag, value):
     f"tokens: {credentials.TOKEN_LENGTH} letters and digits",
     f"Imported tokens must have {credentials.MIN_TOKEN_LENGTH} characters",
     f"{tls.LEAF_DAYS} days",
-    f"at most {gateway.CONNECTIONS_PER_CLIENT} connections per client address",
+    f"at most {gateway.CONNECTIONS_PER_CLIENT} requests in progress per client address",
     f"bcrypt at its cheapest cost, {credentials.GENERATED_ROUNDS}",
     f"a burst of {gateway.COSTLY_BURST}",
 ])

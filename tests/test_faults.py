@@ -28,7 +28,8 @@ from conftest import (
     COLLECTIONS,
     IMAGE_063,
     IMAGE_159,
-    REPO,
+    start_engine,
+    stop_engine,
     admin_secret,
     document,
     http_status,
@@ -147,16 +148,11 @@ def test_a_slow_flood_of_strangers_does_not_make_up_take_the_deployment_down(gat
 # --- the engine itself dies -----------------------------------------------------------------
 
 def power_loss() -> None:
-    """As a power cut would: dockerd, containerd and every container's shim SIGKILLed, and
-    /var/run/docker.pid gone as after a reboot; then the engine starts again, as at boot."""
-    for process in ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2"):
-        subprocess.run(["pkill", "-9", "-x", process], capture_output=True)
-    deadline = time.monotonic() + 30
-    while subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
-        assert time.monotonic() < deadline, "dockerd did not die"
-        time.sleep(0.2)
-    Path("/var/run/docker.pid").unlink(missing_ok=True)
-    subprocess.run(["bash", str(REPO / "ci/docker-engine.sh")], check=True, capture_output=True)
+    """As a power cut would: the suite's dockerd, its containerd and every container's shim
+    SIGKILLed, and /var/run/docker.pid gone as after a reboot; then the engine starts again,
+    as at boot (a second engine, ci/remote-engine.sh, is left alone)."""
+    stop_engine(kill=True)
+    start_engine()
 
 
 @restarts_engine
@@ -169,7 +165,7 @@ def test_a_power_loss_brings_every_deployment_back_by_itself(projects, gateway_p
     try:
         power_loss()
     finally:
-        subprocess.run(["bash", str(REPO / "ci/docker-engine.sh")], capture_output=True)  # whatever happened
+        start_engine()  # whatever happened: later tests need it
     for p, client in ((behind, chroma_client_1x), (native, chroma_client)):
         seconds = serves(p, admin_secret(p), within=90)
         print(f"{p.name}: served again {seconds:.1f} s after the engine came back")

@@ -89,9 +89,13 @@ def test_x_chroma_token_and_basic_auth(gateway_project, chroma_client_1x):
     reader = add_user(basic, "rita", "reader")
     add_user(basic, "adam", "admin", stdin="adam-pass-long-enough", flag="--password-stdin")
     ok(basic("up"))
-    hashes = (basic.folder / ".chromactl/gateway/server.htpasswd").stat()
-    # Readable by the gateway's own unprivileged user alone (chromactl runs as root here).
-    assert oct(hashes.st_mode & 0o777) == "0o600" and hashes.st_uid == 10101
+    # Delivered into the project's config volume (no bind mount of the project folder), readable
+    # by the gateway's own unprivileged user alone (chromactl runs as root here).
+    listing = docker_client.containers.get(basic.container + "-gateway").exec_run(
+        ["stat", "-c", "%a %u %n", "/etc/chromactl-gateway/server.htpasswd", "/etc/chromactl-gateway/nginx.conf"])
+    assert listing.exit_code == 0 and listing.output.decode().split() == [
+        "600", "10101", "/etc/chromactl-gateway/server.htpasswd", "600", "10101", "/etc/chromactl-gateway/nginx.conf"]
+    assert not (basic.folder / ".chromactl/gateway").exists()
     done = chroma_client_1x(basic.url, "basic", "adam:adam-pass-long-enough", ["connect", "create", "add", "count"])
     assert done["count"] == "ok", done
     read = chroma_client_1x(basic.url, "basic", f"rita:{reader}", ["connect", "get", "add"])
@@ -111,8 +115,10 @@ def test_creds_change_reloads_the_gateway_without_restarting_chroma(gateway_proj
     gateway_started = docker_client.containers.get(p.container + "-gateway").attrs["State"]["StartedAt"]
 
     new = document(ok(p("creds", "rotate", "admin", "--no-apply", "--json")))["secret"]
-    assert instances(ok(p("status", "--json")))[0]["pending"] == [{"action": "reload", "target": f"{p.container}-gateway"}]
-    assert instances(ok(p("status", "--json")))[0]["drift"] is True
+    pending = p("status", "--json")  # the old token still works there: a revocation pending is unhealthy
+    seen = instances(pending)[0]
+    assert pending.returncode == 4 and "revocation" in seen["problem"] and seen["drift"] is True, seen
+    assert seen["pending"] == [{"action": "reload", "target": f"{p.container}-gateway"}]
     result, doc = up(p)
     assert doc["action"] == "unchanged" and doc["gateway"]["action"] == "reloaded", result.stderr
     assert docker_client.containers.get(p.container).attrs["State"]["StartedAt"] == chroma_started
@@ -292,15 +298,21 @@ def test_status_says_why_and_up_heals_a_dead_port(gateway_project, docker_client
 
 
 def test_costly_hashes_are_flagged_limited_and_rehashed_by_rotate(gateway_project):
-    """A user whose bcrypt hash is slow (chosen at cost 12, the old default) costs every
-    request that hash: status flags the user, the gateway answers an address that tries it
-    too often with 429 before running bcrypt, and `creds rotate` re-hashes under the policy."""
+    """A bcrypt line an earlier chromactl wrote (a chosen password at cost 12, the old default)
+    costs every request naming the user that hash: status flags the user, the gateway answers
+    an address that tries it too often with 429 before running bcrypt, and `creds rotate`
+    re-hashes it as this version hashes every password behind the gateway ({SSHA})."""
     import base64
     import http.client
 
+    import bcrypt
+
     p = gateway_project("--auth", "basic")
-    ok(p("creds", "add", "lee", "--role", "reader", "--bcrypt-rounds", "12", "--password-stdin",
-         input="lee chose this long one"))
+    ok(p("creds", "add", "lee", "--role", "reader", "--password-stdin", "--no-apply", input="lee chose this long one"))
+    htpasswd = p.folder / "server.htpasswd"
+    legacy = bcrypt.hashpw(b"lee chose this long one", bcrypt.gensalt(12)).decode()
+    htpasswd.write_text("".join(line if not line.startswith("lee:") else f"lee:{legacy}\n"
+                                for line in htpasswd.read_text().splitlines(keepends=True)))
     ok(p("up"))
     status = instances(ok(p("status", "--json")))[0]
     assert status["costly_users"] == ["lee"]
@@ -329,6 +341,7 @@ def test_costly_hashes_are_flagged_limited_and_rehashed_by_rotate(gateway_projec
     new = document(ok(p("creds", "rotate", "lee", "--json")))
     assert new["applied"]["outcome"] == "reloaded"
     assert instances(ok(p("status", "--json")))[0]["costly_users"] == []
+    assert next(l for l in htpasswd.read_text().splitlines() if l.startswith("lee:")).startswith("lee:{SSHA}")
     with ThreadPoolExecutor(4) as pool:
         wrong = sum(pool.map(lambda _: attempts("wrong password guess", 10), range(4)), [])
     assert set(wrong) == {401}  # cheap now: no limit needed

@@ -222,7 +222,8 @@ def test_status_all_and_containers_changed_behind_chromactls_back(projects, dock
     for instance in mine.values():
         assert set(instance) == {"name", "container", "state", "healthy", "heartbeat_ms", "chroma_version",
                                  "api_version", "image", "url", "volume", "project", "auth", "gateway", "drift",
-                                 "pending", "problem", "hint", "costly_users", "tls", "volume_bytes", "last_backup"}
+                                 "pending", "problem", "hint", "costly_users", "tls", "volume_bytes", "last_backup",
+                                 "origin"}
         assert instance["healthy"] and instance["auth"]["enforced"] is True and instance["state"] == "running"
     assert mine[two.name]["auth"]["mode"] == "basic"
 
@@ -317,22 +318,15 @@ restarts_engine = pytest.mark.skipif(
 
 
 def restart_engine(while_down=None) -> None:
-    """Stop dockerd, run `while_down()`, start it again as ci/docker-engine.sh does."""
-    import subprocess
-    import time
+    """Stop the suite's dockerd, run `while_down()`, start it again as ci/docker-engine.sh does."""
+    from conftest import start_engine, stop_engine
 
-    from conftest import REPO
-
-    subprocess.run(["pkill", "-x", "dockerd"], check=True)
+    stop_engine()
     try:
-        deadline = time.monotonic() + 60
-        while subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0:
-            assert time.monotonic() < deadline, "dockerd did not stop"
-            time.sleep(0.5)
         if while_down:
             while_down()
     finally:  # the engine comes back whatever happened: later tests need it
-        subprocess.run(["bash", str(REPO / "ci/docker-engine.sh")], check=True, capture_output=True)
+        start_engine()
 
 
 @restarts_engine

@@ -193,8 +193,11 @@ def test_exported_kubernetes_carries_tls(projects, tmp_path, image):
     assert check.returncode == 0, check.stdout + check.stderr
     secret, statefulset, *_ = yaml.safe_load_all((tmp_path / "k8s.yaml").read_text())
     data = {key: base64.b64decode(value) for key, value in secret["data"].items()}
-    assert data["tls.crt"] == (p.folder / ".chromactl/tls/server/server.pem").read_bytes()
-    assert data["ca.crt"] == (p.folder / ".chromactl/tls/ca.pem").read_bytes() and b"PRIVATE KEY" in data["tls.key"]
+    # A CA of the export's own, constrained to the Service's names, and a certificate for them.
+    assert data["ca.crt"] == (p.folder / ".chromactl/tls/kubernetes/ca.pem").read_bytes()
+    assert b"PRIVATE KEY" in data["tls.key"] and data["tls.crt"].endswith(data["ca.crt"])
+    from chromactl.tls import cert_info
+    assert f"chromactl-{p.name}.default.svc.cluster.local" in cert_info(data["tls.crt"].decode()).names
     assert not [key for key in data if key.startswith("gateway.server.")]  # the key is stored once
     containers = {c["name"]: c for c in statefulset["spec"]["template"]["spec"]["containers"]}
     front = containers["gateway"] if image == IMAGE_159 else containers["chroma"]

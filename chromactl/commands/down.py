@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from chromactl.configvol import config_volume_name
 from chromactl.deploy import owned_container
 from chromactl.engine_api import Engine
 from chromactl.errors import Cancelled
@@ -43,7 +44,7 @@ def down(root: Path, connect: Callable[[], Engine], *, volumes: bool = False,
     info = owned_container(engine, root, name)
     gateway = owned_container(engine, root, gateway_name(settings))
     volume_present = engine.volume_exists(volume)
-    others = tuple(v for v in engine.volumes(str(root)) if v != volume)
+    others = tuple(v for v in engine.volumes(str(root)) if v not in (volume, config_volume_name(settings)))
     doomed = ((volume,) if volume_present else ()) + others
     if volumes and doomed and not (confirm and confirm(", ".join(doomed))):
         raise Cancelled(f"cancelled: {', '.join(doomed)} kept", hint="take a backup first (chromactl backup), "
@@ -54,6 +55,7 @@ def down(root: Path, connect: Callable[[], Engine], *, volumes: bool = False,
             engine.remove(present.name)
     for network in (network_name(settings), internal_network_name(settings)):
         engine.remove_network(network)
+    engine.remove_volume(config_volume_name(settings))  # secrets only: `up` delivers them again
     record_served(root, frozenset())  # no server holds any credential now
     volume_removed = False
     if volumes:

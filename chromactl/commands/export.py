@@ -53,7 +53,7 @@ def export_compose(root: Path, output: Path | None, connect: Callable[[], Engine
     subnet = None
     if project.settings.uses_gateway:
         subnet = engine.free_subnet() if engine is not None else choose_subnet([], f"{project.root} compose")
-        write_gateway_files(plan_gateway(project, user, folder=COMPOSE_GATEWAY_DIR, tls=tls, subnet=subnet),
+        write_gateway_files(plan_gateway(project, user, tls=tls, subnet=subnet), project.root / COMPOSE_GATEWAY_DIR,
                             project.root)
     else:
         mounted = list(credential_file_names(project.settings))
@@ -80,7 +80,7 @@ def export_kubernetes(root: Path, output: Path | None, namespace: str | None) ->
     if project.settings.uses_gateway:
         # In a pod the gateway reaches Chroma on localhost and listens on a port of its own.
         plan = plan_gateway(project, gateway_user(), listen=GATEWAY_POD_PORT, tls=tls)
-        sidecar = {path.name: text.encode() for path, (text, *_) in plan.files.items()}
+        sidecar = {name: f.content for name, f in plan.files.items()}
     tls_files = (tls.cert.encode(), tls.key.encode(), tls.ca_path.read_bytes()) if tls else None
     text = render_kubernetes(project, read_environment(project), mounted_files(project), namespace,
                              gateway_files=sidecar, tls=tls_files)

@@ -18,7 +18,8 @@ from chromactl.certs import TlsMaterial, endpoint, read_tls
 from chromactl.credentials import CHEAP_ROUNDS, hash_cost
 from chromactl.engine_api import ContainerInfo, Engine
 from chromactl.errors import ChromactlError
-from chromactl.gateway_files import files_changed, gateway_user
+from chromactl.configvol import config_volume_name, delivered, digest
+from chromactl.gateway_files import gateway_user
 from chromactl.images import chroma_version
 from chromactl.plan import plan_container, plan_gateway
 from chromactl.probe import Target, heartbeat, http_status, port_open, probe_auth, server_version
@@ -158,7 +159,7 @@ def _from_engine(engine: Engine, key: tuple[str, str, str], services: dict, proj
         state = "gateway missing"
     tls = read_tls(project) if project is not None else None
     pending = _pending(engine, chroma, gateway, project, tls)
-    target = endpoint(*front.published, tls) if front and front.published else None
+    target = endpoint(*front.published, tls, engine.address) if front and front.published else None
     status = InstanceStatus(
         name=name, container=chroma.name if chroma else (gateway.name if gateway else name), state=state,
         healthy=False, heartbeat_ms=None, api_version=None, image=chroma.image if chroma else None,
@@ -177,7 +178,7 @@ def _from_compose(engine: Engine, name: str, services: dict, project: Project | 
     chroma, gateway = services.get("chroma"), services.get("gateway")
     front = gateway or chroma
     tls = read_tls(project) if project is not None else None
-    target = endpoint(*front.published, tls) if front and front.published else None
+    target = endpoint(*front.published, tls, engine.address) if front and front.published else None
     state = chroma.state if chroma else "missing"
     if gateway is not None and state == "running" and gateway.state != "running":
         state = f"gateway {gateway.state}"
@@ -301,7 +302,8 @@ def _pending(engine: Engine, chroma: ContainerInfo | None, gateway: ContainerInf
             actions.append(PendingAction(Pending.RECREATE, chroma.name))
         if plan.spec.config_hash != gateway.labels.get(LABEL_CONFIG):
             actions.append(PendingAction(Pending.RECREATE, gateway.name))
-        elif files_changed(plan, project.root):
+        elif delivered(engine, str(project.root), config_volume_name(settings), settings.gateway_image) != \
+                digest(plan.files):  # the engine's copy of the files differs from the project's
             actions.append(PendingAction(Pending.RELOAD, gateway.name))
         return tuple(actions)
     except ChromactlError:

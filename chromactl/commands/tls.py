@@ -53,14 +53,15 @@ def renew(root: Path, connect: Callable[[], Engine], reporter: Reporter, *, new_
                           new_ca=new_ca)
     applied = apply_change(project, connect if engine is None else (lambda: engine), reporter)
     if applied in (Applied.RELOADED, Applied.RECREATED, Applied.IN_EFFECT):
-        _wait_until_served(project, material)
+        _wait_until_served(project, material, engine.address if engine else None)
     return TlsResult(project.settings.tls, material, material.ca_fingerprint, project.settings.port, applied, new_ca)
 
 
-def _wait_until_served(project: Project, material: TlsMaterial, timeout: float = 10.0) -> None:
+def _wait_until_served(project: Project, material: TlsMaterial, engine_address: str | None,
+                       timeout: float = 10.0) -> None:
     """A reload takes effect for new connections within moments: prove the new certificate
     is the one served before saying so."""
-    host = probe_host(project.settings.host)
+    host = probe_host(project.settings.host, engine_address)
     deadline = time.monotonic() + timeout
     while True:
         served = served_certificate(host, project.settings.port)
