@@ -19,8 +19,10 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
 import sqlite3
+import stat
 import tarfile
 import tempfile
 import time
@@ -28,7 +30,10 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterable, Iterator
 
+from chromactl.chroma_schema import first_difference, normalized
 from chromactl.errors import ChromactlError
+from chromactl.fingerprint import KNOWN, DataRelease, describe
+from chromactl.images import IMAGE_REFERENCE
 
 FORMAT = "chromactl-backup/1"
 ROOT = "chromactl-backup"
@@ -36,7 +41,13 @@ MANIFEST = f"{ROOT}/manifest.json"
 PAYLOAD = f"{ROOT}/data.tar"
 PROJECT = f"{ROOT}/project"
 SQLITE = "chroma.sqlite3"
+PICKLE = "index_metadata.pickle"  # an HNSW segment's id maps: Chroma 0.6 unpickles it at start
 CHUNK = 1024 * 1024
+MANIFEST_LIMIT = 64 * 1024 * 1024  # some 500,000 collections
+# Any read of a chroma.sqlite3 stops after this many SQLite VM steps. Counting records costs
+# about 10 steps each (measured on 1.5.9 data with a million records: 0.17 s), so this
+# allows some 100 million; a query that never ends (a recursive view) stops within a minute.
+SQLITE_STEPS = 1_000_000_000
 
 
 class ChunkReader(io.RawIOBase):
@@ -125,15 +136,32 @@ def _relative(name: str) -> str | None:
     return str(PurePosixPath(*parts[1:])) if len(parts) > 1 else None
 
 
-def inspect_sqlite(path: Path) -> tuple[dict[str, int], list[dict]]:
-    """(fingerprint, collections with their record counts) of a chroma.sqlite3 on this host."""
+def inspect_sqlite(path: Path, *, strict: bool = False) -> tuple[dict[str, int], list[dict]]:
+    """(fingerprint, collections with their record counts) of a chroma.sqlite3 on this host,
+    opened read-only with every read bounded (SQLITE_STEPS). With `strict` (a backup to
+    restore), its schema must be exactly a known release's, compared before any other query,
+    so that no trigger, view or table of someone else's runs here or later in Chroma; and its
+    migrations must be that release's."""
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        regular = stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError as exc:
+        raise ChromactlError(f"cannot open {SQLITE}: {exc.strerror}") from None
+    if not regular:
+        raise ChromactlError(f"{SQLITE} is not a regular file: not a database Chroma wrote")
+    try:
+        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
     except sqlite3.Error as exc:
         raise ChromactlError(f"cannot open {SQLITE}: {exc}") from None
+    spent = [0]
+
+    def tick() -> bool:  # true: SQLite interrupts the statement
+        spent[0] += 1000
+        return spent[0] > SQLITE_STEPS
+
+    db.set_progress_handler(tick, 1000)
     try:
-        fingerprint = {folder: int(version) for folder, version in
-                       db.execute("SELECT dir, MAX(version) FROM migrations GROUP BY dir")}
+        release = _known_release(db) if strict else None
+        fingerprint = dict(db.execute("SELECT dir, MAX(version) FROM migrations GROUP BY dir").fetchall())
         rows = db.execute(
             "SELECT d.tenant_id, d.name, c.name, COUNT(e.id) FROM collections c "
             "JOIN databases d ON d.id = c.database_id "
@@ -141,10 +169,30 @@ def inspect_sqlite(path: Path) -> tuple[dict[str, int], list[dict]]:
             "LEFT JOIN embeddings e ON e.segment_id = s.id "
             "GROUP BY c.id ORDER BY d.tenant_id, d.name, c.name").fetchall()
     except sqlite3.Error as exc:
+        if spent[0] > SQLITE_STEPS:
+            raise ChromactlError(f"reading {SQLITE} took more than {SQLITE_STEPS:,} steps: "
+                                 "not a database Chroma wrote") from None
         raise ChromactlError(f"{SQLITE} is not a Chroma database this chromactl can read: {exc}") from None
     finally:
         db.close()
+    if not all(isinstance(folder, str) and type(version) is int for folder, version in fingerprint.items()) or \
+            not all(isinstance(text, str) for row in rows for text in row[:3]):
+        raise ChromactlError(f"{SQLITE} holds values of types Chroma does not write (migrations or names)")
+    if release and fingerprint != release.fingerprint:
+        raise ChromactlError(f"{SQLITE} has the schema of {release.label} data but not its migrations "
+                             f"({describe(fingerprint)})")
     return fingerprint, [{"tenant": t, "database": d, "name": n, "count": c} for t, d, n, c in rows]
+
+
+def _known_release(db: sqlite3.Connection) -> DataRelease:
+    """The release whose schema (every row of sqlite_master) the database has, exactly."""
+    found = {normalized(row) for row in db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")}
+    release = next((r for r in KNOWN if r.schema == found), None)
+    if release is None:
+        closest = min(KNOWN, key=lambda r: len(r.schema ^ found))
+        raise ChromactlError(f"{SQLITE} is not what Chroma writes: {first_difference(found, closest.schema)} "
+                             f"(compared with {closest.label}'s schema)")
+    return release
 
 
 def counts_of(collections: list[dict]) -> dict[str, int]:
@@ -200,57 +248,198 @@ def open_backup(path: Path) -> Iterator[tarfile.TarFile]:
 
 
 def verify_backup(path: Path, workdir: Path) -> dict:
-    """The manifest of a backup whose payload is whole: its sha256 matches the manifest,
-    every name stays inside the data folder, and the chroma.sqlite3 inside has the
-    fingerprint and counts the manifest states. Anything else is refused."""
+    """The manifest of a backup that holds what Chroma writes and what its manifest says, or
+    a refusal. Read once: the payload's sha256 is the manifest's; its members are only
+    regular files and folders, once each, inside the data folder (_clean_members); every
+    index_metadata.pickle names no code; its chroma.sqlite3 (copied to `workdir` for
+    restore_payload) has a known release's exact schema and the manifest's fingerprint,
+    collections and counts."""
+    sqlite_copy = workdir / SQLITE
     with open_backup(path) as tar:
-        try:
-            manifest = json.load(tar.extractfile(MANIFEST))
-            payload_info = tar.getmember(PAYLOAD)
-        except (KeyError, ValueError, tarfile.TarError, OSError):
-            raise ChromactlError(f"{path} is not a chromactl backup (no readable {MANIFEST} and {PAYLOAD})") from None
-        if manifest.get("format") != FORMAT:
-            raise ChromactlError(f"{path}: unknown backup format {manifest.get('format')!r} (this chromactl reads {FORMAT})")
-        digest = hashlib.sha256()
-        try:
-            source = tar.extractfile(payload_info)
-            for block in iter(lambda: source.read(CHUNK), b""):
-                digest.update(block)
-        except (tarfile.TarError, OSError) as exc:
-            raise ChromactlError(f"{path} is damaged: {exc}", hint="use another backup") from None
-        expected = manifest.get("payload", {}).get("sha256")
-        if digest.hexdigest() != expected:
-            raise ChromactlError(f"{path} is damaged: the data's sha256 is {digest.hexdigest()[:16]}..., the manifest "
-                                 f"says {str(expected)[:16]}...", hint="nothing was changed; use another backup")
-        sqlite_copy = workdir / SQLITE
-        try:
-            with tarfile.open(fileobj=tar.extractfile(payload_info), mode="r:") as payload:
-                for member in payload:
-                    parts = PurePosixPath(member.name).parts
-                    if member.name.startswith("/") or ".." in parts or (member.issym() or member.islnk()) and (
-                            member.linkname.startswith("/") or ".." in PurePosixPath(member.linkname).parts):
-                        raise ChromactlError(f"{path}: refusing a name that leaves the data folder: {member.name!r}")
-                    if member.isdev():  # a character or block device, or a FIFO: never in a data folder
-                        raise ChromactlError(f"{path}: refusing a device or FIFO: {member.name!r}")
-                    if member.name == SQLITE:
-                        with open(sqlite_copy, "wb") as copy:
-                            shutil.copyfileobj(payload.extractfile(member), copy, CHUNK)
-        except tarfile.TarError as exc:
-            raise ChromactlError(f"{path} is damaged: {exc}", hint="use another backup") from None
+        manifest = _read_manifest(tar, path)
+        with _reading(path):
+            for clean, data in _verified_members(tar, path, manifest):
+                if clean.name == SQLITE:
+                    with open(sqlite_copy, "wb") as copy:
+                        shutil.copyfileobj(data, copy, CHUNK)
+                elif PurePosixPath(clean.name).name == PICKLE:
+                    _check_pickle(data, path, clean.name)
     if not sqlite_copy.exists():
         raise ChromactlError(f"{path} holds no {SQLITE}")
-    fingerprint, collections = inspect_sqlite(sqlite_copy)
-    if fingerprint != manifest.get("fingerprint") or counts_of(collections) != counts_of(manifest.get("collections", [])):
+    try:
+        fingerprint, collections = inspect_sqlite(sqlite_copy, strict=True)
+    except ChromactlError as exc:
+        raise ChromactlError(f"{path}: {exc.message}", hint="nothing was changed; use another backup") from None
+    if (fingerprint, collections, sum(c["count"] for c in collections)) != \
+            (manifest.get("fingerprint"), manifest.get("collections"), manifest.get("records")):
         raise ChromactlError(f"{path}: the data does not match its manifest (fingerprint or counts differ)",
                              hint="nothing was changed; use another backup")
     return manifest
 
 
 @contextmanager
-def payload_file(path: Path) -> Iterator[IO[bytes]]:
-    """The payload tar of a backup as a readable, seekable file, for the engine."""
+def restore_payload(path: Path, workdir: Path, manifest: dict) -> Iterator[IO[bytes]]:
+    """What the engine extracts into a new volume, as a readable file: not the backup's own
+    tar but one written anew from the members verify_backup passed (normalized names, folders
+    0755 and files 0644, owner root), with the chroma.sqlite3 it checked. The backup is read
+    again as it streams: should its sha256 no longer be the manifest's, the stream fails
+    before its end, and the engine with it."""
     with open_backup(path) as tar:
-        yield tar.extractfile(PAYLOAD)
+        yield io.BufferedReader(ChunkReader(_clean_tar(tar, path, manifest, workdir / SQLITE)), CHUNK)
+
+
+def _read_manifest(tar: tarfile.TarFile, path: Path) -> dict:
+    try:
+        info = tar.getmember(MANIFEST)
+        if not (_plain(info) and info.size <= MANIFEST_LIMIT and _plain(tar.getmember(PAYLOAD))):
+            raise ValueError
+        manifest = json.load(tar.extractfile(info))
+    except (KeyError, ValueError, RecursionError, tarfile.TarError, OSError):
+        raise ChromactlError(f"{path} is not a chromactl backup (no readable {MANIFEST} and {PAYLOAD})") from None
+    if not isinstance(manifest, dict):
+        raise ChromactlError(f"{path} is not a chromactl backup ({MANIFEST} is not an object)")
+    if manifest.get("format") != FORMAT:
+        raise ChromactlError(f"{path}: unknown backup format {manifest.get('format')!r} (this chromactl reads {FORMAT})")
+    image, created = manifest.get("image"), manifest.get("created")
+    if not (isinstance(image, str) and IMAGE_REFERENCE.fullmatch(image) and isinstance(created, str)):
+        raise ChromactlError(f"{path}: the manifest names no valid image or time", hint="use another backup")
+    return manifest
+
+
+def _plain(member: tarfile.TarInfo) -> bool:
+    """A regular file whose bytes are all in the archive (a sparse one could claim petabytes)."""
+    return member.isreg() and member.sparse is None
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except (tarfile.TarError, OSError) as exc:
+        raise ChromactlError(f"{path} is damaged: {exc}", hint="use another backup") from None
+
+
+def _verified_members(tar: tarfile.TarFile, path: Path,
+                      manifest: dict) -> Iterator[tuple[tarfile.TarInfo, IO | None]]:
+    """The payload's members in one pass, as (the header to hand on, the member's data or None
+    for a folder); after the last one the payload's sha256 must be the manifest's."""
+    reader = _HashingReader(tar.extractfile(PAYLOAD))
+    with tarfile.open(fileobj=reader, mode="r|") as payload:
+        for clean, member in _clean_members(payload, path):
+            yield clean, payload.extractfile(member) if clean.isfile() else None
+    for _ in iter(lambda: reader.read(CHUNK), b""):
+        pass  # the end of the payload counts in its sha256 too
+    expected = manifest["payload"].get("sha256") if isinstance(manifest.get("payload"), dict) else None
+    if reader.sha256.hexdigest() != expected:
+        raise ChromactlError(f"{path} is damaged: the data's sha256 is {reader.sha256.hexdigest()[:16]}..., the "
+                             f"manifest says {str(expected)[:16]}...", hint="nothing was changed; use another backup")
+
+
+_KINDS = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link", tarfile.CHRTYPE: "a character device",
+          tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a FIFO"}
+
+
+def _clean_members(payload: Iterable[tarfile.TarInfo], path: Path) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarInfo]]:
+    """Each member of a payload with the header chromactl hands the engine in its place: its
+    name normalized, a folder 0755 or a file 0644, owned by root. Refused: what _never_written
+    names."""
+    seen: dict[str, bool] = {}  # normalized name -> is a folder
+    for member in payload:
+        parts = [part for part in member.name.split("/") if part not in ("", ".")]
+        if not parts and member.isdir() and not member.name.startswith("/"):
+            continue  # the folder itself: the volume's root keeps its own owner and mode
+        why = _never_written(member, parts, seen)
+        if why:
+            raise ChromactlError(f"{path}: refusing {why}: {member.name!r} (Chroma writes only regular files and "
+                                 "folders, once each)", hint="nothing was changed; use another backup")
+        name = "/".join(parts)
+        seen[name] = member.isdir()
+        clean = tarfile.TarInfo(name)
+        clean.type, clean.mode = (tarfile.DIRTYPE, 0o755) if member.isdir() else (tarfile.REGTYPE, 0o644)
+        clean.size = 0 if member.isdir() else member.size
+        clean.mtime = int(member.mtime) if 0 <= member.mtime < 8 ** 11 else 0
+        yield clean, member
+
+
+def _never_written(member: tarfile.TarInfo, parts: list[str], seen: dict[str, bool]) -> str | None:
+    """Why Chroma cannot have written this member, if so."""
+    name = "/".join(parts)
+    if member.name.startswith("/") or ".." in parts:
+        return "a name that leaves the data folder"
+    if member.sparse is not None:  # its size can claim petabytes that are not in the file
+        return "a sparse file"
+    if not (member.isdir() or member.isreg()):
+        return _KINDS.get(member.type, f"an entry of type {member.type!r}")
+    if not name:
+        return "an empty name"
+    if not member.name.isprintable():
+        return "a name with control characters"
+    if member.mode & 0o7000:
+        return "setuid, setgid or sticky mode bits"
+    if name in seen:  # the engine would extract the last of them, not the one checked
+        return "a second member of the same name"
+    if name.startswith(SQLITE) and name != SQLITE:  # SQLite would replay it into the checked database
+        return "a SQLite journal beside chroma.sqlite3"
+    if any(seen.get("/".join(parts[:i])) is False for i in range(1, len(parts))):
+        return "a member below a file"
+    return None
+
+
+def _clean_tar(tar: tarfile.TarFile, path: Path, manifest: dict, sqlite_copy: Path) -> Iterator[bytes]:
+    with _reading(path):
+        for clean, data in _verified_members(tar, path, manifest):
+            if clean.name == SQLITE:
+                with open(sqlite_copy, "rb") as checked:
+                    clean.size = os.fstat(checked.fileno()).st_size
+                    yield from _tar_entry(clean, checked)
+            else:
+                yield from _tar_entry(clean, data)
+        yield tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+
+
+def _tar_entry(header: tarfile.TarInfo, data: IO[bytes] | None) -> Iterator[bytes]:
+    yield header.tobuf(tarfile.PAX_FORMAT)
+    if data is not None:
+        yield from iter(lambda: data.read(CHUNK), b"")
+        yield tarfile.NUL * (-header.size % tarfile.BLOCKSIZE)
+
+
+class _HashingReader(io.RawIOBase):
+    def __init__(self, source: IO[bytes]):
+        self._source = source
+        self.sha256 = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:
+        data = self._source.read(len(target))
+        target[:len(data)] = data
+        self.sha256.update(data)
+        return len(data)
+
+
+class _StandIn:
+    """What the one class an index_metadata.pickle may name becomes while it is checked."""
+
+
+class _PickleCheck(pickle.Unpickler):
+    """Loads an index_metadata.pickle without running anything it names. Chroma 0.6 loads it
+    with pickle.load, which calls whatever a file names; 0.6 itself writes only its
+    PersistentData, and 1.x plain dicts (measured on both images)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) != ("chromadb.segment.impl.vector.local_persistent_hnsw", "PersistentData"):
+            raise pickle.UnpicklingError(f"it names {module}.{name}"[:200])
+        return _StandIn
+
+
+def _check_pickle(data: IO[bytes], path: Path, name: str) -> None:
+    try:
+        _PickleCheck(data).load()
+    except Exception as exc:  # whatever a hostile pickle raises is a refusal; its code never ran
+        raise ChromactlError(f"{path}: refusing {name!r}: not the pickle Chroma writes ({exc})",
+                             hint="nothing was changed; use another backup") from None
 
 
 def extract_bytes(chunks: Iterable[bytes], limit: int = 1024 * 1024) -> bytes | None:

@@ -264,7 +264,9 @@ def _confirm(yes: bool) -> Callable[[str], bool]:
             return True
         if not sys.stdin.isatty():
             return False
-        return typer.confirm(question, default=False, err=True)
+        from chromactl.output import printable
+
+        return typer.confirm(printable(question), default=False, err=True)
 
     return confirm
 
@@ -853,11 +855,15 @@ def _json_requested(argv: list[str]) -> bool:
 
 def _engine_hint(exc: ChromactlError) -> ChromactlError:
     """The engine's errors say what failed; the hint says what to do about it."""
-    from chromactl.engine_api import EngineUnavailable, PortInUse
+    from chromactl.engine_api import EngineUnavailable, LimitsRefused, PortInUse
 
     if isinstance(exc, EngineUnavailable) and exc.hint is None:
         exc.hint = ("start the engine (`sudo systemctl start docker`, or `sudo dockerd &`; on Debian "
                     "`apt-get install docker.io`), or point DOCKER_HOST at one")
+    elif isinstance(exc, LimitsRefused) and exc.hint is None:
+        exc.hint = ("Podman: set default_ulimits in containers.conf to what the host allows (`ulimit -Hn`, "
+                    "`ulimit -Hu`), e.g. [containers] default_ulimits = [\"nofile=20000:20000\"], then restart "
+                    "its service")
     elif isinstance(exc, PortInUse) and exc.hint is None:
         exc.hint = ("free it (see `ss -ltnp`), or pick another with `chromactl init --force --port N`")
     return exc

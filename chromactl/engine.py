@@ -23,6 +23,7 @@ from chromactl.engine_api import (
     EngineError,
     EngineUnavailable,
     ImageInfo,
+    LimitsRefused,
     NetworkInfo,
     NoSuchImage,
     PortInUse,
@@ -203,6 +204,9 @@ class DockerEngine:
             with self._translated(f"cannot start {name}"):
                 self._api.start(name)
         except EngineError as exc:
+            if "error setting rlimit" in exc.message:
+                raise LimitsRefused(f"{exc.message.split(': runc', 1)[0]}: the engine's default limits for containers "
+                                    f"are above what its host allows") from None
             if port is not None and _PORT_TAKEN.search(exc.message):
                 holder = self.publisher_of(port, exclude=name)
                 raise PortInUse(f"port {port} on {host} is already in use by "
@@ -256,10 +260,18 @@ class DockerEngine:
         return None
 
     def exec(self, name: str, command: list[str]) -> str | None:
-        """Run a command in a running container: None when it succeeds, else its last output line."""
+        """Run a command (one that changes nothing: it may run twice) in a running container:
+        None when it succeeds, else its last output line. Over ssh:// the SDK may hand an exec
+        a pooled connection the previous exec's stream ended: once, it is tried again."""
         with self._translated(f"cannot run {command[0]} in {name}"):
-            created = self._api.exec_create(name, command, stdout=True, stderr=True)
-            output = self._api.exec_start(created["Id"]).decode(errors="replace").strip()
+            for attempt in (1, 2):
+                created = self._api.exec_create(name, command, stdout=True, stderr=True)
+                try:
+                    output = self._api.exec_start(created["Id"]).decode(errors="replace").strip()
+                    break
+                except (BrokenPipeError, ConnectionResetError):
+                    if attempt == 2:
+                        raise
             if self._api.exec_inspect(created["Id"]).get("ExitCode") == 0:
                 return None
             return output.splitlines()[-1] if output else f"{command[0]} failed"

@@ -45,6 +45,11 @@ class PortInUse(EngineError):
         self.host, self.port, self.holder = host, port, holder  # holder: a container's name, or None
 
 
+class LimitsRefused(EngineError):
+    """The engine's default resource limits for containers are above what its host allows
+    (Podman's 1048576 open files on a host that allows fewer): no container can start."""
+
+
 class Conflict(EngineError):
     """The object is busy or in a state that forbids the operation (e.g. restarting)."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chromactl.chroma_schema import CHROMA_06_SCHEMA, CHROMA_1X_SCHEMA, Row
 from chromactl.images import split_reference, tag_version
 
 Fingerprint = dict[str, int]  # migration folder -> highest version applied
@@ -19,10 +20,11 @@ Fingerprint = dict[str, int]  # migration folder -> highest version applied
 class DataRelease:
     label: str  # how messages name the data
     fingerprint: Fingerprint
+    schema: frozenset[Row]  # its sqlite_master, as measured (chromactl.chroma_schema)
 
 
-CHROMA_06 = DataRelease("Chroma 0.6", {"embeddings_queue": 2, "metadb": 4, "sysdb": 9})
-CHROMA_1X = DataRelease("Chroma 1.x", {"embeddings_queue": 2, "metadb": 6, "sysdb": 10})
+CHROMA_06 = DataRelease("Chroma 0.6", {"embeddings_queue": 2, "metadb": 4, "sysdb": 9}, CHROMA_06_SCHEMA)
+CHROMA_1X = DataRelease("Chroma 1.x", {"embeddings_queue": 2, "metadb": 6, "sysdb": 10}, CHROMA_1X_SCHEMA)
 KNOWN = (CHROMA_06, CHROMA_1X)
 
 

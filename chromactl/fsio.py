@@ -152,7 +152,7 @@ def finish_pending(root: Path) -> None:
     staging = root / STAGING
     try:
         entries = json.loads((staging / PENDING).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         entries = None
     if entries:
         for tmp, target in entries:

@@ -11,6 +11,7 @@ import yaml
 from chromactl.engine_api import ImageInfo
 
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
+IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")  # what chromactl accepts as an image (fullmatch)
 
 DATA_PATH_0X = "/chroma/chroma"  # Python server up to 0.6.x: WORKDIR /chroma, persist dir ./chroma
 DATA_PATH_1X = "/data"  # Rust server from 1.0
@@ -120,7 +121,7 @@ def persist_path_of(config_text: str, working_dir: str | None) -> str | None:
     """persist_path from a Chroma 1.x configuration file, absolute."""
     try:
         config = yaml.safe_load(config_text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):  # nested 20,000 deep; a 5,000-digit number
         return None
     value = config.get("persist_path") if isinstance(config, dict) else None
     return _absolute(value, working_dir) if isinstance(value, str) and value else None

@@ -64,6 +64,13 @@ def emit(command: str, document: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def printable(text: str) -> str:
+    """Text safe to show on a terminal: control and format characters (ESC, CR, backspace,
+    bidi overrides...) escaped, so that text read from a file (a backup's manifest) cannot
+    move the cursor or redraw what the operator reads."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def warn(message: str) -> None:
     stderr().print(f"[yellow]warning:[/yellow] {message}", markup=True)
 
@@ -78,7 +85,7 @@ def error(exc: ChromactlError, command: str | None = None, as_json: bool = False
     line = exc.message if isinstance(exc, Cancelled) else f"chromactl: error: {exc.message}"
     if exc.hint:
         line += f" ({exc.hint})"
-    stderr().print(line, markup=False)
+    stderr().print(printable(line), markup=False)
 
 
 def _show_secret(kind: str, user: str, secret: str) -> None:

@@ -31,7 +31,7 @@ def _read(root: Path, name: str) -> dict[str, Any] | None:
         return None
     try:
         note = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: 100,000 nested lists
         return None
     return note if isinstance(note, dict) else None
 

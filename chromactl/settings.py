@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
 from chromactl.errors import ChromactlError, ProjectFileError, UsageError
-from chromactl.images import auth_verdict
+from chromactl.images import IMAGE_REFERENCE, auth_verdict
 from chromactl.templates import render_template
 from chromactl.yamlfile import load_yaml, require_mapping
 
@@ -33,7 +33,6 @@ MIN_BCRYPT_ROUNDS = 4
 MAX_BCRYPT_ROUNDS = 14
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}")
 _PATH_RE = re.compile(r"/[A-Za-z0-9_./-]{1,254}")
 _DNS_NAME_RE = re.compile(r"(?=.{1,253}$)(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
@@ -185,7 +184,7 @@ def validate_settings(s: Settings) -> tuple[str, str] | None:
         return "rbac", "RBAC needs authentication: use auth token or basic, or turn rbac off"
     if s.token_header not in TOKEN_HEADERS:
         return "token_header", f"unknown token header {s.token_header!r}: use {' or '.join(TOKEN_HEADERS)}"
-    if not isinstance(s.image, str) or not _IMAGE_RE.fullmatch(s.image):
+    if not isinstance(s.image, str) or not IMAGE_REFERENCE.fullmatch(s.image):
         return "image", f"invalid image reference {s.image!r}"
     try:
         ipaddress.ip_address(s.host)
@@ -197,7 +196,7 @@ def validate_settings(s: Settings) -> tuple[str, str] | None:
         return "gateway", f"unknown gateway {s.gateway!r}: use {' or '.join(GATEWAYS)}"
     if s.gateway != "none" and s.auth == "none":
         return "gateway", "a gateway enforces auth: with auth none there is nothing for it to do"
-    if not isinstance(s.gateway_image, str) or not _IMAGE_RE.fullmatch(s.gateway_image):
+    if not isinstance(s.gateway_image, str) or not IMAGE_REFERENCE.fullmatch(s.gateway_image):
         return "gateway_image", f"invalid image reference {s.gateway_image!r}"
     if s.tls not in TLS_MODES:
         return "tls", f"unknown tls mode {s.tls!r}: use {', '.join(TLS_MODES)}"

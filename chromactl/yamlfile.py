@@ -29,8 +29,21 @@ class Sequence(list):
         return self.item_lines[index] if index < len(self.item_lines) else self.line
 
 
+MAX_DEPTH = 64  # nested mappings and lists; chromactl's own files need 4
+
+
 class _LineLoader(yaml.SafeLoader):
-    pass
+    depth = 0
+
+    def compose_node(self, parent, index):
+        # PyYAML builds nodes recursively: 20,000 nested lists end in a RecursionError.
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _Invalid(f"nested deeper than {MAX_DEPTH} levels", self.peek_event().start_mark.line + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Mapping:
@@ -42,9 +55,9 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Mapping:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if not isinstance(key, (str, int, float, bool)) and key is not None:
-            raise _KeyError("a mapping key must be a plain value", line)
+            raise _Invalid("a mapping key must be a plain value", line)
         if key in mapping:
-            raise _KeyError(f"duplicate key {key!r}", line)
+            raise _Invalid(f"duplicate key {key!r}", line)
         mapping[key] = loader.construct_object(value_node, deep=True)
         mapping.key_lines[key] = line
     return mapping
@@ -61,7 +74,7 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
-class _KeyError(Exception):
+class _Invalid(Exception):
     def __init__(self, message: str, line: int):
         super().__init__(message)
         self.message = message
@@ -76,7 +89,7 @@ def load_yaml(text: str, filename: str) -> Any:
     """
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except _KeyError as exc:
+    except _Invalid as exc:
         raise ProjectFileError(filename, exc.message, exc.line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -85,6 +98,8 @@ def load_yaml(text: str, filename: str) -> Any:
         raise ProjectFileError(filename, f"not valid YAML: {problem}", line) from None
     except yaml.YAMLError:
         raise ProjectFileError(filename, "not valid YAML") from None
+    except ValueError:  # a value PyYAML resolves but Python refuses: a 5,000-digit number, month 13
+        raise ProjectFileError(filename, "not valid YAML: a number or date out of range") from None
 
 
 def require_mapping(value: Any, filename: str, what: str = "the file", line: int | None = None) -> Mapping:

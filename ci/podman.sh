@@ -26,14 +26,26 @@ if ! command -v podman >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends podman >&2 || die "apt-get install podman failed"
 fi
 
-hard=$(ulimit -Hn)
-if [ "$hard" != unlimited ] && [ "$hard" -lt 1048576 ]; then
+# Podman's defaults for containers (open files 1048576, processes 4194304) above what this host
+# allows make every container fail ("error setting rlimit type 7" / "type 6").
+limits=()
+files=$(ulimit -Hn); processes=$(ulimit -Hu)
+[ "$files" != unlimited ] && [ "$files" -lt 1048576 ] && limits+=("\"nofile=$files:$files\"")
+# (runc may not raise a process limit to the host's hard one either: 4096, as measured here)
+[ "$processes" != unlimited ] && [ "$processes" -lt 4194304 ] && limits+=("\"nproc=4096:4096\"")
+if [ ${#limits[@]} -gt 0 ]; then
   mkdir -p /etc/containers/containers.conf.d
-  printf '[containers]\n# chromactl tests: the host allows at most %s open files\ndefault_ulimits = ["nofile=%s:%s"]\n' \
-    "$hard" "$hard" "$hard" > /etc/containers/containers.conf.d/90-chromactl-test.conf
+  printf '[containers]\n# chromactl tests: what this host allows\ndefault_ulimits = [%s]\n' "$(IFS=,; echo "${limits[*]}")" \
+    > /etc/containers/containers.conf.d/90-chromactl-test.conf
+  restart=1
 fi
 
 answers() { curl -sf --max-time 5 --unix-socket "$SOCK" http://podman/_ping >/dev/null 2>&1; }
+if [ -n "${restart:-}" ] && answers && ! cmp -s /etc/containers/containers.conf.d/90-chromactl-test.conf \
+     /run/chromactl-podman/limits.conf; then
+  pkill -f "podman system service --time=0 unix://$SOCK" || true  # to read the new limits
+  sleep 1
+fi
 if ! answers; then
   mkdir -p "$(dirname "$SOCK")"
   log "starting podman system service on $SOCK (log: $LOG)"
@@ -41,6 +53,8 @@ if ! answers; then
   for _ in $(seq 1 30); do answers && break; sleep 1; done
   answers || die "podman's service does not answer on $SOCK (see $LOG)"
 fi
+[ -f /etc/containers/containers.conf.d/90-chromactl-test.conf ] &&
+  cp /etc/containers/containers.conf.d/90-chromactl-test.conf /run/chromactl-podman/limits.conf
 
 for image in "${IMAGES[@]}"; do
   want=$(docker image inspect --format '{{.Id}}' "$image")

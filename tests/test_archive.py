@@ -9,26 +9,28 @@ import pytest
 
 from chromactl import archive
 from chromactl.errors import ChromactlError
-from chromactl.fingerprint import CHROMA_06, CHROMA_1X, compare, expected_release, is_upgrade
+from chromactl.fingerprint import CHROMA_06, CHROMA_1X, compare, expected_release, is_upgrade, release_of
 
 
 def make_sqlite(path, migrations=CHROMA_06.fingerprint, records=3):
+    """A chroma.sqlite3 as Chroma writes it: the schema measured on the release of `migrations`
+    (1.x's when no release has them), two collections and `records` records."""
     db = sqlite3.connect(path)
+    for kind, name, table, sql in sorted((release_of(migrations) or CHROMA_1X).schema, key=lambda row: row[0] != "table"):
+        if sql and not name.startswith("embedding_fulltext_search_"):  # fts5 makes those tables itself
+            db.execute(sql)
     db.executescript("""
-        CREATE TABLE migrations (dir TEXT, version INTEGER);
-        CREATE TABLE databases (id TEXT, name TEXT, tenant_id TEXT);
-        CREATE TABLE collections (id TEXT, name TEXT, database_id TEXT);
-        CREATE TABLE segments (id TEXT, type TEXT, scope TEXT, collection TEXT);
-        CREATE TABLE embeddings (id INTEGER PRIMARY KEY, segment_id TEXT, embedding_id TEXT);
+        INSERT INTO tenants VALUES ('default_tenant');
         INSERT INTO databases VALUES ('db', 'default_database', 'default_tenant');
-        INSERT INTO collections VALUES ('c1', 'docs', 'db'), ('c2', 'empty', 'db');
+        INSERT INTO collections (id, name, dimension, database_id) VALUES ('c1', 'docs', 3, 'db'), ('c2', 'empty', 3, 'db');
         INSERT INTO segments VALUES ('m1', 'sqlite', 'METADATA', 'c1'), ('v1', 'hnsw', 'VECTOR', 'c1'),
                                     ('m2', 'sqlite', 'METADATA', 'c2');
     """)
     for folder, top in migrations.items():
-        db.executemany("INSERT INTO migrations VALUES (?, ?)", [(folder, v) for v in range(1, top + 1)])
-    db.executemany("INSERT INTO embeddings (segment_id, embedding_id) VALUES ('m1', ?)",
-                   [(f"id{i}",) for i in range(records)])
+        db.executemany("INSERT INTO migrations VALUES (?, ?, ?, '', '')",
+                       [(folder, v, f"{v:05}-{folder}.sql") for v in range(1, top + 1)])
+    db.executemany("INSERT INTO embeddings (segment_id, embedding_id, seq_id) VALUES ('m1', ?, ?)",
+                   [(f"id{i}", i) for i in range(records)])
     db.commit()
     db.close()
 
@@ -59,7 +61,8 @@ def backup_file(tmp_path, **kwargs):
     sha, size = archive.spool_payload(engine_stream(tmp_path, **kwargs), payload, copy)
     fingerprint, collections = archive.inspect_sqlite(copy)
     manifest = {"format": archive.FORMAT, "fingerprint": fingerprint, "collections": collections,
-                "payload": {"sha256": sha, "bytes": size}, "records": 3}
+                "payload": {"sha256": sha, "bytes": size}, "records": 3, "image": "chromadb/chroma:0.6.3",
+                "created": "2026-12-01T00:00:00+00:00"}
     output = tmp_path / "b.tar"
     archive.write_backup(output, manifest, payload, {})
     return output, manifest
@@ -74,8 +77,9 @@ def test_round_trip_relative_names_counts_and_mode(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     assert archive.verify_backup(output, work) == manifest
-    with archive.payload_file(output) as payload, tarfile.open(fileobj=payload) as tar:
-        assert sorted(tar.getnames()) == ["chroma.sqlite3", "v1/data_level0.bin"]
+    with archive.restore_payload(output, work, manifest) as payload, tarfile.open(fileobj=payload, mode="r|") as tar:
+        assert [(m.name, m.mode, m.uid, m.gid) for m in tar] == [("chroma.sqlite3", 0o644, 0, 0),
+                                                                ("v1/data_level0.bin", 0o644, 0, 0)]
 
 
 def test_tampered_manifest_or_payload_is_refused(tmp_path):

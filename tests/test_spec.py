@@ -25,12 +25,15 @@ def test_a_changed_file_image_or_setting_changes_the_config_hash():
 
 def test_docker_run_keeps_secrets_in_files():
     s = settings(image="chromadb/chroma:0.6.3", host="127.0.0.1", port=8001)
-    spec = build_spec("/p", s, {"SECRET": "hunter2"}, {"authz.yaml": b"tok3n-in-file"}, "sha256:1", "/chroma/chroma")
+    spec = build_spec("/p", s, {"SECRET": "hunter2"}, {"authz.yaml": b"tok3n-in-file"}, "sha256:1", "/chroma/chroma",
+                      config_volume="chromactl-proj-config")
     command = shlex.split(docker_run_command(spec, "/p/.chroma_env"))
     assert "hunter2" not in " ".join(command) and "tok3n" not in " ".join(command)
     assert command[command.index("--env-file") + 1] == "/p/.chroma_env"
     assert command[command.index("--publish") + 1] == "127.0.0.1:8001:8000"
-    assert "/p/authz.yaml:/etc/chromactl/authz.yaml:ro" in command
+    # The credential files reach the container in its config volume (filled by chromactl through
+    # the engine), never on the command line.
+    assert "chromactl-proj-config:/etc/chromactl:ro" in command
 
 
 def test_urls_for_wildcard_and_ipv6_addresses():

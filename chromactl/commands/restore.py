@@ -1,10 +1,12 @@
 """`chromactl restore FILE`: the data of a backup, into a new volume, proven, then switched to.
 
-Order: verify the file (sha256, names, fingerprint and counts against its manifest) and
-that the project's image reads that data; fill a NEW volume; switch chromactl.yaml's
-data_volume (atomically) and let `up` recreate and prove the server; compare the counts
-with the manifest. Any failure switches back and `up` brings the previous volume back.
-The previous volume is never deleted: the operator removes it."""
+Order: verify the file (sha256; regular files and folders only; a chroma.sqlite3 with a
+known Chroma's exact schema and its manifest's fingerprint and counts) and that the
+project's image reads that data; fill a NEW volume with a tar written anew from what was
+verified; switch chromactl.yaml's data_volume (atomically) and let `up` recreate and prove
+the server; compare the counts with the manifest. Any failure switches back and `up`
+brings the previous volume back. The previous volume is never deleted: the operator
+removes it."""
 
 from __future__ import annotations
 
@@ -86,7 +88,8 @@ def restore(root: Path, path: Path, connect: Callable[[], Engine], reporter, *, 
             volume = new_volume_name(project)
             intent = {"op": "restore", "data_volume": settings.data_volume, "new_volume": volume, "switched": False}
             begin_operation(root, intent)
-            fill_volume(engine, project, volume, settings.image, lambda: archive.payload_file(path), reporter)
+            fill_volume(engine, project, volume, settings.image,
+                        lambda: archive.restore_payload(path, Path(work), manifest), reporter)
             reporter.step(f"switching {settings.name} to volume {volume}")
             begin_operation(root, {**intent, "switched": True})
             switch_volume(root, volume)
