@@ -568,6 +568,7 @@ def doctor(
     from chromactl import output
     from chromactl.clients import CREDENTIALS_VARIABLE
     from chromactl.commands.doctor import doctor as run_doctor
+    from chromactl.engine import engine_address
     from chromactl.errors import EXIT_NOT_HEALTHY
 
     if token_stdin and password_stdin:
@@ -576,7 +577,7 @@ def doctor(
     result = run_doctor(_root(ctx), url=url, ca=str(ca.absolute()) if ca else None,
                         from_environment=os.environ.get(CREDENTIALS_VARIABLE), stdin_flag=flag,
                         read_stdin=(lambda: _read_stdin_secret(flag)) if flag else None, user=user,
-                        action=action.value)
+                        action=action.value, engine_address=engine_address()[0])  # read, never asked
     output.doctor_result(result, as_json)
     if not result.healthy:
         raise typer.Exit(EXIT_NOT_HEALTHY)

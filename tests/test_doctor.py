@@ -414,3 +414,13 @@ def test_the_cli_prints_one_document_and_exits_4_when_a_check_fails(served, tmp_
     assert max(len(line) for line in text.stdout.splitlines()) <= 100
     token = run_chromactl("doctor", "--token-stdin", cwd=root, input="W" * 40 + "\n")
     assert token.returncode == 4 and "wrong secret" in token.stdout and "the credential read" in token.stdout
+
+
+def test_a_remote_engines_server_is_checked_through_the_engines_host(tmp_path):
+    """Where the engine runs (DOCKER_HOST, not asked) is where its server is reached by default."""
+    root = make_project(tmp_path, host="0.0.0.0", tls="off")
+    port = load_project(root).settings.port
+    assert doctor(root, engine_address="ssh://ana@127.0.0.1").url == f"http://127.0.0.1:{port}"
+    remote = doctor(root, engine_address="tcp://127.0.0.2:2376")  # loopback stands in for another host
+    assert remote.url == f"http://127.0.0.2:{port}" and remote.findings[0].diagnosis is Diagnosis.PORT_NOT_REACHABLE
+    assert doctor(root, engine_address="unix:///var/run/docker.sock").url == f"http://127.0.0.1:{port}"

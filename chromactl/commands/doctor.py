@@ -163,11 +163,12 @@ class _Target:
 
 def doctor(root: Path, *, url: str | None = None, ca: str | None = None, from_environment: str | None = None,
            stdin_flag: str | None = None, read_stdin: Callable[[], str] | None = None, user: str | None = None,
-           action: str = DEFAULT_ACTION) -> DoctorResult:
+           action: str = DEFAULT_ACTION, engine_address: str | None = None) -> DoctorResult:
     """Check the project's server as a client would. The credential checked: what stdin holds
     (with `stdin_flag`: --token-stdin, or --password-stdin and `user`), else the value of
     CHROMA_CLIENT_AUTH_CREDENTIALS (`from_environment`: a token, or USER:PASSWORD), else
-    chromactl's probe user."""
+    chromactl's probe user. `engine_address` (where the engine is, not asked): a remote
+    engine's server is reached through its host."""
     project = load_project(root)
     settings = project.settings
     if action in UNCHECKABLE:
@@ -177,7 +178,7 @@ def doctor(root: Path, *, url: str | None = None, ca: str | None = None, from_en
         raise UsageError(f"--action: unknown action {action!r}")
     source, name, secret, malformed = _credential(project, from_environment, stdin_flag, read_stdin, user)
     project_ca = _project_ca(project)
-    target = _target(project, url, ca if ca is not None else project_ca)
+    target = _target(project, url, ca if ca is not None else project_ca, engine_address)
     known = _identify(project, name, secret) if secret else None
     roles = project.credentials.roles or {}
     role = known.role if known else None
@@ -284,10 +285,10 @@ def _project_ca(project: Project) -> str | None:
     return str(path.absolute())
 
 
-def _target(project: Project, url: str | None, ca: str | None) -> _Target:
+def _target(project: Project, url: str | None, ca: str | None, engine_address: str | None) -> _Target:
     settings = project.settings
     if url is None:
-        url = url_for(settings.host, settings.port, "https" if settings.uses_tls else "http")
+        url = url_for(settings.host, settings.port, "https" if settings.uses_tls else "http", engine_address)
     parts = urlsplit(url)
     try:
         port = parts.port
