@@ -538,7 +538,7 @@ def doctor(
     ctx: typer.Context,
     url: Annotated[Optional[str], typer.Option(
         metavar="URL", help="The address a client uses, e.g. https://HOSTNAME:8000 as a remote client would. "
-                            "[default: the project's URL on this machine]")] = None,
+                            "[default: the project's URL, as `up` prints it]")] = None,
     ca: Annotated[Optional[Path], typer.Option(
         exists=True, dir_okay=False, metavar="PATH",
         help="The CA the client trusts. [default: the project's CA]")] = None,
