@@ -709,7 +709,7 @@ def doctor_finding(r: DoctorResult, f: Finding) -> tuple[str, str | None]:
         if d is Diagnosis.TLS_CERTIFICATE_EXPIRED:
             return f"TLS: the server's certificate has expired ({f.detail})", "`chromactl tls renew`"
         if d is Diagnosis.TLS_EXPECTED:
-            return (f"TLS: the port speaks TLS, and the client asked in plain http",
+            return ("TLS: the port speaks TLS, and the client asked in plain http",
                     f"use https://{r.host}:{r.port}, and " + _trust_fix(r))
         if d is Diagnosis.NO_TLS:
             return (f"TLS: the port does not speak TLS ({f.detail})",
@@ -742,7 +742,7 @@ def doctor_finding(r: DoctorResult, f: Finding) -> tuple[str, str | None]:
     if f.check is Check.CREDENTIAL:
         who = _who(r)
         if d is None and r.source is Source.PROBE:
-            return f"chromactl's probe user is accepted" + (f" (role {role})" if role else ""), None
+            return "chromactl's probe user is accepted" + (f" (role {role})" if role else ""), None
         if d is None:
             return f"{who} is accepted: user {user!r}" + (f", role {role}" if role else ""), None
         if d is Diagnosis.NO_CREDENTIAL:

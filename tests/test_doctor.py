@@ -6,8 +6,6 @@ tests/test_doctor_engine.py checks the same against the real gateway and Chroma.
 from __future__ import annotations
 
 import datetime
-import json
-import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

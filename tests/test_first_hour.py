@@ -6,16 +6,11 @@ kind of mistake for every command (README "Exit codes and JSON")."""
 from __future__ import annotations
 
 import ast
-import os
 import re
-import sys
-from pathlib import Path
 
 import pytest
-import typer
 
-from chromactl import errors
-from conftest import REPO, document, ok, run_chromactl
+from conftest import REPO, document, ok
 
 PACKAGE = REPO / "chromactl"
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
@@ -146,9 +141,6 @@ def test_the_version_is_the_image_tag_with_the_api_beside_it(image, api, expecte
 
 def test_up_says_the_tag_and_the_api_version_when_they_differ():
     """`up`'s first line: "Chroma 1.5.9 (API 1.0.0) is up", from a stand-in result."""
-    import io
-    from contextlib import redirect_stdout
-
     from chromactl.output import up_result
 
     text = _render_up(up_result, image="chromadb/chroma:1.5.9", api="1.0.0")

@@ -5,8 +5,6 @@ terminal: "cancelled", exit 1, no "error", nothing changed."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 
 import pytest
@@ -49,7 +47,7 @@ def test_status_of_a_real_instance_in_100_columns(projects, docker_client):
     [doc] = instances(ok(p("status", "--json")))
     fits(text, whole_values(doc))
     assert text.splitlines()[0] == f"{p.name}: running, healthy"
-    assert f"  version:     1.5.9 (API 1.0.0)\n" in text and "  auth:        token, enforced, by the gateway\n" in text
+    assert "  version:     1.5.9 (API 1.0.0)\n" in text and "  auth:        token, enforced, by the gateway\n" in text
 
     # -o json is --json (but for what a second probe measures), -o table every column in one row.
     [same] = instances(ok(p("status", "-o", "json")))
