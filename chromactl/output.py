@@ -344,6 +344,8 @@ def up_result(result: UpResult, as_json: bool) -> None:
     else:
         warn("auth is none: anyone who can reach the port can read and change all data")
     out.print(_connect_snippets(result), markup=False)
+    out.print("A client cannot connect? `chromactl doctor` tells why, from the client's side"
+              + (f" (with its {CREDENTIALS_VARIABLE} set)." if s.auth_enabled else "."), markup=False)
 
 
 def pending_text(pending: PendingAction) -> str:

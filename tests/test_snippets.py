@@ -132,6 +132,7 @@ def test_printed_snippets_run_as_printed(projects, docker_client, python_1x, nod
     if tls:
         assert ca == str(p.folder / ".chromactl/tls/ca.pem") and f'chroma_server_ssl_verify="{ca}"' in python
     assert javascript.startswith('import { ChromaClient } from "chromadb";')
+    assert printed.rstrip().splitlines()[-1].startswith("A client cannot connect? `chromactl doctor` tells why")
 
     collection = f"snippet-{mode}"
     make_collection(p, credential, "token-x" if "X-Chroma-Token" in args else auth, collection, tls)
