@@ -20,6 +20,7 @@ from typing_extensions import Annotated
 from chromactl import __version__
 from chromactl.credentials import GENERATED_ROUNDS, MIN_PASSWORD_LENGTH
 from chromactl.errors import EXIT_INTERRUPTED, Cancelled, ChromactlError, UsageError
+from chromactl.roles import ACTIONS
 from chromactl.settings import (
     DEFAULT_BCRYPT_ROUNDS,
     DEFAULT_GATEWAY_IMAGE,
@@ -78,6 +79,61 @@ class State:
     directory: Path | None  # --dir / CHROMACTL_DIR, as given
 
 
+# --- completion: names the project knows, read quietly (no output, no engine) --------------------
+
+
+def _quiet_project(ctx: typer.Context, settings_only: bool = False):
+    """The project the command line names (--dir, CHROMACTL_DIR, or the nearest parent
+    holding one), or None: completion never prints, never fails, never asks the engine."""
+    from chromactl.project import find_project, load_project, load_settings
+
+    directory = ctx.find_root().params.get("directory")
+    try:
+        root = Path(directory).absolute() if directory else find_project(Path.cwd())
+        if root is None:
+            return None
+        return load_settings(root) if settings_only else load_project(root)
+    except (ChromactlError, OSError, ValueError):
+        return None
+
+
+def _matching(values, incomplete: str) -> list[str]:
+    return [v for v in dict.fromkeys(values) if v and v.startswith(incomplete)]
+
+
+def _complete_users(ctx: typer.Context, incomplete: str) -> list[str]:
+    from chromactl.credentials import PROBE_USER
+
+    project = _quiet_project(ctx)
+    if project is None:
+        return []
+    removable = ctx.command.name != "rm"  # the probe user can be rotated, never removed
+    return _matching((u.name for u in project.credentials.users if removable or u.name != PROBE_USER), incomplete)
+
+
+def _complete_roles(ctx: typer.Context, incomplete: str) -> list[str]:
+    from chromactl.roles import BUILTIN_ROLES, PROBE_ROLE
+
+    project = _quiet_project(ctx)
+    roles = (project.credentials.roles if project is not None and project.credentials.roles else BUILTIN_ROLES)
+    return _matching((r for r in roles if r != PROBE_ROLE), incomplete)
+
+
+def _complete_services(ctx: typer.Context, incomplete: str) -> list[str]:
+    settings = _quiet_project(ctx, settings_only=True)
+    return _matching(["chroma"] + (["gateway"] if settings is not None and settings.uses_gateway else []), incomplete)
+
+
+def _complete_images(ctx: typer.Context, incomplete: str) -> list[str]:
+    settings = _quiet_project(ctx, settings_only=True)
+    return _matching([settings.image if settings else None, DEFAULT_IMAGE], incomplete)
+
+
+def _complete_gateway_images(ctx: typer.Context, incomplete: str) -> list[str]:
+    settings = _quiet_project(ctx, settings_only=True)
+    return _matching([settings.gateway_image if settings else None, DEFAULT_GATEWAY_IMAGE], incomplete)
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (errors too).")]
 RoundsOption = Annotated[Optional[int], typer.Option(
     "--bcrypt-rounds", envvar="CHROMACTL_BCRYPT_ROUNDS",
@@ -92,7 +148,8 @@ RbacOption = Annotated[Optional[bool], typer.Option("--rbac/--no-rbac", envvar="
                                                     help="Role-based access control. [default: on with auth]")]
 TokenHeaderOption = Annotated[Optional[TokenHeader], typer.Option(
     envvar="CHROMACTL_TOKEN_HEADER", help="Header that carries the token. [default: Authorization]")]
-ImageOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_IMAGE", help=f"Chroma image. [default: {DEFAULT_IMAGE}]")]
+ImageOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_IMAGE", help=f"Chroma image. [default: {DEFAULT_IMAGE}]",
+                                                    autocompletion=_complete_images)]
 PortOption = Annotated[Optional[int], typer.Option(envvar="CHROMACTL_PORT",
                                                    help=f"Host port. [default: {DEFAULT_PORT}]")]
 HostOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_HOST",
@@ -100,8 +157,9 @@ HostOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_HOST",
 GatewayOption = Annotated[Optional[Gateway], typer.Option(
     envvar="CHROMACTL_GATEWAY",
     help="An nginx auth gateway in front of Chroma. [default: nginx for 1.x/latest images with auth, else none]")]
-GatewayImageOption = Annotated[Optional[str], typer.Option(envvar="CHROMACTL_GATEWAY_IMAGE",
-                                                           help=f"Gateway image. [default: {DEFAULT_GATEWAY_IMAGE}]")]
+GatewayImageOption = Annotated[Optional[str], typer.Option(
+    envvar="CHROMACTL_GATEWAY_IMAGE", help=f"Gateway image. [default: {DEFAULT_GATEWAY_IMAGE}]",
+    autocompletion=_complete_gateway_images)]
 TlsOption = Annotated[Optional[TlsMode], typer.Option(
     envvar="CHROMACTL_TLS", help="TLS: auto (a CA of the project's own), files (yours), or off. "
                                  "[default: auto beyond loopback]")]
@@ -286,7 +344,8 @@ def _finish(effect) -> None:
 def creds_add(
     ctx: typer.Context,
     user: Annotated[str, typer.Argument(help="User name.")],
-    role: Annotated[Optional[str], typer.Option(help="admin, writer or reader. [default: reader]")] = None,
+    role: Annotated[Optional[str], typer.Option(help="admin, writer or reader. [default: reader]",
+                                                autocompletion=_complete_roles)] = None,
     password_stdin: PasswordStdin = False,
     token_stdin: TokenStdin = False,
     bcrypt_rounds: RoundsOption = None,
@@ -313,7 +372,7 @@ def creds_add(
 @creds_app.command("rotate")
 def creds_rotate(
     ctx: typer.Context,
-    user: Annotated[str, typer.Argument(help="User name.")],
+    user: Annotated[str, typer.Argument(help="User name.", autocompletion=_complete_users)],
     password_stdin: PasswordStdin = False,
     token_stdin: TokenStdin = False,
     bcrypt_rounds: RoundsOption = None,
@@ -340,7 +399,7 @@ def creds_rotate(
 @creds_app.command("rm")
 def creds_rm(
     ctx: typer.Context,
-    user: Annotated[str, typer.Argument(help="User name.")],
+    user: Annotated[str, typer.Argument(help="User name.", autocompletion=_complete_users)],
     force: Annotated[bool, typer.Option("--force", help="Remove even the last admin.")] = False,
     no_apply: NoApply = False,
     as_json: JsonOption = False,
@@ -423,16 +482,30 @@ def up(
     output.up_result(result, as_json)
 
 
+class StatusFormat(str, Enum):
+    pretty = "pretty"
+    table = "table"
+    json = "json"
+    env = "env"
+
+
 @app.command()
 def status(
     ctx: typer.Context,
     all_instances: Annotated[bool, typer.Option("--all", help="Every chromactl container on the engine.")] = False,
+    output_format: Annotated[Optional[StatusFormat], typer.Option(
+        "--output", "-o", help="pretty: a block per instance that fits the terminal; table: every column (as "
+                               "--wide); json: as --json; env: KEY=VALUE lines to eval in a shell (one project). "
+                               "[default: pretty]")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="The full table, one row per instance (-o table).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show whether the instance is up, healthy and locked: probed, not assumed.
 
     State, health, heartbeat latency, version, URL, volume, whether auth is really
-    enforced (probed), and whether the files changed since the container started.
+    enforced (probed), and whether the files changed since the container started: one
+    block per instance that fits the terminal; the full table with --wide; `-o env` for
+    a script: eval "$(chromactl status -o env)" sets CHROMA_URL, CHROMA_CA, ...
     Exits 4 when an instance is down or unhealthy.
 
     Example: chromactl status --all --json
@@ -441,9 +514,72 @@ def status(
     from chromactl.commands.status import status as run_status
     from chromactl.errors import EXIT_NOT_HEALTHY
 
+    given = [(flag, fmt) for flag, fmt, on in (("--json", StatusFormat.json, as_json),
+                                                ("--wide", StatusFormat.table, wide),
+                                                (f"-o {output_format.value if output_format else ''}", output_format,
+                                                 output_format is not None)) if on]
+    if len({fmt for _, fmt in given}) > 1:
+        raise UsageError(f"{' and '.join(flag for flag, _ in given)} choose different outputs: give one")
+    fmt = given[0][1] if given else StatusFormat.pretty
+    if fmt is StatusFormat.env and all_instances:
+        raise UsageError("-o env prints one project's variables: drop --all (and name the project with --dir)")
     instances = run_status(None if all_instances else _root(ctx), _connect)
-    output.status_result(instances, as_json)
+    output.status_result(instances, fmt.value)
     if any(not i.healthy for i in instances):
+        raise typer.Exit(EXIT_NOT_HEALTHY)
+
+
+# Chroma's actions, for doctor --action (system:reset is refused there: no request for it is harmless).
+ActionChoice = Enum("ActionChoice", {action: action for action in ACTIONS}, type=str)
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    url: Annotated[Optional[str], typer.Option(
+        metavar="URL", help="The address a client uses, e.g. https://HOSTNAME:8000 as a remote client would. "
+                            "[default: the project's URL, as `up` prints it]")] = None,
+    ca: Annotated[Optional[Path], typer.Option(
+        exists=True, dir_okay=False, metavar="PATH",
+        help="The CA the client trusts. [default: the project's CA]")] = None,
+    action: Annotated[ActionChoice, typer.Option(
+        metavar="ACTION", help="The action to check the credential's role for (README: Roles), besides connecting.",
+        case_sensitive=True)] = ActionChoice("db:list_collections"),
+    token_stdin: Annotated[bool, typer.Option("--token-stdin", help="Check the token read from stdin.")] = False,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Check the password read from stdin, of the user --user.")] = False,
+    user: Annotated[Optional[str], typer.Option(metavar="USER", help="With --password-stdin: whose password.",
+                                                autocompletion=_complete_users)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tell apart what keeps a client out, each with its fix: from the client's side.
+
+    One request of each kind, as a client makes them: the port, TLS (the CA, the name in
+    the certificate), the heartbeat, a request without credentials (strangers must be
+    refused), the credential, and the actions a client needs. The credential checked is
+    CHROMA_CLIENT_AUTH_CREDENTIALS (as the snippets `up` prints read it), or one read with
+    --token-stdin / --password-stdin, else chromactl's probe user. The project's files say
+    whose secret it is and which role it has. Exits 4 when a check fails.
+
+    Example: chromactl doctor --url https://$(hostname):8000 --action collection:add
+    """
+    import os
+
+    from chromactl import output
+    from chromactl.clients import CREDENTIALS_VARIABLE
+    from chromactl.commands.doctor import doctor as run_doctor
+    from chromactl.engine import engine_address
+    from chromactl.errors import EXIT_NOT_HEALTHY
+
+    if token_stdin and password_stdin:
+        raise UsageError("--token-stdin and --password-stdin: give one")
+    flag = "--token-stdin" if token_stdin else "--password-stdin" if password_stdin else None
+    result = run_doctor(_root(ctx), url=url, ca=str(ca.absolute()) if ca else None,
+                        from_environment=os.environ.get(CREDENTIALS_VARIABLE), stdin_flag=flag,
+                        read_stdin=(lambda: _read_stdin_secret(flag)) if flag else None, user=user,
+                        action=action.value, engine_address=engine_address()[0])  # read, never asked
+    output.doctor_result(result, as_json)
+    if not result.healthy:
         raise typer.Exit(EXIT_NOT_HEALTHY)
 
 
@@ -475,7 +611,8 @@ def logs(
     ctx: typer.Context,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     tail: Annotated[Optional[int], typer.Option("--tail", "-n", min=0, help="Only the last N lines.")] = None,
-    service: Annotated[str, typer.Option(help="chroma, or gateway when the project has one.")] = "chroma",
+    service: Annotated[str, typer.Option(help="chroma, or gateway when the project has one.",
+                                         autocompletion=_complete_services)] = "chroma",
 ) -> None:
     """Print the server's logs, or the gateway's with --service gateway.
 
@@ -541,8 +678,13 @@ def export_kubernetes(
 
     Example: chromactl export kubernetes --namespace search | kubectl apply -f -
     """
+    import re
+
     from chromactl.commands.export import export_kubernetes as run
 
+    if namespace is not None and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
+        raise UsageError(f"--namespace: invalid namespace {namespace!r}: 1-63 lowercase letters, digits or '-', "
+                         "starting and ending with a letter or digit (as Kubernetes requires)")
     _emit(run(_root(ctx), output, namespace), output)
 
 
@@ -620,7 +762,7 @@ def backup(
 @app.command()
 def restore(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="A file written by `chromactl backup`.", dir_okay=False)],
+    file: Annotated[Path, typer.Argument(help="A file written by `chromactl backup`.", dir_okay=False, exists=True)],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before replacing the data.")] = False,
     timeout: TimeoutOption = 60,
     as_json: JsonOption = False,
@@ -644,7 +786,8 @@ def restore(
 @app.command()
 def upgrade(
     ctx: typer.Context,
-    image: Annotated[Optional[str], typer.Option(help="The Chroma 1.x image to upgrade to, e.g. chromadb/chroma:1.5.9.")] = None,
+    image: Annotated[Optional[str], typer.Option(help="The Chroma 1.x image to upgrade to, e.g. chromadb/chroma:1.5.9.",
+                                                 autocompletion=_complete_images)] = None,
     rollback: Annotated[bool, typer.Option("--rollback", help="Go back to the image and volume from before the last upgrade.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
     timeout: TimeoutOption = 60,
@@ -680,7 +823,14 @@ def upgrade(
 
 def _command_name(argv: list[str]) -> str:
     """The command path named on the command line (for JSON errors), e.g. "creds add"."""
-    words, path = [w for w in argv if not w.startswith("-")], []
+    words, path, skip = [], [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in ("--dir", "-C"):  # the root's one option with a value: the folder, not a command
+            skip = True
+        elif not word.startswith("-"):
+            words.append(word)
     groups = {"creds", "export", "tls"}
     for word in words[:2]:
         path.append(word)
@@ -689,6 +839,19 @@ def _command_name(argv: list[str]) -> str:
     if path[:1] == ["upgrade"] and "--rollback" in argv:
         return "upgrade --rollback"
     return " ".join(path) or "chromactl"
+
+
+def _json_requested(argv: list[str]) -> bool:
+    """Whether the run asked for JSON (errors are then a document too): --json, or
+    `status -o json` (elsewhere -o names a file)."""
+    args = argv[: argv.index("--")] if "--" in argv else argv
+    if "--json" in args:
+        return True
+    if _command_name(argv) != "status":
+        return False
+    pairs = zip(args, args[1:] + [""])
+    return any((a in ("-o", "--output") and b == "json") or a in ("-ojson", "-o=json", "--output=json")
+               for a, b in pairs)
 
 
 def _engine_hint(exc: ChromactlError) -> ChromactlError:
@@ -731,12 +894,12 @@ def main() -> None:
     import signal
 
     argv = sys.argv[1:]
-    as_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
+    as_json = _json_requested(argv)
     from chromactl import output
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="chromactl", standalone_mode=False)  # the same name under `python -m chromactl`
     except ChromactlError as exc:
         output.error(_engine_hint(exc), _command_name(argv), as_json)
         sys.exit(exc.exit_code)

@@ -10,6 +10,7 @@ Error messages never contain a secret.
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import re
 import secrets
@@ -120,6 +121,26 @@ def hash_password_for(password: str, settings: Settings, *, generated: bool) -> 
         digest = hashlib.sha1(password.encode("utf-8") + salt).digest()
         return "{SSHA}" + base64.b64encode(digest + salt).decode("ascii")
     return hash_password(password, GENERATED_ROUNDS if generated else settings.bcrypt_rounds)
+
+
+def password_matches(password: str, password_hash: str | None) -> bool:
+    """Whether the password is the one a hash of server.htpasswd was made from (bcrypt or
+    {SSHA}, as nginx and Chroma check them)."""
+    if not password_hash:
+        return False
+    if password_hash.startswith("{SSHA}"):
+        try:
+            raw = base64.b64decode(password_hash[len("{SSHA}"):], validate=True)
+        except ValueError:
+            return False
+        digest, salt = raw[:20], raw[20:]
+        return secrets.compare_digest(hashlib.sha1(password.encode("utf-8") + salt).digest(), digest)
+    if _BCRYPT_RE.fullmatch(password_hash):
+        try:
+            return bcrypt.checkpw(password.encode("utf-8")[:MAX_PASSWORD_BYTES], password_hash.encode("ascii"))
+        except ValueError:
+            return False
+    return False
 
 
 def hash_cost(password_hash: str | None) -> int | None:
@@ -235,10 +256,18 @@ def _parse_roles(doc: Mapping) -> dict[str, tuple[str, ...]]:
             raise ProjectFileError(AUTHZ_FILE, f"role {role!r} needs a list of actions", line)
         for index, action in enumerate(actions):
             if action not in rolemod.ACTIONS:
-                raise ProjectFileError(AUTHZ_FILE, f"role {role!r}: unknown action {action!r}",
-                                       actions.line_of(index), hint="see chromactl/roles.py for Chroma's actions")
+                raise ProjectFileError(AUTHZ_FILE, f"role {role!r}: unknown action {_printable(str(action))}",
+                                       actions.line_of(index), hint=actions_hint(action))
         parsed[role] = tuple(actions)
     return parsed
+
+
+def actions_hint(action: object) -> str:
+    """What to write instead: the nearest action, and all of them (a pip user has no source
+    to look them up in)."""
+    close = difflib.get_close_matches(str(action), rolemod.ACTIONS, n=1, cutoff=0.6)
+    maybe = f"did you mean {close[0]!r}? " if close else ""
+    return f"{maybe}Chroma's actions are {', '.join(rolemod.ACTIONS)} (README: Roles)"
 
 
 def parse_authz(text: str, settings: Settings) -> tuple[dict[str, tuple[str, ...]] | None, list[tuple[User, int]]]:

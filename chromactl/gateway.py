@@ -34,6 +34,11 @@ CONFIG_FILE = "nginx.conf"
 MOUNT_DIR = "/etc/chromactl-gateway"  # the gateway's folder, mounted whole (see gateway_spec)
 LISTEN_PORT = 8080  # inside the gateway's container
 REFUSED_PORT = 8081  # on the gateway's own loopback: where refused requests get their 403
+# Where an authenticated caller's request beyond its role gets the same 403 with one header
+# more (REFUSED_HEADER: role), so that its operator can tell a missing role from a wrong
+# secret (`chromactl doctor`). Strangers and wrong secrets never reach it: they learn nothing.
+REFUSED_ROLE_PORT = 8082
+REFUSED_HEADER = "X-Chromactl-Refused"
 UPSTREAM = f"127.0.0.1:{CONTAINER_PORT}"  # Chroma in the same pod (Kubernetes); `up` gives its internal address
 COMMAND = ("nginx", "-e", "stderr", "-c", f"{MOUNT_DIR}/{CONFIG_FILE}", "-g", "daemon off;")
 # Checks the configuration in the running gateway: nginx keeps the old one, silently, when a
@@ -157,8 +162,11 @@ def _maps(settings: Settings, credentials: Credentials, probe_header: str | None
         for user in credentials.users:
             maps.append(f"        {_anchored(_pcre_literal(user.name))} {_quoted_name(user.role)};")
         maps.append("    }")
+        # A caller with a role (authenticated) is refused with the reason; anyone else without.
+        maps += ["    map $chromactl_role $chromactl_refusal {", '        "" chromactl_refused;',
+                 "        default chromactl_refused_role;", "    }"]
         maps.append('    map "$chromactl_role:$request_method:$uri" $chromactl_backend {')
-        maps.append("        default chromactl_refused;")
+        maps.append("        default $chromactl_refusal;")
         for role, actions in (credentials.roles or {}).items():
             _quoted_name(role)  # refuses a name that should never have got this far
             maps.extend(_role_rules(role, actions, "chroma"))
@@ -222,7 +230,8 @@ def render_gateway(settings: Settings, credentials: Credentials, upstream: str =
     how = f"token in {settings.token_header}" if settings.auth == "token" else "basic"
     files[CONFIG_FILE] = render_template(
         "gateway-nginx.conf.tmpl", summary=how + (", RBAC" if settings.rbac else ""), upstream=upstream,
-        refused=f"127.0.0.1:{REFUSED_PORT}",
+        refused=f"127.0.0.1:{REFUSED_PORT}", refused_role=f"127.0.0.1:{REFUSED_ROLE_PORT}",
+        refused_header=REFUSED_HEADER,
         listen=f"{listen} ssl" if tls else str(listen), tls_directives=tls_directives, forbidden=FORBIDDEN, conn_per_client=str(CONNECTIONS_PER_CLIENT),
         maps="\n".join(_maps(settings, credentials, probe_header)), public_locations="\n".join(public),
         auth_directives="\n".join(directives))

@@ -10,14 +10,22 @@ on a line of their own, without markup.
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shlex
+import shutil
 import sys
+import textwrap
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
 
+from chromactl.commands.doctor import Check, Diagnosis, Skip, Source, Verdict
 from chromactl.commands.status import Pending
+from chromactl.credentials import PROBE_USER
 from chromactl.clients import CREDENTIALS_VARIABLE, curl_check, fitting_clients, javascript_snippet, python_snippet
 from chromactl.deploy import Applied
 from chromactl.envfile import describe_auth
@@ -28,6 +36,7 @@ from chromactl.tls import WARN_DAYS as TLS_WARN_DAYS
 if TYPE_CHECKING:  # only for the annotations: importing them would pull in more than output needs
     from chromactl.certs import TlsMaterial
     from chromactl.commands.creds import Effect, ListResult, RemoveResult, SecretResult
+    from chromactl.commands.doctor import DoctorResult, Finding
     from chromactl.commands.down import DownResult
     from chromactl.commands.status import InstanceStatus, PendingAction
     from chromactl.commands.tls import TlsResult
@@ -335,6 +344,8 @@ def up_result(result: UpResult, as_json: bool) -> None:
     else:
         warn("auth is none: anyone who can reach the port can read and change all data")
     out.print(_connect_snippets(result), markup=False)
+    out.print("A client cannot connect? `chromactl doctor` tells why, from the client's side"
+              + (f" (with its {CREDENTIALS_VARIABLE} set)." if s.auth_enabled else "."), markup=False)
 
 
 def pending_text(pending: PendingAction) -> str:
@@ -362,16 +373,179 @@ def status_document(i: InstanceStatus) -> dict:
     }
 
 
-def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
-    if as_json:
+STATUS_FORMATS = ("pretty", "table", "json", "env")
+
+
+def output_width(default: int = 100) -> int:
+    """Columns to fit: COLUMNS when set (as rich and most CLIs honour it), else the terminal's,
+    else `default` (piped output)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return max(40, int(columns))
+    if sys.stdout.isatty():
+        return max(40, shutil.get_terminal_size((default, 24)).columns)
+    return default
+
+
+def status_result(instances: list[InstanceStatus], fmt: str = "pretty") -> None:
+    """pretty: one block per instance that fits the terminal; table: every column (--wide);
+    json: the documented document; env: KEY=VALUE lines a shell can eval (one instance)."""
+    if fmt == "json":
         emit("status", {"instances": [status_document(i) for i in instances]})
+        return
+    if fmt == "env":
+        sys.stdout.write("".join(status_env(i) for i in instances[:1]))
+        sys.stdout.flush()
         return
     if not instances:
         stdout().print("No chromactl containers on this engine.", markup=False)
         return
+    if fmt == "table":
+        _status_table(instances)
+        return
+    sys.stdout.write(status_blocks(instances, output_width()))
+    sys.stdout.flush()
+    for i in instances:  # warnings go to stderr, as everywhere
+        for warning in _status_warnings(i):
+            warn(f"{i.name}: {warning}")
+
+
+# The values a script or a person copies (a URL, a path, a container's name) are never cut
+# nor wrapped: beside their key when they fit, else on a line of their own. Sentences wrap
+# at spaces under their key.
+_KEY_COLUMN = len("  last backup: ")
+
+
+def _value_lines(key: str, value: str, width: int) -> list[str]:
+    head = f"  {key + ':':<{_KEY_COLUMN - 2}}"
+    if len(head) + len(value) <= width:
+        return [head + value]
+    return [f"  {key}:", "    " + value]
+
+
+def _sentence_lines(key: str, text: str, width: int) -> list[str]:
+    head = f"  {key + ':':<{_KEY_COLUMN - 2}}" if key else " " * _KEY_COLUMN
+    return textwrap.wrap(text, width=width, initial_indent=head, subsequent_indent=" " * _KEY_COLUMN,
+                         break_long_words=False, break_on_hyphens=False) or [head.rstrip()]
+
+
+def _auth_words(i: InstanceStatus) -> str | None:
+    if not i.auth_mode:
+        return None
+    if i.auth_mode == "none":
+        words = "none: anyone who reaches the port can read and change all data"
+    else:
+        words = i.auth_mode + {True: ", enforced", False: ", NOT ENFORCED", None: " (not probed)"}[i.auth_enforced]
+    return words + (", by the gateway" if i.gateway else "")
+
+
+def _backup_lines(i: InstanceStatus, width: int) -> list[str]:
+    backup = i.last_backup
+    if backup is None:
+        return _value_lines("last backup", "none yet (chromactl backup)", width)
+    age = backup["age_seconds"]
+    ago = f"{age / 86400:.1f} days" if age >= 86400 else f"{age / 3600:.1f} h" if age >= 3600 else f"{age / 60:.0f} min"
+    return (_value_lines("last backup", f"{ago} ago" + ("" if backup.get("exists") else " (file gone)"), width)
+            + _value_lines("backup file", backup["path"], width))
+
+
+def status_blocks(instances: list[InstanceStatus], width: int = 100) -> str:
+    """One block of `key: value` lines per instance, within `width` columns (a value that
+    cannot fit even on its own line is still printed whole)."""
+    blocks = []
+    for i in instances:
+        health = "healthy" if i.healthy else "NOT HEALTHY"
+        compose = " (started by Compose)" if i.origin == "compose" else ""
+        lines = [f"{i.name}: {i.state}, {health}{compose}"]
+        if i.heartbeat_ms is not None:
+            lines += _value_lines("heartbeat", f"{i.heartbeat_ms:.0f} ms", width)
+        if i.chroma_version:
+            api = f" (API {i.api_version})" if i.api_version and i.api_version != i.chroma_version else ""
+            lines += _value_lines("version", i.chroma_version + api, width)
+        lines += _value_lines("url", i.url or "-", width)
+        auth = _auth_words(i)
+        if auth:
+            lines += _sentence_lines("auth", auth, width)
+        if i.tls:
+            lines += _value_lines("tls", f"{i.tls_mode or 'on'}, the certificate has {i.tls.info.days_left} days left",
+                                  width)
+            lines += _value_lines("ca", str(i.tls.ca_path), width)
+        elif i.url and i.url.startswith("http://"):
+            lines += _value_lines("tls", "off", width)
+        lines += _value_lines("image", i.image or "-", width)
+        lines += _value_lines("container", i.container, width)
+        if i.gateway:
+            lines += _value_lines("gateway", f"{i.gateway.name} ({i.gateway.state})", width)
+        size = f" ({i.volume_bytes / 1024 / 1024:.1f} MB)" if i.volume_bytes is not None else ""
+        lines += _value_lines("volume", (i.volume or "-") + size, width)
+        lines += _backup_lines(i, width)
+        if i.project:
+            lines += _value_lines("project", i.project, width)
+        if i.origin == "compose" and i.hint:
+            lines += _sentence_lines("note", i.hint, width)
+        elif i.pending is None:
+            lines += _sentence_lines("pending", "cannot tell", width)
+        elif not i.pending:
+            lines += _sentence_lines("pending", "nothing: the containers match the files", width)
+        else:
+            for n, pending in enumerate(i.pending):
+                lines += _sentence_lines("pending" if n == 0 else "", pending_text(pending), width)
+        if i.problem:
+            lines += _sentence_lines("problem", i.problem, width)
+            if i.hint:
+                lines += _sentence_lines("fix", i.hint, width)
+        elif i.origin == "chromactl" and (i.pending or not i.healthy):
+            lines += _sentence_lines("fix", _status_fix(i), width)
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
+
+
+def _status_fix(i: InstanceStatus) -> str:
+    """What to do about an instance that is not as its files say, when no probe said more."""
+    if i.state == "missing":
+        return "`chromactl up` creates and starts it"
+    if i.state != "running":
+        return "`chromactl up` starts it again (`chromactl logs` shows why it stopped)"
+    return "`chromactl up`"
+
+
+def _status_warnings(i: InstanceStatus) -> list[str]:
+    warnings = []
+    if i.tls and i.tls.info.days_left < TLS_WARN_DAYS:
+        warnings.append(f"its certificate expires in {i.tls.info.days_left} days: `chromactl tls renew`")
+    if i.costly_users:
+        warnings.append(f"every request naming {', '.join(i.costly_users)} costs the server a slow bcrypt hash, "
+                        "which strangers can time and make it spend; `chromactl creds rotate USER` re-hashes it")
+    return warnings
+
+
+# What `-o env` prints, in this order: for `eval "$(chromactl status -o env)"` in a script.
+ENV_KEYS = ("CHROMA_NAME", "CHROMA_URL", "CHROMA_HOST", "CHROMA_PORT", "CHROMA_SSL", "CHROMA_CA", "CHROMA_AUTH",
+            "CHROMA_STATE", "CHROMA_HEALTHY", "CHROMA_VERSION", "CHROMA_API_VERSION", "CHROMA_IMAGE",
+            "CHROMA_CONTAINER", "CHROMA_GATEWAY", "CHROMA_VOLUME", "CHROMA_PROJECT")
+
+
+def status_env(i: InstanceStatus) -> str:
+    """Shell-safe KEY=VALUE lines (every value quoted as the shell reads it; empty when unknown)."""
+    parts = urlsplit(i.url) if i.url else None
+    values = {
+        "CHROMA_NAME": i.name, "CHROMA_URL": i.url, "CHROMA_HOST": parts.hostname if parts else None,
+        "CHROMA_PORT": parts.port if parts else None,
+        "CHROMA_SSL": None if parts is None else str(parts.scheme == "https").lower(),
+        "CHROMA_CA": str(i.tls.ca_path) if i.tls else None, "CHROMA_AUTH": i.auth_mode, "CHROMA_STATE": i.state,
+        "CHROMA_HEALTHY": str(i.healthy).lower(), "CHROMA_VERSION": i.chroma_version,
+        "CHROMA_API_VERSION": i.api_version, "CHROMA_IMAGE": i.image, "CHROMA_CONTAINER": i.container,
+        "CHROMA_GATEWAY": i.gateway.name if i.gateway else None, "CHROMA_VOLUME": i.volume,
+        "CHROMA_PROJECT": i.project,
+    }
+    return "".join(f"{key}={shlex.quote('' if values[key] is None else str(values[key]))}\n" for key in ENV_KEYS)
+
+
+def _status_table(instances: list[InstanceStatus]) -> None:
+    """Every column, nothing cut: as wide as its values make it."""
     table = Table(box=None, pad_edge=False)
     for column in ("NAME", "STATE", "HEALTHY", "HEARTBEAT", "VERSION", "URL", "AUTH", "PENDING", "IMAGE", "VOLUME"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True, overflow="ignore")
     for i in instances:
         auth = i.auth_mode or "?"
         if i.auth_mode and i.auth_mode != "none":
@@ -384,15 +558,15 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
         table.add_row(i.name, i.state, "yes" if i.healthy else "NO",
                       f"{i.heartbeat_ms:.0f} ms" if i.heartbeat_ms is not None else "-", i.chroma_version or "-",
                       i.url or "-", auth, pending, i.image or "-", i.volume or "-")
-    stdout().print(table)
+    wide = Console(file=io.StringIO(), highlight=False, soft_wrap=True, emoji=False, width=100_000)
+    wide.print(table)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in wide.file.getvalue().splitlines()))
+    sys.stdout.flush()
     for i in instances:
         _data_line(i)
     for i in instances:
-        if i.tls and i.tls.info.days_left < TLS_WARN_DAYS:
-            warn(f"{i.name}: its certificate expires in {i.tls.info.days_left} days: `chromactl tls renew`")
-        if i.costly_users:
-            warn(f"{i.name}: every request naming {', '.join(i.costly_users)} costs the server a slow bcrypt hash, "
-                 "which strangers can time and make it spend; `chromactl creds rotate USER` re-hashes it")
+        for warning in _status_warnings(i):
+            warn(f"{i.name}: {warning}")
         if i.problem:
             warn(f"{i.name}: {i.problem}" + (f" ({i.hint})" if i.hint else ""))
         elif i.origin == "compose":
@@ -400,6 +574,21 @@ def status_result(instances: list[InstanceStatus], as_json: bool) -> None:
         elif i.pending:
             stderr().print(f"{i.name}: changed since it started "
                            f"({'; '.join(pending_text(p) for p in i.pending)}): run `chromactl up`", markup=False)
+
+
+def renewed_sentence(applied: Applied | None) -> str:
+    """How a renewed certificate reached the server: said for every outcome."""
+    return {
+        Applied.RELOADED: "In service now: the gateway reloaded it (Chroma kept running).",
+        Applied.RECREATED: "In service now: Chroma was recreated to serve it (a few seconds without service).",
+        Applied.IN_EFFECT: "In service now.",
+        Applied.NOT_RUNNING: "No server is running; it serves this one when it starts (`chromactl up`).",
+        Applied.NO_ENGINE: "NOT in service: no container engine answers; `chromactl up` puts it in service.",
+        Applied.DEFERRED: "Not in service yet; `chromactl up` puts it in service.",
+        Applied.FAILED: "NOT in service: putting it in service failed; `chromactl up` tries again.",
+        Applied.COMPOSE: "NOT in service: Compose runs this project; export it again (`chromactl export compose`) "
+                         "and restart it.",
+    }.get(applied, "Not in service yet; `chromactl up` puts it in service.")
 
 
 def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> None:
@@ -412,12 +601,8 @@ def tls_result(result: TlsResult, as_json: bool, *, renewed: bool = False) -> No
         return
     out = stdout()
     if renewed:
-        sentence = {Applied.RELOADED: "In service now: the gateway reloaded it.",
-                    Applied.RECREATED: "In service now: Chroma was recreated to serve it.",
-                    Applied.IN_EFFECT: "In service now.",
-                    Applied.NOT_RUNNING: "The server is not running; `chromactl up` serves it.",
-                    Applied.NO_ENGINE: "NOT in service: no container engine answers; `chromactl up` serves it."}
-        out.print(f"Issued a new server certificate. {sentence.get(result.applied, '')}".rstrip(), markup=False)
+        issued = "a new CA and server certificate" if getattr(result, "new_ca", False) else "a new server certificate"
+        out.print(f"Issued {issued}. {renewed_sentence(result.applied)}", markup=False)
     out.print(f"CA (clients trust this): {result.material.ca_path}", markup=False)
     out.print(f"CA SHA-256 fingerprint:  {result.ca_fingerprint}", markup=False)
     out.print(f"Server certificate:      {', '.join(info.names)}; expires {info.not_after:%Y-%m-%d} "
@@ -473,3 +658,172 @@ def _data_line(i: InstanceStatus) -> None:
         ago = f"{age / 86400:.1f} days" if age >= 86400 else f"{age / 3600:.1f} h" if age >= 3600 else f"{age / 60:.0f} min"
         told = f"last backup {ago} ago: {backup['path']}" + ("" if backup.get("exists") else " (file gone)")
     stdout().print(f"{i.name}: data {size} in {i.volume or '-'}; {told}", markup=False)
+
+
+# --- doctor ----------------------------------------------------------------------------
+
+
+def _who(r: DoctorResult) -> str:
+    return {Source.ENVIRONMENT: f"the credential in {CREDENTIALS_VARIABLE}", Source.STDIN: "the credential read",
+            Source.PROBE: f"chromactl's probe user ({PROBE_USER})", None: "the credential"}[r.source]
+
+
+def _trust_fix(r: DoctorResult) -> str:
+    ca = r.project_ca or "the CA that signed the server's certificate"
+    return (f"trust the project's CA, {ca}: Python `ssl=True` with Settings(chroma_server_ssl_verify=\"{ca}\"), "
+            f"node with NODE_EXTRA_CA_CERTS={ca}, curl --cacert {ca}")
+
+
+def doctor_finding(r: DoctorResult, f: Finding) -> tuple[str, str | None]:
+    """(what was found, the fix or None), in words."""
+    address = f"{r.host}:{r.port}"
+    if f.verdict is Verdict.SKIPPED:
+        return {Skip.EARLIER: "not checked: an earlier check failed",
+                Skip.NO_AUTH: "not checked: this project has auth none",
+                Skip.NO_TLS: "not checked: plain http"}[f.skip], None
+    d, user, role = f.diagnosis, r.user, r.role
+    if f.check is Check.PORT:
+        if d is None:
+            return f"{address} accepts connections", None
+        return (f"nothing accepts connections on {address}",
+                f"start the server (`chromactl up`; `chromactl status` says what runs); the project publishes it on "
+                f"{r.published} (chromactl.yaml `host`, `port`): from another machine use this machine's name or "
+                "address, and check that no firewall stands between")
+    if f.check is Check.TLS:
+        names = ", ".join(r.certificate_names) or "?"
+        if d is None:
+            return f"the certificate names {r.host} and is signed by the CA trusted ({r.ca})", None
+        if d is Diagnosis.TLS_CA_NOT_TRUSTED:
+            trusted = r.ca or "the system's CAs"
+            return (f"TLS: CA not trusted: the server's certificate is not signed by the CA the client trusts "
+                    f"({trusted}): {f.detail}", _trust_fix(r))
+        if d is Diagnosis.TLS_NAME_NOT_IN_CERTIFICATE:
+            if r.tls_mode == "files":
+                add = f"issue one that names {r.host} where the certificate comes from (tls files), then `chromactl up`"
+            elif r.ca_permits_host:
+                add = f"`chromactl init --force --tls-san {r.host}`, then `chromactl up`"
+            else:
+                add = (f"`chromactl init --force --tls-san {r.host}`, then `chromactl tls renew --new-ca` (the "
+                       f"project's CA may sign only for {', '.join(r.ca_may_sign or ())}; clients must then trust the "
+                       "new CA)")
+            return (f"TLS: name not in the certificate: the client connects to {r.host}, the certificate names "
+                    f"{names}", f"connect by one of those names, or add this one: {add}")
+        if d is Diagnosis.TLS_CERTIFICATE_EXPIRED:
+            return f"TLS: the server's certificate has expired ({f.detail})", "`chromactl tls renew`"
+        if d is Diagnosis.TLS_EXPECTED:
+            return ("TLS: the port speaks TLS, and the client asked in plain http",
+                    f"use https://{r.host}:{r.port}, and " + _trust_fix(r))
+        if d is Diagnosis.NO_TLS:
+            return (f"TLS: the port does not speak TLS ({f.detail})",
+                    f"use http://{r.host}:{r.port}" + (" (this project has tls off: `chromactl init --force --tls "
+                                                       "auto`, then `chromactl up`, turns it on)"
+                                                       if r.tls_mode == "off" else ""))
+        return f"TLS: the handshake failed: {f.detail}", "see `chromactl status` and `chromactl logs --service gateway`"
+    if f.check is Check.HEARTBEAT:
+        if d is None:
+            return "the heartbeat answers", None
+        got = f"HTTP {f.status}" if f.status else "no answer"
+        return (f"the heartbeat got {got}",
+                "`chromactl status` says why; `chromactl up` starts what is down (and `chromactl logs`)")
+    if f.check is Check.STRANGERS:
+        if d is None:
+            return f"a request without credentials is refused (HTTP {f.status})", None
+        if d is Diagnosis.OPEN_TO_STRANGERS:
+            who = "anyone on this machine" if r.published_on_loopback else f"anyone who reaches {address}"
+            if r.auth == "none":
+                return (f"server open to strangers: a request without credentials is answered (HTTP {f.status}): "
+                        f"{who} can read and change all data (auth none)",
+                        "turn auth on: `chromactl init --force --auth token`, then `chromactl up`")
+            return (f"server open to strangers: a request without credentials is answered (HTTP {f.status}), though "
+                    f"the project has {r.auth} auth", "is this the project's server? `chromactl status` probes it "
+                    "and `chromactl up` puts the project's auth in front of it")
+        if d is Diagnosis.NOT_ANSWERING:
+            return f"a request without credentials got no answer ({f.detail})", "see `chromactl status`"
+        return (f"a request without credentials got HTTP {f.status} (expected 401 or 403)",
+                "see `chromactl status` and `chromactl logs`")
+    if f.check is Check.CREDENTIAL:
+        who = _who(r)
+        if d is None and r.source is Source.PROBE:
+            return "chromactl's probe user is accepted" + (f" (role {role})" if role else ""), None
+        if d is None:
+            return f"{who} is accepted: user {user!r}" + (f", role {role}" if role else ""), None
+        if d is Diagnosis.NO_CREDENTIAL:
+            if r.source is Source.PROBE:
+                return ("no credential: the probe user's secret (.chromactl/probe-secret) is missing",
+                        f"`chromactl creds rotate {PROBE_USER}`, or set {CREDENTIALS_VARIABLE}")
+            what = "a token" if r.auth == "token" else "USER:PASSWORD"
+            new = ("`chromactl creds add NAME` prints a new one" if r.auth == "token" else
+                   "`chromactl creds add NAME` prints a password")
+            return (f"no credential: {who} is empty, so the client sends none and is refused as a stranger",
+                    f"set {CREDENTIALS_VARIABLE} to {what} ({new})")
+        if d is Diagnosis.WRONG_SECRET:
+            if f.malformed:
+                form = "USER:PASSWORD" if r.auth == "basic" else "a token on one line"
+                return (f"wrong secret: {who} is not {form}", f"set {CREDENTIALS_VARIABLE} to {form}")
+            if r.auth == "basic" and f.known_user:
+                why = f"it is not the password of user {user!r}"
+            elif r.auth == "basic":
+                why = f"the project has no user {user!r}"
+            else:
+                why = "it is none of the project's tokens"
+            return (f"wrong secret: {who} is refused (HTTP {f.status}): {why}",
+                    "give the client the secret it was issued (`chromactl creds list` names the users; "
+                    "`chromactl creds rotate USER` issues a new one)")
+        if d is Diagnosis.NOT_APPLIED:
+            return (f"{who} is user {user!r}'s in the project's files, but the running server refuses it "
+                    f"(HTTP {f.status})", "`chromactl up` gives the server the project's credentials")
+        if d is Diagnosis.REVOCATION_PENDING:
+            return (f"{who} is accepted by the server (HTTP {f.status}), but is in none of the project's files: a "
+                    "removal or rotation has not reached the running server", "`chromactl up` applies it")
+        return f"{who}: {f.detail or f'HTTP {f.status}'}", "see `chromactl status`"
+    # Check.ACTION
+    a = f.action
+    if d is None:
+        return f"{a}: allowed" + (f" (HTTP {f.status} to a request that changes nothing)" if f.status else
+                                  " (by authz.yaml)"), None
+    if d is Diagnosis.ROLE_LACKS_ACTION:
+        said = "the gateway said so" if f.told_by_server else "per authz.yaml"
+        having = ", ".join(r.roles_with_action.get(a, ())) or "none of the project's roles"
+        if r.source is Source.PROBE:
+            fix = (f"the probe user's role may only connect and list collections: check a client's own credential "
+                   f"({CREDENTIALS_VARIABLE}=... chromactl doctor --action {a})")
+        else:
+            fix = (f"give {user!r} a role that has it ({having}): its `role` in authz.yaml, then `chromactl up`; or "
+                   f"add {a} to role {role!r} under roles_mapping (README: Roles)")
+        return f"role lacks this action: user {user!r} has role {role!r}, without {a} ({said})", fix
+    if d is Diagnosis.NOT_ANSWERING:
+        return f"{a}: no answer ({f.detail})", "see `chromactl status`"
+    return (f"{a}: refused (HTTP {f.status}), though role {role!r} has it in authz.yaml",
+            "`chromactl up` brings the server to the project's files; `chromactl status` says what differs")
+
+
+_MARKS = {Verdict.OK: "ok", Verdict.WARNING: "WARNING", Verdict.FAILED: "FAILED", Verdict.SKIPPED: "skipped"}
+
+
+def doctor_result(r: DoctorResult, as_json: bool) -> None:
+    phrased = [(f, *doctor_finding(r, f)) for f in r.findings]
+    if as_json:
+        emit("doctor", {
+            "url": r.url, "ca": r.ca, "project": str(r.project), "action": r.action, "healthy": r.healthy,
+            "credential": None if r.source is None else {"source": r.source.value, "user": r.user, "role": r.role},
+            "checks": [{"check": f.check.value, "outcome": f.verdict.value,
+                        "diagnosis": f.diagnosis.value if f.diagnosis else None, "http_status": f.status,
+                        "action": f.action, "message": message, "fix": fix} for f, message, fix in phrased]})
+        return
+    width = output_width()
+    where = f"; CA {r.ca}" if r.ca else ""
+    credential = f"; credential: {_who(r)}" if r.source is not None else ""
+    lines = textwrap.wrap(f"Checked {r.url} as a client would{where}{credential}:", width=width,
+                          break_long_words=False, break_on_hyphens=False)
+    for f, message, fix in phrased:
+        head = f"  {_MARKS[f.verdict]:<8}{f.check.value + ':':<11} "
+        lines += textwrap.wrap(message, width=width, initial_indent=head, subsequent_indent=" " * len(head),
+                               break_long_words=False, break_on_hyphens=False)
+        if fix:
+            lines += textwrap.wrap(f"fix: {fix}", width=width, initial_indent=" " * len(head),
+                                   subsequent_indent=" " * (len(head) + 5), break_long_words=False,
+                                   break_on_hyphens=False)
+    failed = sum(f.verdict is Verdict.FAILED for f in r.findings)
+    lines.append("All checks passed." if not failed else f"{failed} check{'s' if failed > 1 else ''} failed.")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()

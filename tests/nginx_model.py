@@ -291,11 +291,15 @@ class Gateway:
 
     def decide(self, request: Request) -> str | int:
         """CHROMA when the request is proxied to Chroma, else the status nginx answers."""
+        return self.answer(request)[0]
+
+    def answer(self, request: Request) -> tuple[str | int, dict[str, str]]:
+        """What decide() says, with the headers nginx adds to its own answer (add_header)."""
         for directive in self.server.block or []:
             if directive.name == "if":
                 status = self._if(directive, request)
                 if status is not None:
-                    return status
+                    return status, {}
         path = self.variable("$uri", request)
         locations = self.server.children("location")
         exact = [d for d in locations if d.args[0] == "=" and d.args[1] == path]
@@ -303,7 +307,7 @@ class Gateway:
                         key=lambda d: len(d.args[0]), reverse=True)
         location = (exact or prefix or [None])[0]
         if location is None:
-            return 404
+            return 404, {}
         return self._location(location, request)
 
     def _if(self, directive: Directive, request: Request) -> int | None:
@@ -318,31 +322,43 @@ class Gateway:
         returned = directive.child("return")
         return int(returned.args[0])
 
-    def _location(self, location: Directive, request: Request) -> str | int:
+    def _location(self, location: Directive, request: Request) -> tuple[str | int, dict[str, str]]:
         for directive in location.block or []:
             if directive.name == "limit_except":
                 allowed = set(directive.args) | ({"HEAD"} if "GET" in directive.args else set())
                 if request.method not in allowed and directive.children("deny"):
-                    return 403
+                    return 403, {}
         auth = location.children("auth_basic")
         if auth and auth[0].args[0] != "off":
             if not self._password_ok(location, request):
-                return 401
+                return 401, {}
         returned = location.children("return")
         if returned:
-            return int(returned[0].args[0])
+            status = int(returned[0].args[0])
+            return status, self._added_headers(location, status, request)
         target = location.child("proxy_pass").args[0]
         if not target.startswith("http://"):
             raise ConfError(f"proxy_pass this model does not know: {target}")
         upstream_name = self.expand(target[len("http://"):], request)
         upstream = self.upstreams.get(upstream_name)
         if upstream is None:
-            return 502  # nginx would try to resolve the name, and fail
+            return 502, {}  # nginx would try to resolve the name, and fail
         address = upstream.child("server").args[0]
         if address in self.unix_servers:
             server = self.unix_servers[address]
             return self._location(server.child("location"), request)
-        return CHROMA
+        return CHROMA, {}
+
+    def _added_headers(self, location: Directive, status: int, request: Request) -> dict[str, str]:
+        """add_header: on success and redirect statuses only, unless `always`."""
+        added = {}
+        for directive in location.children("add_header"):
+            name, value, *rest = directive.args
+            if rest not in ([], ["always"]):
+                raise ConfError(f"an add_header this model does not know: {directive.args}")
+            if rest or status in (200, 201, 204, 206, 301, 302, 303, 304, 307, 308):
+                added[name] = self.expand(value, request)
+        return added
 
     def _password_ok(self, location: Directive, request: Request) -> bool:
         path = location.child("auth_basic_user_file").args[0]

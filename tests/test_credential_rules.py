@@ -251,7 +251,19 @@ def user(name="alice", role="reader", tokens=("T" * 20,)) -> dict:
      "role 'r' needs a list of actions"),
     (TOKEN_RBAC, {"roles_mapping": {"r": {}}, "users": []}, "  r:", "role 'r' needs a list of actions"),
     (TOKEN_RBAC, {"roles_mapping": {"r": {"actions": ["db:get_database", "db:drop"]}}, "users": []}, "- db:drop",
-     "role 'r': unknown action 'db:drop' (see chromactl/roles.py for Chroma's actions)"),
+     "role 'r': unknown action 'db:drop' (Chroma's actions are system:reset, tenant:create_tenant, "
+     "tenant:get_tenant, db:create_database, db:get_database, db:delete_database, db:list_databases, "
+     "db:list_collections, db:count_collections, db:create_collection, db:get_or_create_collection, "
+     "collection:get_collection, collection:delete_collection, collection:update_collection, collection:add, "
+     "collection:delete, collection:get, collection:query, collection:count, collection:update, collection:upsert "
+     "(README: Roles))"),
+    (TOKEN_RBAC, {"roles_mapping": {"r": {"actions": ["collection:qeury"]}}, "users": []}, "- collection:qeury",
+     "role 'r': unknown action 'collection:qeury' (did you mean 'collection:query'? Chroma's actions are "
+     "system:reset, tenant:create_tenant, tenant:get_tenant, db:create_database, db:get_database, "
+     "db:delete_database, db:list_databases, db:list_collections, db:count_collections, db:create_collection, "
+     "db:get_or_create_collection, collection:get_collection, collection:delete_collection, "
+     "collection:update_collection, collection:add, collection:delete, collection:get, collection:query, "
+     "collection:count, collection:update, collection:upsert (README: Roles))"),
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [], "extra": 1}, "extra:", "unknown key 'extra'"),
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(), user(name="bob", tokens=["W" * 16, "T" * 20])]}, "- TTT",
      "user 'bob' shares a token with user 'alice'"),

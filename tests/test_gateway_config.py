@@ -164,13 +164,54 @@ def test_what_no_route_describes_is_refused_by_default_even_for_admin(token_gate
 def test_the_rbac_map_refuses_by_default_and_only_chroma_is_reached():
     g = model(TOKEN_RBAC, token_credentials(TOKEN_RBAC))
     backend = g.maps["$chromactl_backend"]
-    assert backend.default == "chromactl_refused" and not backend.exact
+    assert backend.default == "$chromactl_refusal" and not backend.exact
     assert {value for _, value in backend.regexes} == {"chroma"}
+    refusal_map = g.maps["$chromactl_refusal"]
+    assert refusal_map.source == "$chromactl_role" and refusal_map.exact == {"": "chromactl_refused"}
+    assert refusal_map.default == "chromactl_refused_role" and not refusal_map.regexes
     assert g.upstreams["chroma"].child("server").args[0] == gateway.UPSTREAM
     assert g.decide(Request("GET", "/api/v2/auth/identity", {})) == 403  # no token at all
     refusal = g.unix_servers[g.upstreams["chromactl_refused"].child("server").args[0]].child("location")
     assert refusal.child("return").args == ["403", '{"error":"AuthError","message":"Forbidden"}']  # as Chroma 0.6
+    assert refusal.children("add_header") == []
     assert g.decide(Request("GET", "/api/v2/auth/identity", bearer("f" * 40))) == 403
+    with_reason = g.unix_servers[g.upstreams["chromactl_refused_role"].child("server").args[0]].child("location")
+    assert with_reason.child("return").args == refusal.child("return").args  # the same body
+    assert with_reason.child("add_header").args == ["X-Chromactl-Refused", "role", "always"]
+
+
+@pytest.mark.parametrize("settings", [TOKEN_RBAC, X_TOKEN_RBAC, TOKEN_PLAIN], ids=["rbac", "x-chroma-token", "plain"])
+def test_only_a_caller_who_authenticated_learns_that_the_role_refused(settings):
+    """The refusal's reason (a header) goes to a caller whose secret was right and whose role
+    lacks the action; strangers and wrong secrets get the very same refusal as ever."""
+    g = model(settings, token_credentials(settings))
+    header = "X-Chroma-Token" if settings.token_header == "X-Chroma-Token" else "Authorization"
+
+    def creds(token):
+        return {header: token if header == "X-Chroma-Token" else "Bearer " + token}
+
+    reset = Request("POST", "/api/v2/reset", creds(TOKENS["reader"]))
+    if settings.rbac:
+        assert g.answer(reset) == (403, {"X-Chromactl-Refused": "role"})
+        assert g.answer(Request("GET", "/api/v2/tenants/acme", creds(TOKENS["nothing"]))) == \
+            (403, {"X-Chromactl-Refused": "role"})
+    else:
+        assert g.answer(reset) == (CHROMA, {})  # without RBAC every user may do everything
+    for headers in ({}, creds("W" * 40), creds(TOKENS["reader"] + "x"), creds(TOKENS["reader"][:-1])):
+        assert g.answer(Request("POST", "/api/v2/reset", headers)) == (403, {}), headers
+        assert g.answer(Request("GET", "/api/v2/auth/identity", headers)) == (403, {}), headers
+    assert g.answer(Request("GET", "/api/v2/auth/identity", creds(TOKENS["reader"]))) == (CHROMA, {})
+
+
+def test_under_basic_auth_the_reason_needs_the_right_password():
+    creds = (new_credentials(BASIC_RBAC)
+             .with_user(User("rita", "reader", password_hash=hash_generated("rita-password-24-chars-x", BASIC_RBAC))))
+    g = model(BASIC_RBAC, creds)
+    reset = "/api/v2/reset"
+    assert g.answer(Request("POST", reset, basic("rita", "rita-password-24-chars-x"))) == \
+        (403, {"X-Chromactl-Refused": "role"})
+    for headers in ({}, basic("rita", "rita-password-24-chars-y"), basic("bob", "rita-password-24-chars-x")):
+        assert g.answer(Request("POST", reset, headers)) == (401, {}), headers
 
 
 def test_a_user_whose_role_has_no_rules_or_is_unknown_is_refused():
@@ -241,7 +282,8 @@ def test_tokens_with_any_punctuation_are_escaped_and_match_only_themselves():
     g = Gateway(files, gateway.MOUNT_DIR)
     assert list(g.maps["$chromactl_user"].exact) == [] and g.maps["$chromactl_user"].default == ""
     assert len(g.maps["$chromactl_user"].regexes) == 2  # nothing broke out of the map
-    assert set(g.maps) == {"$chromactl_user", "$chromactl_role", "$chromactl_backend", "$chromactl_limit_key"}
+    assert set(g.maps) == {"$chromactl_user", "$chromactl_role", "$chromactl_refusal", "$chromactl_backend",
+                          "$chromactl_limit_key"}
     assert g.decide(Request("POST", "/api/v2/reset", bearer(PUNCTUATION_TOKEN))) == CHROMA
     assert g.decide(Request("GET", "/api/v2/tenants/a", bearer('"; } default chroma; map $x $y { #abcdefgh'))) == CHROMA
     for i, c in enumerate(PUNCTUATION_TOKEN):  # each metacharacter stands for itself only
@@ -308,8 +350,8 @@ def test_costly_users_are_rate_limited_per_address_before_their_hash(basic_files
     _, files = basic_files
     g = Gateway(files, gateway.MOUNT_DIR)
     conf = files[gateway.CONFIG_FILE]
-    assert set(g.maps) == {"$chromactl_cost7", "$chromactl_cost8", "$chromactl_role", "$chromactl_backend",
-                           "$chromactl_limit_key"}
+    assert set(g.maps) == {"$chromactl_cost7", "$chromactl_cost8", "$chromactl_role", "$chromactl_refusal",
+                           "$chromactl_backend", "$chromactl_limit_key"}
     for cost, user in ((7, "wes"), (8, "ari")):
         who = lambda name: g.variable(f"$chromactl_cost{cost}", Request("GET", "/", basic(name, "x")))  # noqa: E731
         assert who(user) == "192.0.2.7"
@@ -542,7 +584,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ask(port: int, request: Request) -> str | int:
+def _ask(port: int, request: Request) -> tuple[str | int, dict[str, str]]:
+    """The decision, and the refusal's reason header when nginx sent one."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         connection.putrequest(request.method, request.target, skip_accept_encoding=True)
@@ -551,7 +594,9 @@ def _ask(port: int, request: Request) -> str | int:
         connection.endheaders()
         response = connection.getresponse()
         response.read()
-        return CHROMA if response.status == 299 else response.status
+        reason = response.getheader(gateway.REFUSED_HEADER)
+        return (CHROMA if response.status == 299 else response.status,
+                {gateway.REFUSED_HEADER: reason} if reason is not None else {})
     finally:
         connection.close()
 
@@ -609,8 +654,8 @@ def test_a_real_nginx_decides_as_the_model_does(tmp_path):
                         assert process.poll() is None, process.stderr.read().decode()
                         assert time.monotonic() < deadline, "nginx did not start"
                         time.sleep(0.05)
-                mismatches = [(r.method, r.target, r.headers, answer, expected.decide(r))
-                              for r in requests if (answer := _ask(port, r)) != expected.decide(r)]
+                mismatches = [(r.method, r.target, r.headers, answer, expected.answer(r))
+                              for r in requests if (answer := _ask(port, r)) != expected.answer(r)]
                 assert not mismatches, (name, mismatches[:5], len(mismatches))
             finally:
                 process.send_signal(signal.SIGQUIT)

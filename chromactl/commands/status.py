@@ -114,10 +114,13 @@ def status(root: Path | None, connect: Callable[[], Engine]) -> list[InstanceSta
 
 
 def _missing(project: Project) -> InstanceStatus:
+    """A project none of whose containers exist: where it would serve (https with TLS), and
+    the certificate it would serve when one was issued."""
     s = project.settings
+    tls = read_tls(project)
     return InstanceStatus(s.name, container_name(s), "missing", False, None, None, s.image,
-                          url_for(s.host, s.port, "https" if s.uses_tls else "http"),
-                          volume_name(s), s.auth, None, None, str(project.root))
+                          url_for(s.host, s.port, "https" if s.uses_tls else "http"), volume_name(s), s.auth, None,
+                          None, str(project.root), tls=tls, tls_mode=s.tls if tls is not None else None)
 
 
 def _load(path: str | None) -> Project | None:
