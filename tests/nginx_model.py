@@ -241,6 +241,7 @@ class Gateway:
     config_file: str = "nginx.conf"
     # What Chroma's by-id route answers: "tenant/database" -> the collection ids in it.
     chroma_ids: dict[str, set[str]] = field(default_factory=dict)
+    chroma_status: int = 200  # what Chroma answers a request proxied to it (for the log's $status)
 
     def __post_init__(self) -> None:
         top = parse(self.files[self.config_file])
@@ -334,7 +335,7 @@ class Gateway:
     def respond(self, request: Request) -> Answer:
         """The whole answer: what answer() says, and the body of a `return`."""
         found = self._respond(request)
-        request.status = 200 if found.status == CHROMA else found.status  # Chroma's, for the log
+        request.status = self.chroma_status if found.status == CHROMA else found.status  # for the log
         return found
 
     def _respond(self, request: Request) -> Answer:
@@ -344,8 +345,10 @@ class Gateway:
                 if returned is not None:
                     return returned
         location = self._location_for(self.variable("$uri", request))
-        if location is None or location.children("internal"):
+        if location is None:
             return Answer(404)
+        if location.children("internal"):  # not for a client: 404, which the location's error_page may turn
+            return self._error_page(location, 404, request)
         return self._location(location, request)
 
     def _location_for(self, path: str) -> Directive | None:
