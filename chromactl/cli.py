@@ -346,6 +346,11 @@ def creds_add(
     user: Annotated[str, typer.Argument(help="User name.")],
     role: Annotated[Optional[str], typer.Option(help="admin, writer or reader. [default: reader]",
                                                 autocompletion=_complete_roles)] = None,
+    tenant: Annotated[Optional[str], typer.Option(
+        metavar="TENANT", help="Scope the user to this tenant (behind the gateway): it reaches nothing else.")] = None,
+    database: Annotated[Optional[list[str]], typer.Option(
+        "--database", metavar="DATABASE",
+        help="With --tenant: only this database of it; repeatable. [default: all of the tenant's]")] = None,
     password_stdin: PasswordStdin = False,
     token_stdin: TokenStdin = False,
     bcrypt_rounds: RoundsOption = None,
@@ -355,16 +360,20 @@ def creds_add(
     """Add a user and print its new secret once; a running server gets it at once.
 
     Tokens are generated unless given with --token-stdin; passwords are asked for on
-    a terminal, read with --password-stdin, or generated.
+    a terminal, read with --password-stdin, or generated. With --tenant the user is
+    scoped: its role applies in that tenant (and its --database's) alone, and the
+    printed client settings connect there.
 
-    Example: chromactl creds add alice --role writer
+    Example: chromactl creds add alice --role writer --tenant acme --database prod
     """
     from chromactl import output
     from chromactl.commands.creds import add_user
+    from chromactl.engine import engine_address
 
     result = add_user(_root(ctx), user, role, _secret_source(password_stdin, token_stdin),
                       None if no_apply else _connect, output.ProgressReporter(as_json),
-                      {"bcrypt_rounds": bcrypt_rounds})
+                      {"bcrypt_rounds": bcrypt_rounds}, tenant=tenant, databases=tuple(database or ()),
+                      engine_address=engine_address()[0] if tenant else None)  # read, never asked
     output.secret_result(result, as_json)
     _finish(result.effect)
 

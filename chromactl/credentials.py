@@ -361,6 +361,10 @@ def parse_authz(text: str, settings: Settings) -> tuple[dict[str, tuple[str, ...
                 token_owner[token] = name
             tokens = tuple(raw_tokens)
         tenant, databases = _parse_scope(entry, name, line)
+        if tenant is not None and (not settings.rbac or name == PROBE_USER):
+            why = "chromactl's probe user proves the server for every tenant" if name == PROBE_USER else \
+                "scoping needs RBAC: the role decides what the user may do in its tenant"
+            raise ProjectFileError(AUTHZ_FILE, f"user {name!r} has a tenant, but {why}", entry.line_of("tenant"))
         users.append((User(name=name, role=role, tokens=tokens, tenant=tenant, databases=databases), line))
     return roles, users
 

@@ -28,6 +28,7 @@ from chromactl.images import data_path, persist_path_of
 from chromactl.plan import (
     check_image_enforces_auth,
     check_probe,
+    check_scopes,
     native_config_files,
     plan_container,
     plan_gateway,
@@ -148,6 +149,7 @@ def deploy(project: Project, engine: Engine, reporter: Reporter, *, pull: str = 
     if pull not in PULL_POLICIES:
         raise ChromactlError(f"unknown pull policy {pull!r}: use one of {', '.join(PULL_POLICIES)}")
     check_image_enforces_auth(project)
+    check_scopes(project)
     check_probe(project)
     tls = ensure_tls(project, machine=machine_names(engine.address))
     settings = project.settings

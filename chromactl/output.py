@@ -26,7 +26,14 @@ from rich.table import Table
 from chromactl.commands.doctor import Check, Diagnosis, Skip, Source, Verdict
 from chromactl.commands.status import Pending
 from chromactl.credentials import PROBE_USER
-from chromactl.clients import CREDENTIALS_VARIABLE, curl_check, fitting_clients, javascript_snippet, python_snippet
+from chromactl.clients import (
+    CREDENTIALS_VARIABLE,
+    Connection,
+    curl_check,
+    fitting_clients,
+    javascript_snippet,
+    python_snippet,
+)
 from chromactl.deploy import Applied
 from chromactl.envfile import describe_auth
 from chromactl.errors import Cancelled, ChromactlError
@@ -175,6 +182,18 @@ def _applied_sentence(effect: Effect | None, user: str) -> str:
     }[effect.applied]
 
 
+def scope_document(tenant: str | None, databases: tuple[str, ...]) -> dict | None:
+    """A user's scope: its tenant and databases (null: server-wide; an empty list: all of the tenant's)."""
+    return None if tenant is None else {"tenant": tenant, "databases": list(databases)}
+
+
+def scope_words(tenant: str | None, databases: tuple[str, ...]) -> str:
+    if tenant is None:
+        return "server-wide"
+    return f"tenant {tenant}, " + (f"database{'s' if len(databases) > 1 else ''} {', '.join(databases)}"
+                                   if databases else "all its databases")
+
+
 def secret_result(result: SecretResult, as_json: bool) -> None:
     for message in result.warnings:
         warn(message)
@@ -182,30 +201,35 @@ def secret_result(result: SecretResult, as_json: bool) -> None:
     if as_json:
         emit(command, {**_secret_document(result.user, result.role, result.secret), "kind": result.kind,
                        "generated": result.generated, "warnings": list(result.warnings),
-                       "applied": applied_document(result.effect)})
+                       "applied": applied_document(result.effect),
+                       "scope": scope_document(result.tenant, result.databases)})
         return
     applied = _applied_sentence(result.effect, result.user)
+    scope = f", {scope_words(result.tenant, result.databases)}" if result.tenant else ""
     if result.rotated:
-        stdout().print(f"New {result.kind} for {result.user!r} (role {result.role}). {applied}", markup=False)
+        stdout().print(f"New {result.kind} for {result.user!r} (role {result.role}{scope}). {applied}", markup=False)
     else:
-        stdout().print(f"Added user {result.user!r} (role {result.role}). {applied}", markup=False)
+        stdout().print(f"Added user {result.user!r} (role {result.role}{scope}). {applied}", markup=False)
     if result.generated:
         _show_secret(f"generated {result.kind}", repr(result.user), result.secret)
+    if result.connection is not None:
+        stdout().print(connect_snippets(result.connection, f"{result.user}'s {result.kind}"), markup=False)
 
 
 def list_result(result: ListResult, as_json: bool) -> None:
     if as_json:
         emit("creds list", {"auth": result.auth, "rbac": result.rbac,
                             "users": [{"user": u.user, "role": u.role, "tokens": u.tokens, "password": u.password,
-                                       "internal": u.internal} for u in result.users]})
+                                       "internal": u.internal, "scope": scope_document(u.tenant, u.databases)}
+                                      for u in result.users]})
         return
     table = Table(title=None, box=None, pad_edge=False)
-    for column in ("USER", "ROLE", "SECRET"):
+    for column in ("USER", "ROLE", "SECRET", "SCOPE"):
         table.add_column(column)
     for u in result.users:
         secret = f"{u.tokens} token{'s' if u.tokens != 1 else ''}" if result.auth == "token" else "password"
         name = u.user + ("  (internal: auth probe)" if u.internal else "")
-        table.add_row(name, u.role, secret)
+        table.add_row(name, u.role, secret, scope_words(u.tenant, u.databases))
     stdout().print(table)
     if not result.rbac:
         stderr().print("RBAC is off: every user has full access.", markup=False)
@@ -290,19 +314,25 @@ class ProgressReporter:
         self._err.out(text, end="", highlight=False)
 
 
-def _connect_snippets(result: UpResult) -> str:
-    d = result.deployed
-    s = result.project.settings
-    ca = str(d.tls.ca_path) if d.tls is not None else None
+def connect_snippets(c: Connection, whose: str | None = None) -> str:
+    """How a client connects: where the credential goes, then the Python and JavaScript snippets."""
+    s = c.settings
     lines = []
     if s.auth_enabled:
-        what = "a token" if s.auth == "token" else "USER:PASSWORD"
+        what = whose or ("a token" if s.auth == "token" else "USER:PASSWORD")
+        if whose and s.auth == "basic":
+            what = f"USER:PASSWORD ({whose})"
         lines.append(f"Set {CREDENTIALS_VARIABLE} to {what} in the client's environment, then:")
     lines.append("Python:")
-    lines += ["    " + line for line in python_snippet(s, d.url, ca).splitlines()]
-    lines.append(f"JavaScript{f' (run node with NODE_EXTRA_CA_CERTS={ca})' if ca else ''}:")
-    lines += ["    " + line for line in javascript_snippet(s, d.url, ca is not None).splitlines()]
+    lines += ["    " + line for line in python_snippet(s, c.url, c.ca, c.tenant, c.databases).splitlines()]
+    lines.append(f"JavaScript{f' (run node with NODE_EXTRA_CA_CERTS={c.ca})' if c.ca else ''}:")
+    lines += ["    " + line for line in javascript_snippet(s, c.url, c.ca is not None, c.tenant, c.databases).splitlines()]
     return "\n".join(lines)
+
+
+def _connect_snippets(result: UpResult) -> str:
+    d = result.deployed
+    return connect_snippets(Connection(result.project.settings, d.url, str(d.tls.ca_path) if d.tls is not None else None))
 
 
 def up_result(result: UpResult, as_json: bool) -> None:
