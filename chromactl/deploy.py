@@ -28,6 +28,7 @@ from chromactl.images import data_path, persist_path_of
 from chromactl.plan import (
     check_image_enforces_auth,
     check_probe,
+    check_reachable_from_here,
     check_scopes,
     native_config_files,
     plan_container,
@@ -151,6 +152,7 @@ def deploy(project: Project, engine: Engine, reporter: Reporter, *, pull: str = 
     check_image_enforces_auth(project)
     check_scopes(project)
     check_probe(project)
+    check_reachable_from_here(project.settings, engine.address)
     tls = ensure_tls(project, machine=machine_names(engine.address))
     settings = project.settings
     project = refresh_env_file(project, reporter)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from chromactl.certs import CONTAINER_TLS_DIR, TlsMaterial
 from chromactl.configvol import ConfigFile, config_volume_name
@@ -18,6 +19,7 @@ from chromactl.gateway import LISTEN_PORT, UPSTREAM, gateway_spec, render_gatewa
 from chromactl.images import auth_verdict, data_path
 from chromactl.probe import credential_headers
 from chromactl.project import Project
+from chromactl.settings import is_loopback
 from chromactl.spec import (
     CONTAINER_PORT,
     INTERNAL_PREFIX,
@@ -114,6 +116,24 @@ def check_probe(project: Project) -> None:
     if project.settings.auth == "token" and project.probe_secret not in probe.tokens:
         raise ChromactlError(f".chromactl/probe-secret does not match {PROBE_USER}'s token",
                              hint=f"renew both with `chromactl creds rotate {PROBE_USER}`")
+
+
+def check_reachable_from_here(settings, engine_address: str) -> None:
+    """A remote engine (tcp://, ssh:// to another machine) publishing on a loopback address
+    serves that machine alone: chromactl, here, could not prove the server, nor could any
+    client but one on that machine (or through a tunnel)."""
+    remote = urlsplit(engine_address).hostname if "://" in engine_address else None
+    if not engine_address.startswith(("tcp://", "ssh://", "http://", "https://")) or remote is None:
+        return
+    if is_loopback(settings.host) and not _names_loopback(remote):
+        raise ChromactlError(f"the engine at {engine_address} runs on {remote}: a server published on {settings.host} "
+                             f"there is out of this machine's reach, so chromactl could not prove it",
+                             hint="publish on an address of that machine: `chromactl init --force --host 0.0.0.0` "
+                                  "(TLS and auth as before)")
+
+
+def _names_loopback(hostname: str) -> bool:
+    return hostname == "localhost" or is_loopback(hostname)
 
 
 # Where an exported Compose file takes its internal subnet when no engine answers at export

@@ -126,7 +126,10 @@ def resolve_settings(
     problem = validate_settings(settings)
     if problem:
         key, message = problem
-        if given.get(key) is None and key in stored:
+        # The file is at fault when it holds the value, or when no flag was given at all;
+        # otherwise a flag made the combination (`init --force --tls files` without --tls-cert).
+        flags = any(value is not None for value in given.values())
+        if given.get(key) is None and (stored.get(key) is not None or (key in stored and not flags)):
             raise ChromactlError(f"chromactl.yaml: {message}")
         raise UsageError(f"--{key.replace('_', '-')}: {message}")  # a flag or its CHROMACTL_* variable
     return settings

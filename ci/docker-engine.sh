@@ -56,8 +56,11 @@ if engine_up; then
 fi
 
 # A dockerd we (or someone) started may still be booting: don't start a second one on the
-# same socket, just wait for it.
-existing_pid=$(pgrep -x dockerd | head -n1 || true)
+# same socket, just wait for it. Only the default engine counts (its pid file): a second
+# engine on another socket (ci/remote-engine.sh) is not this one, and waiting for it to
+# answer on the default socket would never end.
+existing_pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+if [ -n "$existing_pid" ] && ! kill -0 "$existing_pid" 2>/dev/null; then existing_pid=; fi
 
 start_dockerd() {  # $1: storage driver or empty
   local args=()

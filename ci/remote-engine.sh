@@ -7,7 +7,10 @@
 #             /run/chromactl-remote/docker.sock, data root, exec root, default bridge
 #             (chromactlr0: `--bridge none` would delete the first engine's docker0) and address
 #             pool (10.213.0.0/16, apart from the first engine's), and iptables left to the first
-#             engine (ports are published by its userland proxy)
+#             engine (ports are published by its userland proxy); --live-restore, because a
+#             dockerd 20.10 with --default-address-pool and without it deletes the interface
+#             docker0 at start-up, whichever bridge it was given: the first engine's containers
+#             then cannot start ("could not find bridge docker0")
 #   sshd      on 127.0.0.1:2222 only, key login for root, each login running
 #             `docker system dial-stdio` against that socket (what `DOCKER_HOST=ssh://...` runs)
 #   client    /etc/ssh/ssh_config.d/chromactl-remote.conf: the key and known hosts for 127.0.0.1
@@ -48,15 +51,19 @@ if ! remote info >/dev/null 2>&1; then
   if ! ip link show chromactlr0 >/dev/null 2>&1; then
     ip link add chromactlr0 type bridge && ip addr add 10.214.0.1/24 dev chromactlr0 && ip link set chromactlr0 up
   fi
+  had_docker0=$(ip link show docker0 2>/dev/null || true)
   log "starting a second dockerd on $SOCK, /tmp and $REPO hidden from it"
   ( ulimit -n 1048576 2>/dev/null || true
     exec setsid nohup unshare --mount --propagation private sh -c "
       mount -t tmpfs -o size=16m tmpfs /tmp && mount -t tmpfs -o size=1m tmpfs '$REPO' &&
       exec dockerd --host 'unix://$SOCK' --data-root '$DATA' --exec-root '$RUN/exec' \
         --pidfile '$RUN/docker.pid' --bridge chromactlr0 --iptables=false --ip-masq=false \
-        --default-address-pool base=10.213.0.0/16,size=24 --cgroup-parent chromactl-remote" \
+        --default-address-pool base=10.213.0.0/16,size=24 --cgroup-parent chromactl-remote --live-restore" \
       </dev/null >>/var/log/chromactl-remote-dockerd.log 2>&1 ) &
   for _ in $(seq 1 60); do remote info >/dev/null 2>&1 && break; sleep 1; done
+  if [ -n "$had_docker0" ] && ! ip link show docker0 >/dev/null 2>&1; then
+    die "starting the second dockerd removed the first engine's bridge docker0"
+  fi
   remote info >/dev/null 2>&1 || { tail -n 5 /var/log/chromactl-remote-dockerd.log >&2; die "the second dockerd did not come up"; }
 fi
 

@@ -479,3 +479,24 @@ def test_natively_a_new_server_is_proven_on_loopback_before_it_is_published(tmp_
     deploy(load_project(root), engine, Reporter())
     assert published[1:] == ["127.0.0.1", "0.0.0.0"]  # proven on loopback, then published
     assert engine.container("chromactl-proj").published == ("0.0.0.0", 18000)
+
+
+@pytest.mark.parametrize("address, host, refused", [
+    ("ssh://ops@db.example.org", "127.0.0.1", True),  # that machine's loopback: nothing here reaches it
+    ("tcp://10.1.2.3:2376", "::1", True),
+    ("ssh://ops@db.example.org", "0.0.0.0", False),  # proven through db.example.org
+    ("ssh://root@127.0.0.1:2222", "127.0.0.1", False),  # an engine on this very machine
+    ("ssh://root@localhost", "127.0.0.1", False),
+    ("unix:///var/run/docker.sock", "127.0.0.1", False),
+])
+def test_a_remote_engine_is_not_asked_to_publish_where_this_machine_cannot_prove_it(tmp_path, engine, address,
+                                                                                    host, refused):
+    root = project_at(tmp_path, host=host)
+    engine.address = address
+    if not refused:
+        assert deploy(load_project(root), engine, Reporter()).auth.enforced
+        return
+    with pytest.raises(ChromactlError, match="out of this machine's reach") as raised:
+        deploy(load_project(root), engine, Reporter())
+    assert "--host 0.0.0.0" in raised.value.hint
+    assert changes(engine, "create") == []

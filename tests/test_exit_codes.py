@@ -79,6 +79,7 @@ BAD_VALUES = [
     (["init", "--force", "--host", "notanaddress"], "invalid host address"),
     (["init", "--force", "--token-header", "X"], "'X' is not one of"),
     (["init", "--force", "--tls", "sometimes"], "'sometimes' is not one of"),
+    (["init", "--force", "--tls", "files"], "--tls-cert: tls files needs tls-cert"),  # a flag made it, not the file
     (["init", "--force", "--gateway-image", "bad image"], "invalid image reference"),
     (["up", "--pull", "sometimes"], "'sometimes' is not one of"),
     (["up", "--timeout", "0"], "'--timeout'"),

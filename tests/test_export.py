@@ -3,6 +3,7 @@ against the test engine with Chroma's real client, and by kubernetes-validate.""
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -177,3 +178,111 @@ def test_unwritable_output(chromactl):
         folder.mkdir(mode=0o555)
         result = chromactl("export", "compose", "-o", str(folder / "c.yaml"))
     assert result.returncode == 1 and "permission denied" in result.stderr, result.stderr
+
+
+_RAW_STATUS = r'''
+import json, socket, sys
+def status(host, port):
+    body = b'{"name": "intruder"}'
+    try:
+        s = socket.create_connection((host, int(port)), timeout=5)
+    except ConnectionRefusedError:
+        return "refused"
+    s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+              b"Connection: close\r\n\r\n" % (sys.argv[1].encode(), len(body)) + body)
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+    return int(data.split()[1])
+print(json.dumps([status(*target.split(":")) for target in sys.argv[2:]]))
+'''
+
+_BASH_STATUS = r'''
+for target in "$@"; do
+  ( exec 3<>"/dev/tcp/${target%:*}/${target#*:}" || exit 9
+    printf 'POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20\r\nConnection: close\r\n\r\n{"name": "intruder"}' "$COLLECTIONS" >&3
+    head -n 1 <&3 | cut -d' ' -f2 ) 2>/dev/null || echo refused
+done
+'''
+
+
+@pytest.mark.docker
+def test_exported_compose_has_no_way_around_its_gateway(chromactl, docker_client):
+    """The exported Compose deployment attacked as `up`'s is: as an unprivileged user of this
+    machine and from another container, a write without credentials to every address that
+    reaches its containers (the published port, the gateway's own address, Chroma's port
+    there). Chroma's internal address is proven out of reach from interface and route facts
+    (no packet is sent there: with no route it would leave through the default route)."""
+    import ipaddress
+    import sys
+
+    compose = shutil.which("docker-compose")
+    require(compose is not None, "Debian's docker-compose")
+    name = "atk" + os.urandom(4).hex()  # its own data volume, empty
+    port = init(chromactl, "--name", name, "--gateway-image", "chromactl-test/nginx:bookworm", image=IMAGE_159)
+    project = chromactl.project
+    ok(chromactl("export", "compose", "-o", "compose.yaml"))
+    base = [compose, "-f", str(project / "compose.yaml"), "-p", "chromactlatk" + str(port)]
+    admin = {"Authorization": "Bearer " + admin_secret(type("P", (), {"folder": project}))}
+    try:
+        started = subprocess.run(base + ["up", "-d"], capture_output=True, text=True, timeout=300)
+        assert started.returncode == 0, started.stderr
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if http_status(url + "/api/v2/heartbeat") == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.3)
+        assert http_status(url + COLLECTIONS, admin) == 200
+        containers = {c.labels["org.chromactl.service"]: c
+                      for c in docker_client.containers.list(filters={"label": f"org.chromactl.project={project}"})}
+        chroma, gateway = containers["chroma"], containers["gateway"]
+
+        # Chroma: on the internal network alone, nothing published; that network has no host address.
+        [internal] = chroma.attrs["NetworkSettings"]["Networks"]
+        assert not chroma.attrs["HostConfig"]["PortBindings"]
+        network = docker_client.networks.get(internal)
+        assert network.attrs["Internal"] is True
+        bridge = network.attrs["Options"].get("com.docker.network.bridge.name") or "br-" + network.id[:12]
+        shown = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge], capture_output=True, text=True)
+        assert shown.stdout.strip() == "", shown.stdout
+        chroma_ip = chroma.attrs["NetworkSettings"]["Networks"][internal]["IPAddress"]
+        routes = subprocess.run(["ip", "-4", "-o", "route", "show"], capture_output=True, text=True).stdout
+        for line in routes.splitlines():  # no route of this host leads onto that bridge
+            prefix = line.split()[0]
+            if prefix != "default" and ipaddress.ip_address(chroma_ip) in ipaddress.ip_network(prefix, strict=False):
+                assert f"dev {bridge}" not in line, line
+
+        [(public, attached)] = [(n, a) for n, a in gateway.attrs["NetworkSettings"]["Networks"].items() if n != internal]
+        targets = [f"127.0.0.1:{port}", f"{attached['IPAddress']}:8080", f"{attached['IPAddress']}:8000"]
+        expected = [403, 403, "refused"]  # nothing listens on Chroma's port beside the gateway
+
+        # An unprivileged user of this machine.
+        nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                                 _RAW_STATUS, COLLECTIONS, *targets], capture_output=True, text=True, timeout=60)
+        assert nobody.returncode == 0, nobody.stderr
+        assert json.loads(nobody.stdout) == expected
+
+        # Another container, on the deployment's public network (inside the engine: the published
+        # port is the host's, so the container aims at the gateway's own address).
+        output = docker_client.containers.run(
+            "chromactl-test/nginx:bookworm", ["bash", "-c", _BASH_STATUS, "attack", *targets[1:]],
+            environment={"COLLECTIONS": COLLECTIONS}, network=public, remove=True, user="65534:65534")
+        assert output.decode().split() == [str(s) for s in expected[1:]]
+
+        listed = urllib_get_json(url + COLLECTIONS, admin)
+        assert listed == [], listed  # no attempt created anything
+    finally:
+        subprocess.run(base + ["down", "-v"], capture_output=True, text=True, timeout=120)
+        for volume in docker_client.volumes.list(filters={"name": f"chromactl-{name}-data"}):
+            volume.remove(force=True)
+
+
+def urllib_get_json(url: str, headers: dict):
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+        return json.loads(response.read())

@@ -702,3 +702,13 @@ def test_under_basic_auth_only_the_probes_exact_header_is_spared():
     # password is checked only after the limit.
     for headers in ({}, basic("admin", "wrong"), basic("chromactl-probe", "P" * 23), {"Authorization": probe + "x"}):
         assert key(headers) == "10.9.8.7", headers
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"])
+def test_the_api_description_pages_are_refused_to_everyone(path):
+    """Chroma 0.6.3 serves them to anyone natively (README: What it does not do); the gateway
+    has no route for them, for strangers and for every role alike."""
+    g = model(TOKEN_RBAC, token_credentials(TOKEN_RBAC))
+    assert g.decide(Request("GET", path)) in (401, 403)
+    for role in ROLES:
+        assert g.decide(Request("GET", path, bearer(TOKENS[role]))) == 403, role
