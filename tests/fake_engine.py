@@ -46,6 +46,7 @@ class FakeContainer:
     volume: str | None = None
     path: str | None = None  # a holder's mount point
     exit_code: int = 0
+    stdout: bytearray = field(default_factory=bytearray)  # what it wrote there (the gateway: its audit lines)
 
 
 @dataclass
@@ -94,6 +95,10 @@ class FakeEngine:
 
     def put_volume(self, name: str, files: dict[str, bytes], labels: dict | None = None) -> None:
         self._volumes[name] = {"labels": labels or {}, "files": dict(files)}
+
+    def write_stdout(self, name: str, text: str) -> None:
+        """The container writes to its stdout (kept as the engine keeps a log, across restarts)."""
+        self._get(name).stdout.extend(text.encode())
 
     def kill(self, name: str) -> None:
         """The container dies (as by SIGKILL), the engine does not restart it."""
@@ -214,6 +219,14 @@ class FakeEngine:
     def logs(self, name: str, tail="all", follow: bool = False):
         self._check()
         return iter([b"a log line\n"])
+
+    def stdout_log(self, name: str, since: float | None = None):
+        """Its stdout in chunks that cut lines anywhere, as a real engine's may; `since` is
+        left to the reader (the fake keeps no time per line)."""
+        self._check()
+        self.calls.append(("read log", self._name_of(name)))
+        data = bytes(self._get(name).stdout)
+        return iter([data[i:i + 7] for i in range(0, len(data), 7)])
 
     def exec(self, name: str, command: list[str]) -> str | None:
         self._check()
