@@ -634,8 +634,10 @@ def audit_document(result: AuditResult) -> dict:
 
 
 def _where(e) -> str:
-    """tenant/database, and the collection's id cut to its first block (the JSON has it whole)."""
-    parts = [p for p in (e.tenant, e.database) if p]
+    """tenant/database/collection, Chroma's default tenant and database said "default" and
+    the collection's id cut to its first block (the JSON has them whole)."""
+    defaults = {"default_tenant": "default", "default_database": "default"}
+    parts = [defaults.get(p, p) for p in (e.tenant, e.database) if p]
     if e.collection:
         parts.append(e.collection.split("-", 1)[0] + ("…" if "-" in e.collection else ""))
     return "/".join(parts) or "-"
@@ -643,7 +645,7 @@ def _where(e) -> str:
 
 def audit_result(result: AuditResult, as_json: bool) -> None:
     """--json: one document; else a table within the terminal's width (100 columns when
-    piped): UTC time, user, role, action, status, reason, where, milliseconds. What a client
+    piped): UTC time, user, role, action, status code, reason, where, milliseconds. What a client
     sent (a path, a name) is shown with its control characters escaped."""
     if as_json:
         emit("audit", audit_document(result))
@@ -654,14 +656,16 @@ def audit_result(result: AuditResult, as_json: bool) -> None:
     if not result.entries:
         stderr().print("No requests match.", markup=False)
         return
-    table = Table(box=None, pad_edge=False, width=output_width(), show_edge=False)
+    # One space between columns; the short ones keep their width (long names cut with an
+    # ellipsis), WHERE takes what is left.
+    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), width=output_width())
     table.add_column("TIME (UTC)", no_wrap=True, min_width=14)
-    for column in ("USER", "ROLE", "ACTION"):
-        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=28)
-    table.add_column("STATUS", no_wrap=True, justify="right")
-    table.add_column("REASON", no_wrap=True, overflow="ellipsis")
-    table.add_column("WHERE", no_wrap=True, overflow="ellipsis", ratio=1)
-    table.add_column("MS", no_wrap=True, justify="right")
+    for column, widest in (("USER", 12), ("ROLE", 8), ("ACTION", 22)):
+        table.add_column(column, no_wrap=True, overflow="ellipsis", min_width=len(column), max_width=widest)
+    table.add_column("CODE", no_wrap=True, min_width=4)
+    table.add_column("REASON", no_wrap=True, overflow="ellipsis", min_width=6, max_width=15)
+    table.add_column("WHERE", no_wrap=True, overflow="ellipsis", min_width=5, ratio=1)
+    table.add_column("MS", no_wrap=True, justify="right", min_width=2)
     for e in result.entries:
         when = datetime.fromtimestamp(e.ts, timezone.utc).strftime("%m-%d %H:%M:%S")
         table.add_row(when, printable(e.user) or "-", printable(e.role) or "-", printable(e.action),

@@ -9,6 +9,7 @@ container whose behaviour a test sets (answers, enforces auth, exits at start...
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import tarfile
@@ -105,6 +106,10 @@ class FakeEngine:
         self._containers[name].state = "exited"
         self._containers[name].exit_code = 137
 
+    def _new_id(self) -> str:
+        """A container id as an engine makes them: 64 hex digits, unlike in its first 12 too."""
+        return hashlib.sha256(f"container {next(self._ids)}".encode()).hexdigest()
+
     def _check(self) -> None:
         if not self.reachable:
             raise EngineUnavailable(f"no container engine answers at {self.address}", self.address, "a test")
@@ -172,7 +177,7 @@ class FakeEngine:
                 raise EngineError(f"network {attachment.network} not found")
         if spec.volume and spec.volume not in self._volumes:
             self._volumes[spec.volume] = {"labels": {}, "files": {}}
-        self._containers[spec.name] = FakeContainer(id=f"{next(self._ids):064x}", spec=spec, image=spec.image,
+        self._containers[spec.name] = FakeContainer(id=self._new_id(), spec=spec, image=spec.image,
                                                     labels=dict(spec.labels), volume=spec.volume,
                                                     path=spec.data_path)
         self.calls.append(("create", spec.name))
@@ -297,7 +302,7 @@ class FakeEngine:
 
     def create_holder(self, name: str, image: str, volume: str, path: str, labels: dict[str, str]) -> None:
         self._check()
-        self._containers[name] = FakeContainer(id=f"{next(self._ids):064x}", spec=None, image=image,
+        self._containers[name] = FakeContainer(id=self._new_id(), spec=None, image=image,
                                                labels=dict(labels), volume=volume, path=path)
 
     def image_file(self, image: str, path: str) -> bytes | None:

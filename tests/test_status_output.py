@@ -152,6 +152,19 @@ def test_pretty_is_what_status_prints_by_default(capsys, monkeypatch):
     assert capsys.readouterr().out == output.status_blocks([troubled()], 72)
 
 
+def test_a_gateway_projects_block_and_json_show_the_last_minutes_rates(capsys):
+    from chromactl.audit import Traffic
+
+    i = instance(traffic=Traffic(42, 7.5), tls=None)
+    text = output.status_blocks([i], width=100)
+    assert "  traffic:     42 requests/min, 7.5 refused/min (401, 403, 429) in the last minute\n" in text
+    assert "traffic:" not in output.status_blocks([instance()], width=100)
+    output.status_result([i], "json")
+    doc = document(capsys.readouterr().out, "status")
+    assert doc["instances"][0]["traffic"] == {"window_seconds": 60, "requests_per_minute": 42,
+                                              "refused_per_minute": 7.5}
+
+
 def test_json_is_the_documented_document(capsys, tmp_path):
     from chromactl.tls import new_ca
 
