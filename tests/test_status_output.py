@@ -275,6 +275,7 @@ def test_tls_renew_prints_the_sentence_and_the_new_ca(capsys, tmp_path):
 
 def test_the_readme_shows_status_as_it_prints():
     """README's example is what status_blocks prints for the same instance: it cannot drift."""
+    from chromactl.audit import Traffic
     from conftest import REPO
 
     readme = (REPO / "README.md").read_text()
@@ -283,5 +284,5 @@ def test_the_readme_shows_status_as_it_prints():
                  url="https://127.0.0.1:8000", volume="chromactl-search-data", project="/home/ana/search",
                  gateway=ContainerInfo("id", "chromactl-search-gateway", "running", "nginx:1.27.5"),
                  tls=material(days=396, ca="/home/ana/search/.chromactl/tls/ca.pem"),
-                 volume_bytes=int(0.2 * 1024 * 1024), last_backup=None)
+                 volume_bytes=int(0.2 * 1024 * 1024), last_backup=None, traffic=Traffic(42, 3))
     assert output.status_blocks([i], 100) == shown
