@@ -637,6 +637,37 @@ def logs(
         pass  # the way out of --follow
 
 
+@app.command()
+def audit(
+    ctx: typer.Context,
+    since: Annotated[Optional[str], typer.Option(
+        metavar="DURATION|TIMESTAMP", help="Only requests since then: 30s, 15m, 2h, 7d, or 2026-12-02T04:36:44Z "
+                                           "(UTC without a zone).")] = None,
+    user: Annotated[Optional[str], typer.Option(metavar="USER", help="Only this user's requests ('unknown': "
+                                                "credentials the gateway does not know).",
+                                                autocompletion=_complete_users)] = None,
+    action: Annotated[Optional[str], typer.Option(metavar="ACTION", help="Only this action, e.g. collection:add, "
+                                                  "system:heartbeat, unknown.")] = None,
+    status: Annotated[Optional[str], typer.Option(metavar="CODE", help="Only this HTTP status (403) or class "
+                                                  "(4xx).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Who did what through the gateway: one line per request, oldest first.
+
+    Read from the running gateway's log and from the logs of earlier gateways, which `up`
+    and `down` archive in .chromactl/audit/ before removing one. Lines that are not audit
+    lines are skipped; damaged ones are counted. Projects without a gateway have no audit
+    trail (Chroma records no requests).
+
+    Example: chromactl audit --since 1h --status 4xx
+    """
+    from chromactl import output
+    from chromactl.commands.audit import audit as run_audit
+
+    output.audit_result(run_audit(_root(ctx), _connect, since=since, user=user, action=action, status=status),
+                        as_json)
+
+
 # --- export -------------------------------------------------------------------------------
 
 OutputOption = Annotated[Optional[Path], typer.Option("--output", "-o", dir_okay=False,

@@ -45,6 +45,7 @@ from chromactl.spec import (
     CONTAINER_PORT,
     Attachment,
     ContainerSpec,
+    LogRotation,
     Mount,
     gateway_name,
     internal_network_name,
@@ -133,6 +134,13 @@ AUDIT_FORMAT = (
     '"database":"$chromactl_database","collection":"$chromactl_collection","method":"$request_method",'
     '"path":"$uri","status":$status,"reason":"$chromactl_reason","seconds":$request_time,'
     '"bytes_in":$request_length,"bytes_out":$bytes_sent}')
+
+
+# The gateway's log (the audit trail on stdout, nginx's own messages on stderr) is bounded
+# by the engine's json-file driver: a new file every 10 MiB, the newest 5 kept (about 150,000
+# requests at ~350 bytes a line). `up` and `down` archive it before they remove the
+# container (chromactl.audit_archive): a restart keeps it anyway.
+LOG_ROTATION = LogRotation(max_size="10m", max_files=5)
 
 
 def _pcre_literal(text: str) -> str:
@@ -528,6 +536,6 @@ def gateway_spec(project_root: str, settings: Settings, config_volume: str, imag
         mounts=(Mount(config_volume, MOUNT_DIR),), volume=None, data_path=None,
         host=settings.host, port=settings.port, command=COMMAND, container_port=LISTEN_PORT,
         networks=(Attachment(network_name(settings)), Attachment(internal_network_name(settings), internal_address)),
-        user=f"{user[0]}:{user[1]}", tmpfs=("/tmp",),
+        user=f"{user[0]}:{user[1]}", tmpfs=("/tmp",), log_rotation=LOG_ROTATION,
     )
     return labelled(spec, project_root, settings, "gateway", image_id, {})

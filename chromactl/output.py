@@ -10,6 +10,7 @@ on a line of their own, without markup.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import shlex
 import shutil
 import sys
 import textwrap
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -41,7 +43,9 @@ from chromactl.images import chroma_version
 from chromactl.tls import WARN_DAYS as TLS_WARN_DAYS
 
 if TYPE_CHECKING:  # only for the annotations: importing them would pull in more than output needs
+    from chromactl.audit import Traffic
     from chromactl.certs import TlsMaterial
+    from chromactl.commands.audit import AuditResult
     from chromactl.commands.creds import Effect, ListResult, RemoveResult, SecretResult
     from chromactl.commands.doctor import DoctorResult, Finding
     from chromactl.commands.down import DownResult
@@ -399,8 +403,19 @@ def status_document(i: InstanceStatus) -> dict:
         "pending": [{"action": p.action.value, "target": p.target} for p in i.pending] if i.pending is not None else None,
         "problem": i.problem, "hint": i.hint, "costly_users": list(i.costly_users),
         "tls": tls_document(i.tls, i.tls_mode), "volume_bytes": i.volume_bytes, "last_backup": i.last_backup,
-        "origin": i.origin,
+        "origin": i.origin, "traffic": traffic_document(i.traffic),
     }
+
+
+def traffic_document(t: Traffic | None) -> dict | None:
+    if t is None:
+        return None
+    return {"window_seconds": t.window_s, "requests_per_minute": t.requests_per_minute,
+            "refused_per_minute": t.refused_per_minute}
+
+
+def _per_minute(value: float) -> str:
+    return f"{value:g}"
 
 
 STATUS_FORMATS = ("pretty", "table", "json", "env")
@@ -506,6 +521,10 @@ def status_blocks(instances: list[InstanceStatus], width: int = 100) -> str:
         lines += _value_lines("container", i.container, width)
         if i.gateway:
             lines += _value_lines("gateway", f"{i.gateway.name} ({i.gateway.state})", width)
+        if i.traffic is not None:
+            lines += _sentence_lines("traffic", f"{_per_minute(i.traffic.requests_per_minute)} requests/min, "
+                                     f"{_per_minute(i.traffic.refused_per_minute)} refused/min (401, 403, 429) "
+                                     "in the last minute", width)
         size = f" ({i.volume_bytes / 1024 / 1024:.1f} MB)" if i.volume_bytes is not None else ""
         lines += _value_lines("volume", (i.volume or "-") + size, width)
         lines += _backup_lines(i, width)
@@ -604,6 +623,61 @@ def _status_table(instances: list[InstanceStatus]) -> None:
         elif i.pending:
             stderr().print(f"{i.name}: changed since it started "
                            f"({'; '.join(pending_text(p) for p in i.pending)}): run `chromactl up`", markup=False)
+
+
+# --- audit ------------------------------------------------------------------------------
+
+
+def audit_document(result: AuditResult) -> dict:
+    return {"entries": [dataclasses.asdict(e) for e in result.entries], "damaged_lines": result.damaged,
+            "other_lines": result.skipped, "archived_files": result.archived_files, "live_gateway": result.live}
+
+
+def _where(e) -> str:
+    """tenant/database/collection, Chroma's default tenant and database said "default" and
+    the collection's id cut to its first block (the JSON has them whole)."""
+    defaults = {"default_tenant": "default", "default_database": "default"}
+    parts = [defaults.get(p, p) for p in (e.tenant, e.database) if p]
+    if e.collection:
+        parts.append(e.collection.split("-", 1)[0] + ("…" if "-" in e.collection else ""))
+    return "/".join(parts) or "-"
+
+
+def audit_result(result: AuditResult, as_json: bool) -> None:
+    """--json: one document; else a table within the terminal's width (100 columns when
+    piped): UTC time, user, role, action, status code, reason, where, milliseconds. What a client
+    sent (a path, a name) is shown with its control characters escaped."""
+    if as_json:
+        emit("audit", audit_document(result))
+        return
+    if result.damaged:
+        warn(f"{result.damaged} damaged audit line{'s' if result.damaged != 1 else ''} skipped (cut or not of "
+             "the expected shape)")
+    if not result.entries:
+        stderr().print("No requests match.", markup=False)
+        return
+    # One space between columns; the short ones keep their width (long names cut with an
+    # ellipsis), WHERE takes what is left.
+    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), width=output_width())
+    table.add_column("TIME (UTC)", no_wrap=True, min_width=14)
+    for column, widest in (("USER", 12), ("ROLE", 8), ("ACTION", 22)):
+        table.add_column(column, no_wrap=True, overflow="ellipsis", min_width=len(column), max_width=widest)
+    table.add_column("CODE", no_wrap=True, min_width=4)
+    table.add_column("REASON", no_wrap=True, overflow="ellipsis", min_width=6, max_width=15)
+    table.add_column("WHERE", no_wrap=True, overflow="ellipsis", min_width=5, ratio=1)
+    table.add_column("MS", no_wrap=True, justify="right", min_width=2)
+    for e in result.entries:
+        when = datetime.fromtimestamp(e.ts, timezone.utc).strftime("%m-%d %H:%M:%S")
+        table.add_row(when, printable(e.user) or "-", printable(e.role) or "-", printable(e.action),
+                      str(e.status), e.reason or "-", printable(_where(e)), f"{e.seconds * 1000:.0f}")
+    console = Console(file=io.StringIO(), highlight=False, soft_wrap=False, emoji=False, width=output_width())
+    console.print(table)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in console.file.getvalue().splitlines()))
+    sys.stdout.flush()
+    source = f"{result.archived_files} archived file{'s' if result.archived_files != 1 else ''}"
+    source += f" and the live gateway {result.live}" if result.live else " (no gateway runs)"
+    stderr().print(f"{len(result.entries)} request{'s' if len(result.entries) != 1 else ''}, from {source}.",
+                   markup=False)
 
 
 def renewed_sentence(applied: Applied | None) -> str:

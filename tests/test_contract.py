@@ -22,6 +22,7 @@ NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
     (["status", "--json"], NO_ENGINE, 3, "status", "unix:///nonexistent/docker.sock (from DOCKER_HOST)"),
     (["up", "--json", "--pull", "never"], NO_ENGINE, 3, "up", "unix:///nonexistent/docker.sock"),
     (["down", "--json"], NO_ENGINE, 3, "down", "no container engine answers"),
+    (["audit", "--json"], NO_ENGINE, 3, "audit", "no container engine answers"),
     (["creds", "add", "bob", "--role", "superuser", "--json"], {}, 2, "creds add", "unknown role 'superuser'"),
     (["creds", "add", "admin", "--json"], {}, 1, "creds add", "already exists"),
     (["init", "--json"], {}, 1, "init", "already a chromactl project"),
