@@ -241,6 +241,14 @@ def _read_stdin_secret(flag: str) -> str:
     return data
 
 
+def _engine_address() -> str:
+    """The engine's address, read (never asked): only commands that print a server's address
+    import the Docker SDK for it."""
+    from chromactl.engine import engine_address
+
+    return engine_address()[0]
+
+
 def _secret_source(password_stdin: bool, token_stdin: bool):
     def source(kind: str) -> str | None:
         if kind == "password" and token_stdin:
@@ -368,12 +376,11 @@ def creds_add(
     """
     from chromactl import output
     from chromactl.commands.creds import add_user
-    from chromactl.engine import engine_address
 
     result = add_user(_root(ctx), user, role, _secret_source(password_stdin, token_stdin),
                       None if no_apply else _connect, output.ProgressReporter(as_json),
                       {"bcrypt_rounds": bcrypt_rounds}, tenant=tenant, databases=tuple(database or ()),
-                      engine_address=engine_address()[0] if tenant else None)  # read, never asked
+                      engine_address=_engine_address() if tenant else None)
     output.secret_result(result, as_json)
     _finish(result.effect)
 
