@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # only for the annotations: importing them would pull in more
     from chromactl.commands.doctor import DoctorResult, Finding
     from chromactl.commands.down import DownResult
     from chromactl.commands.status import InstanceStatus, PendingAction
+    from chromactl.commands.tenant import TenantAddResult, TenantListResult
     from chromactl.commands.tls import TlsResult
     from chromactl.commands.up import UpResult
     from chromactl.scaffold import InitResult
@@ -241,6 +242,39 @@ def remove_result(result: RemoveResult, as_json: bool) -> None:
         return
     stdout().print(f"Removed user {result.user!r}. {_applied_sentence(result.effect, result.user)}",
                    markup=False)
+
+
+# --- tenant ------------------------------------------------------------------------------
+
+_OUTCOME_WORDS = {"created": "created", "existed": "already there"}
+
+
+def tenant_add_result(result: TenantAddResult, as_json: bool) -> None:
+    if as_json:
+        emit("tenant add", {"tenant": result.tenant, "outcome": result.outcome.value,
+                            "databases": [{"database": d.name, "outcome": d.outcome.value} for d in result.databases],
+                            "url": result.url, "user": result.user})
+        return
+    out = stdout()
+    out.print(f"Tenant {result.tenant!r}: {_OUTCOME_WORDS[result.outcome.value]} (on {result.url}"
+              + (f", as {result.user}" if result.user else "") + ")", markup=False)
+    for d in result.databases:
+        out.print(f"  database {d.name!r}: {_OUTCOME_WORDS[d.outcome.value]}", markup=False)
+
+
+def tenant_list_result(result: TenantListResult, as_json: bool) -> None:
+    if as_json:
+        emit("tenant list", {"url": result.url, "user": result.user,
+                             "tenants": [{"tenant": t.name, "exists": t.exists, "databases": list(t.databases),
+                                          "users": list(t.users)} for t in result.tenants]})
+        return
+    table = Table(title=None, box=None, pad_edge=False)
+    for column in ("TENANT", "DATABASES", "SCOPED USERS"):
+        table.add_column(column)
+    for t in result.tenants:
+        databases = ", ".join(t.databases) if t.exists else "(not on the server: chromactl tenant add " + t.name + ")"
+        table.add_row(t.name, databases or "-", ", ".join(t.users) or "-")
+    stdout().print(table)
 
 
 # --- up, status, down ---------------------------------------------------------------
