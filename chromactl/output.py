@@ -188,6 +188,14 @@ def scope_document(tenant: str | None, databases: tuple[str, ...]) -> dict | Non
     return None if tenant is None else {"tenant": tenant, "databases": list(databases)}
 
 
+def snippets_document(c: Connection | None) -> dict | None:
+    """How a (scoped) user's client connects, as the text output prints it: Python and JavaScript."""
+    if c is None:
+        return None
+    return {"python": python_snippet(c.settings, c.url, c.ca, c.tenant, c.databases),
+            "javascript": javascript_snippet(c.settings, c.url, c.ca is not None, c.tenant, c.databases)}
+
+
 def scope_words(tenant: str | None, databases: tuple[str, ...]) -> str:
     if tenant is None:
         return "server-wide"
@@ -203,7 +211,8 @@ def secret_result(result: SecretResult, as_json: bool) -> None:
         emit(command, {**_secret_document(result.user, result.role, result.secret), "kind": result.kind,
                        "generated": result.generated, "warnings": list(result.warnings),
                        "applied": applied_document(result.effect),
-                       "scope": scope_document(result.tenant, result.databases)})
+                       "scope": scope_document(result.tenant, result.databases),
+                       "snippets": snippets_document(result.connection)})
         return
     applied = _applied_sentence(result.effect, result.user)
     scope = f", {scope_words(result.tenant, result.databases)}" if result.tenant else ""
