@@ -18,6 +18,7 @@ import typer
 from typing_extensions import Annotated
 
 from chromactl import __version__
+from chromactl.clients import DEFAULT_DATABASE
 from chromactl.credentials import GENERATED_ROUNDS, MIN_PASSWORD_LENGTH
 from chromactl.errors import EXIT_INTERRUPTED, Cancelled, ChromactlError, UsageError
 from chromactl.roles import ACTIONS
@@ -44,6 +45,9 @@ export_app = typer.Typer(help="Export the project for an orchestrator: compose o
 app.add_typer(export_app, name="export")
 tls_app = typer.Typer(help="The project's TLS certificate: show it, renew it.", no_args_is_help=True)
 app.add_typer(tls_app, name="tls")
+tenant_app = typer.Typer(help="Chroma's tenants and their databases, made and listed as the project's admin.",
+                         no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
 
 
 class AuthMode(str, Enum):
@@ -446,6 +450,80 @@ def creds_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     from chromactl.commands.creds import list_users
 
     output.list_result(list_users(_root(ctx)), as_json)
+
+
+# --- tenant -----------------------------------------------------------------------------
+
+AdminUserOption = Annotated[Optional[str], typer.Option(
+    "--user", metavar="USER", help="Basic auth, with --password-stdin: the admin to act as. [default: admin]",
+    autocompletion=_complete_users)]
+AdminPasswordStdin = Annotated[bool, typer.Option(
+    "--password-stdin", help="Basic auth: read the admin's password from stdin (else CHROMA_CLIENT_AUTH_CREDENTIALS="
+                             "USER:PASSWORD).")]
+
+
+def _admin_password(password_stdin: bool):
+    return (lambda: _read_stdin_secret("--password-stdin")) if password_stdin else (lambda: None)
+
+
+@tenant_app.command("add")
+def tenant_add(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Argument(help="Tenant name.")],
+    database: Annotated[Optional[list[str]], typer.Option(
+        "--database", metavar="DATABASE", help=f"A database to create in it; repeatable. [default: {DEFAULT_DATABASE}]")]
+    = None,
+    user: AdminUserOption = None,
+    password_stdin: AdminPasswordStdin = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a tenant and its databases on the running server; what exists is reported.
+
+    Asked through Chroma's HTTP API as one of the project's admins: under token auth
+    with an admin's token from authz.yaml, under basic auth with the password given.
+    Without --database it creates default_database, where Chroma's clients start.
+    Users are scoped to it with `chromactl creds add USER --tenant TENANT`.
+
+    Example: chromactl tenant add acme --database prod --database staging
+    """
+    import os
+
+    from chromactl import output
+    from chromactl.clients import CREDENTIALS_VARIABLE
+    from chromactl.commands.tenant import add_tenant
+    from chromactl.engine import engine_address
+
+    result = add_tenant(_root(ctx), tenant, tuple(database or ()), password=_admin_password(password_stdin),
+                        user=user, from_environment=os.environ.get(CREDENTIALS_VARIABLE),
+                        engine_address=engine_address()[0])  # read, never asked
+    output.tenant_add_result(result, as_json)
+
+
+@tenant_app.command("list")
+def tenant_list(
+    ctx: typer.Context,
+    user: AdminUserOption = None,
+    password_stdin: AdminPasswordStdin = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List the project's tenants with the databases the server holds for each.
+
+    Chroma lists no tenants, so these are the ones the project knows: default_tenant,
+    those of scoped users and those `tenant add` made; each is asked of the server.
+
+    Example: chromactl tenant list --json
+    """
+    import os
+
+    from chromactl import output
+    from chromactl.clients import CREDENTIALS_VARIABLE
+    from chromactl.commands.tenant import list_tenants
+    from chromactl.engine import engine_address
+
+    result = list_tenants(_root(ctx), password=_admin_password(password_stdin), user=user,
+                          from_environment=os.environ.get(CREDENTIALS_VARIABLE),
+                          engine_address=engine_address()[0])  # read, never asked
+    output.tenant_list_result(result, as_json)
 
 
 # --- the container lifecycle -------------------------------------------------------------
@@ -878,7 +956,7 @@ def _command_name(argv: list[str]) -> str:
             skip = True
         elif not word.startswith("-"):
             words.append(word)
-    groups = {"creds", "export", "tls"}
+    groups = {"creds", "export", "tls", "tenant"}
     for word in words[:2]:
         path.append(word)
         if word not in groups:

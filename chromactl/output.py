@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # only for the annotations: importing them would pull in more
     from chromactl.commands.doctor import DoctorResult, Finding
     from chromactl.commands.down import DownResult
     from chromactl.commands.status import InstanceStatus, PendingAction
+    from chromactl.commands.tenant import TenantAddResult, TenantListResult
     from chromactl.commands.tls import TlsResult
     from chromactl.commands.up import UpResult
     from chromactl.scaffold import InitResult
@@ -191,6 +192,14 @@ def scope_document(tenant: str | None, databases: tuple[str, ...]) -> dict | Non
     return None if tenant is None else {"tenant": tenant, "databases": list(databases)}
 
 
+def snippets_document(c: Connection | None) -> dict | None:
+    """How a (scoped) user's client connects, as the text output prints it: Python and JavaScript."""
+    if c is None:
+        return None
+    return {"python": python_snippet(c.settings, c.url, c.ca, c.tenant, c.databases),
+            "javascript": javascript_snippet(c.settings, c.url, c.ca is not None, c.tenant, c.databases)}
+
+
 def scope_words(tenant: str | None, databases: tuple[str, ...]) -> str:
     if tenant is None:
         return "server-wide"
@@ -206,7 +215,8 @@ def secret_result(result: SecretResult, as_json: bool) -> None:
         emit(command, {**_secret_document(result.user, result.role, result.secret), "kind": result.kind,
                        "generated": result.generated, "warnings": list(result.warnings),
                        "applied": applied_document(result.effect),
-                       "scope": scope_document(result.tenant, result.databases)})
+                       "scope": scope_document(result.tenant, result.databases),
+                       "snippets": snippets_document(result.connection)})
         return
     applied = _applied_sentence(result.effect, result.user)
     scope = f", {scope_words(result.tenant, result.databases)}" if result.tenant else ""
@@ -245,6 +255,39 @@ def remove_result(result: RemoveResult, as_json: bool) -> None:
         return
     stdout().print(f"Removed user {result.user!r}. {_applied_sentence(result.effect, result.user)}",
                    markup=False)
+
+
+# --- tenant ------------------------------------------------------------------------------
+
+_OUTCOME_WORDS = {"created": "created", "existed": "already there"}
+
+
+def tenant_add_result(result: TenantAddResult, as_json: bool) -> None:
+    if as_json:
+        emit("tenant add", {"tenant": result.tenant, "outcome": result.outcome.value,
+                            "databases": [{"database": d.name, "outcome": d.outcome.value} for d in result.databases],
+                            "url": result.url, "user": result.user})
+        return
+    out = stdout()
+    out.print(f"Tenant {result.tenant!r}: {_OUTCOME_WORDS[result.outcome.value]} (on {result.url}"
+              + (f", as {result.user}" if result.user else "") + ")", markup=False)
+    for d in result.databases:
+        out.print(f"  database {d.name!r}: {_OUTCOME_WORDS[d.outcome.value]}", markup=False)
+
+
+def tenant_list_result(result: TenantListResult, as_json: bool) -> None:
+    if as_json:
+        emit("tenant list", {"url": result.url, "user": result.user,
+                             "tenants": [{"tenant": t.name, "exists": t.exists, "databases": list(t.databases),
+                                          "users": list(t.users)} for t in result.tenants]})
+        return
+    table = Table(title=None, box=None, pad_edge=False)
+    for column in ("TENANT", "DATABASES", "SCOPED USERS"):
+        table.add_column(column)
+    for t in result.tenants:
+        databases = ", ".join(t.databases) if t.exists else "(not on the server: chromactl tenant add " + t.name + ")"
+        table.add_row(t.name, databases or "-", ", ".join(t.users) or "-")
+    stdout().print(table)
 
 
 # --- up, status, down ---------------------------------------------------------------

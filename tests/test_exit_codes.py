@@ -35,7 +35,7 @@ def test_the_walk_finds_every_command():
     names = {" ".join(path) for path, _ in LEAVES}
     assert {"init", "up", "status", "down", "logs", "backup", "restore", "upgrade", "doctor", "creds add",
             "creds rotate", "creds rm", "creds list", "export compose", "export kubernetes", "tls show",
-            "tls renew", "audit"} == names
+            "tls renew", "audit", "tenant add", "tenant list"} == names
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +114,20 @@ BAD_VALUES = [
     (["export", "kubernetes", "--namespace", "Bad_NS"], "invalid namespace 'Bad_NS'"),
     (["tls", "show", "extra"], "unexpected extra argument"),
     (["tls", "renew", "--new-ca=maybe"], "does not take a value"),
+    (["tenant", "add", "a b"], "a tenant name is 3-63 letters"),
+    (["tenant", "add", "acme", "--database", "x"], "a database name is 3-63 letters"),
+    (["tenant", "add", "acme", "--database", "prod", "--database", "prod"], "a --database is named twice"),
+    (["tenant", "add", "acme", "--user", "admin"], "--user is for basic auth"),
+    (["tenant", "add", "--json"], "Missing argument"),
+    (["tenant", "list", "extra"], "unexpected extra argument"),
 ]
 
 
 def test_every_command_has_a_bad_value_case():
     covered = {" ".join(w for w in args if not w.startswith("-") and w in {
         "init", "up", "status", "down", "logs", "backup", "restore", "upgrade", "doctor", "creds", "add", "rotate",
-        "rm", "list", "export", "compose", "kubernetes", "tls", "show", "renew", "audit"}) for args, _ in BAD_VALUES}
+        "rm", "list", "export", "compose", "kubernetes", "tls", "show", "renew", "audit",
+        "tenant"}) for args, _ in BAD_VALUES}
     assert {" ".join(path) for path, _ in LEAVES} <= covered
 
 
