@@ -451,7 +451,10 @@ def _short(exc: Exception) -> str:
 def _info(attrs: dict) -> ContainerInfo:
     state = attrs.get("State", {})
     config = attrs.get("Config", {})
-    volume = next((m.get("Name") for m in attrs.get("Mounts", []) if m.get("Type") == "volume"), None)
+    # The data volume: the one writable volume (the config volume is mounted read-only, and
+    # comes first when Chroma reads credential files from it).
+    volume = next((m.get("Name") for m in attrs.get("Mounts", []) if m.get("Type") == "volume" and m.get("RW", True)),
+                  None)
     # What the engine really publishes: a Chroma behind a gateway must have nothing here.
     published = None
     for bindings in (attrs.get("HostConfig", {}).get("PortBindings") or {}).values():

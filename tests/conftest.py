@@ -277,8 +277,8 @@ def projects(tmp_path, docker_client):
             container.remove(force=True)
         for network in docker_client.networks.list(filters=label):
             network.remove()
-        for volume in docker_client.volumes.list(filters={"name": run.volume}):
-            if volume.name == run.volume:
+        for volume in docker_client.volumes.list(filters={"name": f"chromactl-{run.name}-"}):
+            if volume.name in (run.volume, f"chromactl-{run.name}-config"):
                 volume.remove(force=True)
 
 

@@ -81,6 +81,9 @@ def test_shell_completion_is_offered():
     text = _help()
     assert "--install-completion" in text and "--show-completion" in text
     program = Path(sys.executable).parent / "chromactl"  # the installed command, as a shell runs it
-    script = subprocess.run([str(program), "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    # From a bash, as an operator types it: Typer finds the shell among the command's parents
+    # (`; true` keeps bash from replacing itself with the command), not from an argument.
+    script = subprocess.run(["bash", "-c", f"'{program}' --show-completion; true"], capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL)
     assert script.returncode == 0 and "complete -o default -F _chromactl_completion chromactl" in script.stdout, \
         script.stdout + script.stderr

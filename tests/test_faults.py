@@ -180,8 +180,11 @@ def run_until(p, args: list[str], step: str, sig: int) -> subprocess.CompletedPr
     """Run chromactl until its progress on stderr shows `step`, then send it `sig`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMACTL_")}
     env["CHROMACTL_BCRYPT_ROUNDS"] = "10"
+    # Ctrl-C as at a terminal: a suite started in the background (`cmd &` in a script) hands
+    # its children SIGINT ignored, and a program that inherits that rightly keeps ignoring it.
     process = subprocess.Popen([sys.executable, "-m", "chromactl", *args], cwd=p.folder, env=env,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in process.stderr:
         seen.append(line)

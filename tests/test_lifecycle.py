@@ -150,7 +150,8 @@ def test_dry_run_changes_nothing_and_shows_no_secret(projects, docker_client):
     p = projects()
     result = ok(p("up", "--dry-run"))
     assert result.stdout.startswith("docker run ") and f"--env-file {p.folder}/.chroma_env" in result.stdout
-    assert f"{p.folder}/authz.yaml:/etc/chromactl/authz.yaml:ro" in result.stdout
+    # The credential files reach Chroma from the project's config volume, read-only.
+    assert f"--volume chromactl-{p.name}-config:/etc/chromactl:ro" in result.stdout
     assert f"{p.volume}:/chroma/chroma" in result.stdout and f"127.0.0.1:{p.port}:8000" in result.stdout
     assert admin_secret(p) not in result.stdout
     assert not docker_client.containers.list(all=True, filters={"name": p.container})
