@@ -65,8 +65,24 @@ def test_compose_file_runs_under_real_compose_and_enforces_auth(chromactl, docke
         mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
         assert mounts["/etc/chromactl/authz.yaml"]["RW"] is False
         assert mounts["/chroma/chroma"]["Name"] == f"chromactl-{name}-data"
+
+        # `docker-compose down -v` removes the project's volumes, but not the data volume: it is
+        # external, so the data is there when the deployment comes up again.
+        down = subprocess.run(base + ["down", "-v"], capture_output=True, text=True, timeout=120)
+        assert down.returncode == 0 and f"Removing volume chromactl-{name}-data" not in down.stdout + down.stderr, down.stderr
+        assert docker_client.volumes.get(f"chromactl-{name}-data")
+        assert subprocess.run(base + ["up", "-d"], capture_output=True, text=True, timeout=300).returncode == 0
+        deadline = time.monotonic() + 90
+        while True:
+            again = chroma_client(url, "token", token, ["connect", "get"])
+            if again.get("get_ids") == ["a", "b"] or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert again.get("get_ids") == ["a", "b"], again
     finally:
         subprocess.run(base + ["down", "-v"], capture_output=True, text=True, timeout=120)
+        for volume in docker_client.volumes.list(filters={"name": f"chromactl-{name}-data"}):
+            volume.remove(force=True)
 
 
 @pytest.mark.docker
