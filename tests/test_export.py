@@ -302,3 +302,25 @@ def urllib_get_json(url: str, headers: dict):
 
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
         return json.loads(response.read())
+
+
+@pytest.mark.parametrize("image, listen", [
+    (IMAGE_159, {"args": ["run", "--host", "127.0.0.1", "--port", "8000", "--path", "/data"]}),
+    (IMAGE_063, {"env": {"name": "CHROMA_HOST_ADDR", "value": "127.0.0.1"}}),
+], ids=["1.x", "0.x"])
+def test_exported_kubernetes_chroma_listens_on_the_pods_loopback_behind_the_gateway(tmp_path, image, listen):
+    """In the pod, only the gateway sidecar listens beyond loopback: Chroma is told to listen on
+    127.0.0.1 (1.x by its command line, 0.x by CHROMA_HOST_ADDR) and declares no port, so
+    nothing in the cluster reaches it but through the gateway. No engine is needed."""
+    env = {"DOCKER_HOST": "unix:///nonexistent/chromactl-test.sock"}
+    ok(run_chromactl("init", "--name", "k8s", "--image", image, "--gateway", "nginx", cwd=tmp_path, env=env))
+    ok(run_chromactl("export", "kubernetes", "-o", "k8s.yaml", cwd=tmp_path, env=env))
+    documents = list(yaml.safe_load_all((tmp_path / "k8s.yaml").read_text()))
+    [statefulset] = [d for d in documents if d["kind"] == "StatefulSet"]
+    containers = {c["name"]: c for c in statefulset["spec"]["template"]["spec"]["containers"]}
+    chroma = containers["chroma"]
+    assert "ports" not in chroma and containers["gateway"]["ports"], containers
+    if "args" in listen:
+        assert chroma["args"] == listen["args"]
+    else:
+        assert "args" not in chroma and listen["env"] in chroma["env"], chroma
