@@ -282,24 +282,3 @@ def test_single_op_runs_without_project_lock_leftovers(token_project):
     ok(token_project("creds", "add", "x1"))
     assert not list(token_project.project.glob(".*.tmp"))
 
-
-def test_up_waits_for_a_run_that_holds_the_project(token_project):
-    """Two runs at once: `up` takes the project's lock before anything else, so while another
-    run holds it, `up` waits (here it would otherwise fail at once: no engine answers), and
-    goes on once the lock is free."""
-    import os
-    import time
-
-    from chromactl import fsio
-    from chromactl.project import LOCK_FILE
-
-    root = token_project.project
-    env = {**os.environ, "DOCKER_HOST": "unix:///nonexistent/chromactl-test.sock"}
-    with fsio.locked(root / LOCK_FILE, root=root):
-        process = subprocess.Popen([sys.executable, "-m", "chromactl", "up"], cwd=root, env=env, text=True,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(3)
-        waiting = process.poll() is None
-    _, err = process.communicate(timeout=60)
-    assert waiting, f"up did not wait for the lock: exit {process.returncode}: {err}"
-    assert process.returncode == 3 and "no container engine answers" in err, err

@@ -5,6 +5,8 @@ import json
 import os
 import secrets
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -420,3 +422,34 @@ def test_engine_restart_behind_the_gateway(projects, chroma_client_1x, docker_cl
         time.sleep(1)
     assert status["healthy"] and status["pending"] == [], status
     assert_no_way_around(p, docker_client)
+
+
+def test_up_waits_for_a_run_that_holds_the_project(projects):
+    """Two runs at once: `up` holds the project's lock exclusively while it changes anything.
+    Held here only shared (as a run that reads the project holds it, which lets other readers
+    through), `up` waits, creating nothing, and goes on once the lock is free."""
+    import os
+    import time
+
+    from chromactl import fsio
+    from chromactl.project import LOCK_FILE
+
+    p = projects()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHROMACTL_")}
+    with fsio.locked(p.folder / LOCK_FILE, shared=True, root=p.folder):
+        process = subprocess.Popen([sys.executable, "-m", "chromactl", "up"], cwd=p.folder, env=env, text=True,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(5)
+        waiting = process.poll() is None
+        created = http_status_or_none(p.url + "/api/v2/heartbeat")
+    _, err = process.communicate(timeout=180)
+    assert waiting and created is None, f"up went on while the project was held: exit {process.returncode}: {err}"
+    assert process.returncode == 0, err
+    assert http_status(p.url + "/api/v2/heartbeat") == 200
+
+
+def http_status_or_none(url: str) -> int | None:
+    try:
+        return http_status(url)
+    except OSError:
+        return None
