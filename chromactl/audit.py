@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Iterable, Iterator
 
 from chromactl.errors import UsageError
+from chromactl.probe import USER_AGENT_PREFIX
 
 AUDIT_PREFIX = '{"audit":'
 REFUSED_STATUSES = (401, 403, 429)  # what `status` counts as refused: credentials, role or scope, limits
@@ -48,13 +49,20 @@ class AuditEntry:
     seconds: float
     bytes_in: int
     bytes_out: int
+    agent: str = ""  # the client's User-Agent ("" in lines written before it was recorded)
 
     @property
     def refused(self) -> bool:
         return self.status in REFUSED_STATUSES
 
+    @property
+    def by_chromactl(self) -> bool:
+        """A request chromactl made itself (a probe of up, status, doctor...)."""
+        return self.agent.startswith(USER_AGENT_PREFIX)
+
 
 _TYPES = {f.name: f.type for f in fields(AuditEntry)}
+_OPTIONAL = {"agent"}  # absent from lines an earlier chromactl's gateway wrote
 
 
 class Damaged(ValueError):
@@ -76,6 +84,8 @@ def parse_line(line: str) -> AuditEntry | None:
     values = {}
     for name, kind in _TYPES.items():
         value = raw.get(name)
+        if name in _OPTIONAL and value is None:
+            continue
         if kind == "str" and isinstance(value, str):
             values[name] = value
         elif kind == "int" and isinstance(value, int) and not isinstance(value, bool):
@@ -193,7 +203,9 @@ class Traffic:
 
 
 def traffic(entries: Iterable[AuditEntry], now: float, window_s: int = RATE_WINDOW_S) -> Traffic:
-    recent = [e for e in entries if e.ts >= now - window_s]  # no upper bound: a remote engine's clock may run ahead
+    # No upper bound: a remote engine's clock may run ahead. chromactl's own requests (status's
+    # probes among them) are left out: running status must not change what it shows.
+    recent = [e for e in entries if e.ts >= now - window_s and not e.by_chromactl]
     per_minute = 60 / window_s
     return Traffic(round(len(recent) * per_minute, 1), round(sum(e.refused for e in recent) * per_minute, 1),
                    window_s)

@@ -133,7 +133,7 @@ AUDIT_FORMAT = (
     '"role":"$chromactl_audit_role","action":"$chromactl_action","tenant":"$chromactl_tenant",'
     '"database":"$chromactl_database","collection":"$chromactl_collection","method":"$request_method",'
     '"path":"$uri","status":$status,"reason":"$chromactl_reason","seconds":$request_time,'
-    '"bytes_in":$request_length,"bytes_out":$bytes_sent}')
+    '"bytes_in":$request_length,"bytes_out":$bytes_sent,"agent":"$http_user_agent"}')
 
 
 # The gateway's log (the audit trail on stdout, nginx's own messages on stderr) is bounded

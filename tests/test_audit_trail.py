@@ -117,6 +117,21 @@ def test_the_rates_count_the_last_minute_and_refusals_are_401_403_429():
     assert traffic([], NOW).requests_per_minute == 0
 
 
+def test_the_rates_leave_out_chromactls_own_requests():
+    """status's probes (and up's, doctor's) name chromactl as their User-Agent: running status
+    again and again does not raise the rates it shows. A line from before the agent was
+    recorded reads as a client's."""
+    from chromactl.probe import USER_AGENT
+
+    entries = parse_lines([line(ts=NOW - 10, agent=USER_AGENT), line(ts=NOW - 9, status=401, agent=USER_AGENT),
+                           line(ts=NOW - 8, agent="Chroma Python Client v1.5.9 (https://github.com/chroma-core/chroma)"),
+                           line(ts=NOW - 7, agent="chromactl-look-alike"),
+                           json.dumps({k: v for k, v in json.loads(line(ts=NOW - 6, status=403)).items()
+                                       if k != "agent"})]).entries
+    assert [e.agent for e in entries] == [USER_AGENT, USER_AGENT, entries[2].agent, "chromactl-look-alike", ""]
+    rates = traffic(entries, NOW)
+    assert (rates.requests_per_minute, rates.refused_per_minute) == (3, 1)
+
 def test_the_archive_bound_deletes_the_oldest_and_keeps_the_newest_whatever_its_size():
     files = [(f"2026120{i}T000000000000Z-abc.jsonl", 10) for i in range(1, 6)]
     assert to_prune(files, max_files=3, max_bytes=1000) == [files[0][0], files[1][0]]

@@ -228,7 +228,7 @@ def test_status_all_and_containers_changed_behind_chromactls_back(projects, dock
         assert set(instance) == {"name", "container", "state", "healthy", "heartbeat_ms", "chroma_version",
                                  "api_version", "image", "url", "volume", "project", "auth", "gateway", "drift",
                                  "pending", "problem", "hint", "costly_users", "tls", "volume_bytes", "last_backup",
-                                 "origin"}
+                                 "origin", "traffic"}
         assert instance["healthy"] and instance["auth"]["enforced"] is True and instance["state"] == "running"
     assert mine[two.name]["auth"]["mode"] == "basic"
 
