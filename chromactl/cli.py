@@ -18,6 +18,7 @@ import typer
 from typing_extensions import Annotated
 
 from chromactl import __version__
+from chromactl.clients import DEFAULT_DATABASE
 from chromactl.credentials import GENERATED_ROUNDS, MIN_PASSWORD_LENGTH
 from chromactl.errors import EXIT_INTERRUPTED, Cancelled, ChromactlError, UsageError
 from chromactl.roles import ACTIONS
@@ -44,6 +45,9 @@ export_app = typer.Typer(help="Export the project for an orchestrator: compose o
 app.add_typer(export_app, name="export")
 tls_app = typer.Typer(help="The project's TLS certificate: show it, renew it.", no_args_is_help=True)
 app.add_typer(tls_app, name="tls")
+tenant_app = typer.Typer(help="Chroma's tenants and their databases, made and listed as the project's admin.",
+                         no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
 
 
 class AuthMode(str, Enum):
@@ -241,6 +245,14 @@ def _read_stdin_secret(flag: str) -> str:
     return data
 
 
+def _engine_address() -> str:
+    """The engine's address, read (never asked): only commands that print a server's address
+    import the Docker SDK for it."""
+    from chromactl.engine import engine_address
+
+    return engine_address()[0]
+
+
 def _secret_source(password_stdin: bool, token_stdin: bool):
     def source(kind: str) -> str | None:
         if kind == "password" and token_stdin:
@@ -346,6 +358,11 @@ def creds_add(
     user: Annotated[str, typer.Argument(help="User name.")],
     role: Annotated[Optional[str], typer.Option(help="admin, writer or reader. [default: reader]",
                                                 autocompletion=_complete_roles)] = None,
+    tenant: Annotated[Optional[str], typer.Option(
+        metavar="TENANT", help="Scope the user to this tenant (behind the gateway): it reaches nothing else.")] = None,
+    database: Annotated[Optional[list[str]], typer.Option(
+        "--database", metavar="DATABASE",
+        help="With --tenant: only this database of it; repeatable. [default: all of the tenant's]")] = None,
     password_stdin: PasswordStdin = False,
     token_stdin: TokenStdin = False,
     bcrypt_rounds: RoundsOption = None,
@@ -355,16 +372,19 @@ def creds_add(
     """Add a user and print its new secret once; a running server gets it at once.
 
     Tokens are generated unless given with --token-stdin; passwords are asked for on
-    a terminal, read with --password-stdin, or generated.
+    a terminal, read with --password-stdin, or generated. With --tenant the user is
+    scoped: its role applies in that tenant (and its --database's) alone, and the
+    printed client settings connect there.
 
-    Example: chromactl creds add alice --role writer
+    Example: chromactl creds add alice --role writer --tenant acme --database prod
     """
     from chromactl import output
     from chromactl.commands.creds import add_user
 
     result = add_user(_root(ctx), user, role, _secret_source(password_stdin, token_stdin),
                       None if no_apply else _connect, output.ProgressReporter(as_json),
-                      {"bcrypt_rounds": bcrypt_rounds})
+                      {"bcrypt_rounds": bcrypt_rounds}, tenant=tenant, databases=tuple(database or ()),
+                      engine_address=_engine_address() if tenant else None)
     output.secret_result(result, as_json)
     _finish(result.effect)
 
@@ -430,6 +450,80 @@ def creds_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     from chromactl.commands.creds import list_users
 
     output.list_result(list_users(_root(ctx)), as_json)
+
+
+# --- tenant -----------------------------------------------------------------------------
+
+AdminUserOption = Annotated[Optional[str], typer.Option(
+    "--user", metavar="USER", help="Basic auth, with --password-stdin: the admin to act as. [default: admin]",
+    autocompletion=_complete_users)]
+AdminPasswordStdin = Annotated[bool, typer.Option(
+    "--password-stdin", help="Basic auth: read the admin's password from stdin (else CHROMA_CLIENT_AUTH_CREDENTIALS="
+                             "USER:PASSWORD).")]
+
+
+def _admin_password(password_stdin: bool):
+    return (lambda: _read_stdin_secret("--password-stdin")) if password_stdin else (lambda: None)
+
+
+@tenant_app.command("add")
+def tenant_add(
+    ctx: typer.Context,
+    tenant: Annotated[str, typer.Argument(help="Tenant name.")],
+    database: Annotated[Optional[list[str]], typer.Option(
+        "--database", metavar="DATABASE", help=f"A database to create in it; repeatable. [default: {DEFAULT_DATABASE}]")]
+    = None,
+    user: AdminUserOption = None,
+    password_stdin: AdminPasswordStdin = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a tenant and its databases on the running server; what exists is reported.
+
+    Asked through Chroma's HTTP API as one of the project's admins: under token auth
+    with an admin's token from authz.yaml, under basic auth with the password given.
+    Without --database it creates default_database, where Chroma's clients start.
+    Users are scoped to it with `chromactl creds add USER --tenant TENANT`.
+
+    Example: chromactl tenant add acme --database prod --database staging
+    """
+    import os
+
+    from chromactl import output
+    from chromactl.clients import CREDENTIALS_VARIABLE
+    from chromactl.commands.tenant import add_tenant
+    from chromactl.engine import engine_address
+
+    result = add_tenant(_root(ctx), tenant, tuple(database or ()), password=_admin_password(password_stdin),
+                        user=user, from_environment=os.environ.get(CREDENTIALS_VARIABLE),
+                        engine_address=engine_address()[0])  # read, never asked
+    output.tenant_add_result(result, as_json)
+
+
+@tenant_app.command("list")
+def tenant_list(
+    ctx: typer.Context,
+    user: AdminUserOption = None,
+    password_stdin: AdminPasswordStdin = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List the project's tenants with the databases the server holds for each.
+
+    Chroma lists no tenants, so these are the ones the project knows: default_tenant,
+    those of scoped users and those `tenant add` made; each is asked of the server.
+
+    Example: chromactl tenant list --json
+    """
+    import os
+
+    from chromactl import output
+    from chromactl.clients import CREDENTIALS_VARIABLE
+    from chromactl.commands.tenant import list_tenants
+    from chromactl.engine import engine_address
+
+    result = list_tenants(_root(ctx), password=_admin_password(password_stdin), user=user,
+                          from_environment=os.environ.get(CREDENTIALS_VARIABLE),
+                          engine_address=engine_address()[0])  # read, never asked
+    output.tenant_list_result(result, as_json)
 
 
 # --- the container lifecycle -------------------------------------------------------------
@@ -626,6 +720,37 @@ def logs(
             sys.stdout.buffer.flush()
     except KeyboardInterrupt:
         pass  # the way out of --follow
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    since: Annotated[Optional[str], typer.Option(
+        metavar="DURATION|TIMESTAMP", help="Only requests since then: 30s, 15m, 2h, 7d, or 2026-12-02T04:36:44Z "
+                                           "(UTC without a zone).")] = None,
+    user: Annotated[Optional[str], typer.Option(metavar="USER", help="Only this user's requests ('unknown': "
+                                                "credentials the gateway does not know).",
+                                                autocompletion=_complete_users)] = None,
+    action: Annotated[Optional[str], typer.Option(metavar="ACTION", help="Only this action, e.g. collection:add, "
+                                                  "system:heartbeat, unknown.")] = None,
+    status: Annotated[Optional[str], typer.Option(metavar="CODE", help="Only this HTTP status (403) or class "
+                                                  "(4xx).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Who did what through the gateway: one line per request, oldest first.
+
+    Read from the running gateway's log and from the logs of earlier gateways, which `up`
+    and `down` archive in .chromactl/audit/ before removing one. Lines that are not audit
+    lines are skipped; damaged ones are counted. Projects without a gateway have no audit
+    trail (Chroma records no requests).
+
+    Example: chromactl audit --since 1h --status 4xx
+    """
+    from chromactl import output
+    from chromactl.commands.audit import audit as run_audit
+
+    output.audit_result(run_audit(_root(ctx), _connect, since=since, user=user, action=action, status=status),
+                        as_json)
 
 
 # --- export -------------------------------------------------------------------------------
@@ -831,7 +956,7 @@ def _command_name(argv: list[str]) -> str:
             skip = True
         elif not word.startswith("-"):
             words.append(word)
-    groups = {"creds", "export", "tls"}
+    groups = {"creds", "export", "tls", "tenant"}
     for word in words[:2]:
         path.append(word)
         if word not in groups:

@@ -3,11 +3,24 @@ with the image rules (chromactl.images), phrased into snippets that run as print
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from chromactl.envfile import BASIC_CLIENT, TOKEN_CLIENT
 from chromactl.images import tag_version
 from chromactl.settings import Settings
 
 CREDENTIALS_VARIABLE = "CHROMA_CLIENT_AUTH_CREDENTIALS"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a user's client connects, and as whom: what the snippets are printed from."""
+
+    settings: Settings
+    url: str
+    ca: str | None = None  # the CA to trust, for https
+    tenant: str | None = None  # the user's scope, if any
+    databases: tuple[str, ...] = ()
 
 
 def serves_0x(image: str) -> bool:
@@ -29,7 +42,22 @@ def _host_port(url: str) -> tuple[str, str]:
     return host.strip("[]"), port
 
 
-def python_snippet(settings: Settings, url: str, ca_path: str | None) -> str:
+# The database a scoped user's client names itself: none when the server's identity names
+# exactly one (Chroma's Python client then adopts it), else the first of them; a user of the
+# whole tenant gets the clients' default database (`chromactl tenant add` makes it).
+DEFAULT_DATABASE = "default_database"
+
+
+def scope_database(databases: tuple[str, ...]) -> str:
+    """The database a scoped user's client starts in."""
+    return databases[0] if databases else DEFAULT_DATABASE
+
+
+def python_snippet(settings: Settings, url: str, ca_path: str | None, tenant: str | None = None,
+                   databases: tuple[str, ...] = ()) -> str:
+    """With a `tenant`, for a user scoped to it: the client asks the server who it is
+    (/api/v2/auth/identity, which the gateway answers) and takes its tenant, and its database
+    when there is one; with several, the first is named."""
     host, port = _host_port(url)
     ssl = ", ssl=True" if ca_path else ""
     verify = f'chroma_server_ssl_verify="{ca_path}"' if ca_path else ""
@@ -38,7 +66,10 @@ def python_snippet(settings: Settings, url: str, ca_path: str | None) -> str:
         extra = f", settings=Settings({verify})" if verify else ""
         return "\n".join(lines + [f"client = chromadb.HttpClient(host={host!r}, port={port}{ssl}{extra})"])
     provider = TOKEN_CLIENT if settings.auth == "token" else BASIC_CLIENT
-    body = [f"client = chromadb.HttpClient(host={host!r}, port={port}{ssl}, settings=Settings("]
+    named = f", database={databases[0]!r}" if tenant is not None and len(databases) > 1 else ""
+    body = [f"client = chromadb.HttpClient(host={host!r}, port={port}{ssl}{named}, settings=Settings("]
+    if tenant is not None:
+        body.append("    chroma_overwrite_singleton_tenant_database_access_from_auth=True,")
     if verify:
         body.append(f"    {verify},")
     body.append(f'    chroma_client_auth_provider="{provider}",')
@@ -50,8 +81,11 @@ def python_snippet(settings: Settings, url: str, ca_path: str | None) -> str:
     return "\n".join(lines + body)
 
 
-def javascript_snippet(settings: Settings, url: str, tls: bool) -> str:
-    """The 3.x client (for Chroma 1.x) takes headers; the 1.x client (for 0.x) took `auth`."""
+def javascript_snippet(settings: Settings, url: str, tls: bool, tenant: str | None = None,
+                       databases: tuple[str, ...] = ()) -> str:
+    """The 3.x client (for Chroma 1.x) takes headers; the 1.x client (for 0.x) took `auth`.
+    A scoped user's client names its tenant and database (the 3.x client asks the server only
+    when neither is given, and then refuses a user of several databases)."""
     lines = ['import { ChromaClient } from "chromadb";']
     var = f"process.env.{CREDENTIALS_VARIABLE}"
     if serves_0x(settings.image):
@@ -71,7 +105,8 @@ def javascript_snippet(settings: Settings, url: str, tls: bool) -> str:
         header = f'"X-Chroma-Token": {var}'
     else:
         header = f"Authorization: `Bearer ${{{var}}}`"
-    return "\n".join(lines + [f'const client = new ChromaClient({{ host: "{host}", port: {port}{ssl},',
+    place = f', tenant: "{tenant}", database: "{scope_database(databases)}"' if tenant is not None else ""
+    return "\n".join(lines + [f'const client = new ChromaClient({{ host: "{host}", port: {port}{ssl}{place},',
                               f"  headers: {{ {header} }} }});"])
 
 

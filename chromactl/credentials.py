@@ -51,10 +51,18 @@ class User:
     role: str | None = None  # None when RBAC is off: every user has full access
     password_hash: str | None = None  # basic auth
     tokens: tuple[str, ...] = ()  # token auth
+    # A user scoped to one tenant (None: server-wide, as every user was before scoping), and to
+    # some of its databases (empty: all of them, present and future). Only the gateway enforces it.
+    tenant: str | None = None
+    databases: tuple[str, ...] = ()
 
     @property
     def internal(self) -> bool:
         return self.name == PROBE_USER
+
+    @property
+    def scoped(self) -> bool:
+        return self.tenant is not None
 
 
 @dataclass(frozen=True)
@@ -163,6 +171,35 @@ def name_problem(name: str, what: str = "name") -> str | None:
     if not _USERNAME_RE.fullmatch(name):
         return f"a {what} is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
     return None
+
+
+# Tenant and database names a scope may hold: Chroma's rule for database names (3-512 of
+# [a-zA-Z0-9._-], starting and ending with a letter or digit), at most 63 long. They reach
+# nginx.conf and URL paths, so nothing else (Chroma itself takes almost any tenant name).
+_SCOPE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]")
+ALL_DATABASES = "*"  # in authz.yaml, as Chroma writes it: every database of the tenant
+
+
+def scope_name_problem(name: object, what: str) -> str | None:
+    """What is wrong with a tenant or database name for a scope, or None."""
+    if not isinstance(name, str) or not _SCOPE_NAME_RE.fullmatch(name):
+        return (f"a {what} name is 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter or "
+                f"digit (got {_printable(str(name))})")
+    return None
+
+
+def check_scope(tenant: str | None, databases: tuple[str, ...]) -> None:
+    """A scope as given on the command line: databases need their tenant; names as Chroma's."""
+    if tenant is None:
+        if databases:
+            raise UsageError("--database needs --tenant: a database belongs to a tenant")
+        return
+    for name, what in [(tenant, "tenant")] + [(d, "database") for d in databases]:
+        problem = scope_name_problem(name, what)
+        if problem:
+            raise UsageError(problem)
+    if len(set(databases)) != len(databases):
+        raise UsageError("a --database is named twice")
 
 
 def username_problem(name: str) -> str | None:
@@ -285,7 +322,7 @@ def parse_authz(text: str, settings: Settings) -> tuple[dict[str, tuple[str, ...
     users: list[tuple[User, int]] = []
     seen: dict[str, int] = {}
     token_owner: dict[str, str] = {}
-    allowed_keys = {"id", "role"} | ({"tokens"} if settings.auth == "token" else set())
+    allowed_keys = {"id", "role", "tenant", "databases"} | ({"tokens"} if settings.auth == "token" else set())
     for index, entry in enumerate(users_node):
         line = users_node.line_of(index)
         entry = require_mapping(entry, AUTHZ_FILE, "each user", line)
@@ -323,8 +360,39 @@ def parse_authz(text: str, settings: Settings) -> tuple[dict[str, tuple[str, ...
                     raise ProjectFileError(AUTHZ_FILE, f"user {name!r} shares a token with user {token_owner[token]!r}", t_line)
                 token_owner[token] = name
             tokens = tuple(raw_tokens)
-        users.append((User(name=name, role=role, tokens=tokens), line))
+        tenant, databases = _parse_scope(entry, name, line)
+        if tenant is not None and (not settings.rbac or name == PROBE_USER):
+            why = "chromactl's probe user proves the server for every tenant" if name == PROBE_USER else \
+                "scoping needs RBAC: the role decides what the user may do in its tenant"
+            raise ProjectFileError(AUTHZ_FILE, f"user {name!r} has a tenant, but {why}", entry.line_of("tenant"))
+        users.append((User(name=name, role=role, tokens=tokens, tenant=tenant, databases=databases), line))
     return roles, users
+
+
+def _parse_scope(entry: Mapping, name: str, line: int) -> tuple[str | None, tuple[str, ...]]:
+    """A user's tenant and databases, in Chroma's own keys (`tenant`, `databases`; `["*"]`:
+    every database of the tenant)."""
+    tenant = entry.get("tenant")
+    raw = entry.get("databases")
+    if tenant is None:
+        if raw is not None:
+            raise ProjectFileError(AUTHZ_FILE, f"user {name!r} has databases but no tenant", entry.line_of("databases"))
+        return None, ()
+    problem = scope_name_problem(tenant, "tenant")
+    if problem:
+        raise ProjectFileError(AUTHZ_FILE, f"user {name!r}: {problem}", entry.line_of("tenant"))
+    if raw is None or list(raw) == [ALL_DATABASES]:
+        return tenant, ()
+    if not isinstance(raw, Sequence) or not raw:
+        raise ProjectFileError(AUTHZ_FILE, f"user {name!r}: 'databases' must be a non-empty list "
+                               f"(or [\"{ALL_DATABASES}\"] for all of the tenant's)", entry.line_of("databases"))
+    for index, database in enumerate(raw):
+        problem = scope_name_problem(database, "database")
+        if problem:
+            raise ProjectFileError(AUTHZ_FILE, f"user {name!r}: {problem}", raw.line_of(index))
+    if len(set(raw)) != len(raw):
+        raise ProjectFileError(AUTHZ_FILE, f"user {name!r} names a database twice", entry.line_of("databases"))
+    return tenant, tuple(raw)
 
 
 def render_authz(creds: Credentials, settings: Settings) -> str:
@@ -338,6 +406,9 @@ def render_authz(creds: Credentials, settings: Settings) -> str:
             entry["role"] = u.role
         if settings.auth == "token":
             entry["tokens"] = list(u.tokens)
+        if u.tenant is not None:
+            entry["tenant"] = u.tenant
+            entry["databases"] = list(u.databases) or [ALL_DATABASES]
         users.append(entry)
     doc["users"] = users
     header = (
@@ -384,6 +455,7 @@ def load_credentials(settings: Settings, texts: dict[str, str | None]) -> Creden
         return Credentials(users=tuple(User(name=n, password_hash=h) for n, h, _ in entries))
     roles, authz_users = parse_authz(texts[AUTHZ_FILE], settings)
     role_of = {u.name: u.role for u, _ in authz_users}
+    scope_of = {u.name: (u.tenant, u.databases) for u, _ in authz_users}
     for name, _, line in entries:
         if name not in role_of:
             raise ProjectFileError(HTPASSWD_FILE, f"user {name!r} has no role in {AUTHZ_FILE}", line)
@@ -391,7 +463,8 @@ def load_credentials(settings: Settings, texts: dict[str, str | None]) -> Creden
     for user, line in authz_users:
         if user.name not in in_htpasswd:
             raise ProjectFileError(AUTHZ_FILE, f"user {user.name!r} has no password in {HTPASSWD_FILE}", line)
-    return Credentials(users=tuple(User(name=n, role=role_of[n], password_hash=h) for n, h, _ in entries), roles=roles)
+    return Credentials(users=tuple(User(name=n, role=role_of[n], password_hash=h, tenant=scope_of[n][0],
+                                        databases=scope_of[n][1]) for n, h, _ in entries), roles=roles)
 
 
 def render_credential_files(creds: Credentials, settings: Settings) -> dict[str, str]:
@@ -412,5 +485,6 @@ def credential_digests(creds: Credentials) -> frozenset[str]:
     hash): a digest that disappears is a revocation (a user removed, a secret rotated, a
     role changed). Digests, so that the record of what a server was given holds no secret."""
     return frozenset(
-        hashlib.sha256("\0".join((u.name, u.role or "", u.password_hash or "", *u.tokens)).encode()).hexdigest()
+        hashlib.sha256("\0".join((u.name, u.role or "", u.password_hash or "", *u.tokens)
+                                 + ((f"scope:{u.tenant}", *u.databases) if u.scoped else ())).encode()).hexdigest()
         for u in creds.users)

@@ -24,11 +24,13 @@ from chromactl.configvol import config_volume_name, deliver
 from chromactl.gateway_files import gateway_user
 from chromactl.envfile import ENV_FILE, legacy_listen, parse_env_file
 from chromactl.archive import holds_file
+from chromactl.audit_archive import remove_gateway
 from chromactl.images import data_path, persist_path_of
 from chromactl.plan import (
     check_image_enforces_auth,
     check_probe,
     check_reachable_from_here,
+    check_scopes,
     native_config_files,
     plan_container,
     plan_gateway,
@@ -149,6 +151,7 @@ def deploy(project: Project, engine: Engine, reporter: Reporter, *, pull: str = 
     if pull not in PULL_POLICIES:
         raise ChromactlError(f"unknown pull policy {pull!r}: use one of {', '.join(PULL_POLICIES)}")
     check_image_enforces_auth(project)
+    check_scopes(project)
     check_probe(project)
     check_reachable_from_here(project.settings, engine.address)
     tls = ensure_tls(project, machine=machine_names(engine.address))
@@ -318,8 +321,8 @@ def _remove_stale_gateway(engine: Engine, root: Path, settings, reporter: Report
     """A gateway left from before `init --force --gateway none` would hold the port."""
     stale = engine.container(gateway_name(settings))
     if stale is not None and stale.labels.get(LABEL_PROJECT) == str(root):
-        reporter.step(f"removing {stale.name}: this project no longer has a gateway")
-        engine.remove(stale.name)
+        reporter.step(f"removing {stale.name}: this project no longer has a gateway (its audit trail archived)")
+        remove_gateway(engine, root, stale)
 
 
 def _apply(engine: Engine, spec: ContainerSpec, reporter: Reporter) -> Action:
@@ -333,7 +336,7 @@ def _apply(engine: Engine, spec: ContainerSpec, reporter: Reporter) -> Action:
     if existing.labels.get(LABEL_CONFIG) != spec.config_hash:
         kept = f" (volume {spec.volume} is kept)" if spec.volume else ""
         reporter.step(f"configuration changed: recreating {spec.name}{kept}")
-        engine.remove(spec.name)
+        remove_gateway(engine, Path(spec.labels[LABEL_PROJECT]), existing)  # a gateway's audit trail archived first
         engine.create_and_start(spec)
         return Action.RECREATED
     if existing.state != "running":
@@ -454,8 +457,7 @@ def _prove_auth(engine: Engine, project: Project, url: Endpoint, api: str, spec:
             f"{url.url} answered its heartbeat but not chromactl's auth checks: auth is not proven; the containers "
             "keep running", hint="see `chromactl logs`; run `chromactl up` again", exit_code=EXIT_NOT_HEALTHY)
     if not auth.enforced:
-        for watched_spec in watched:
-            engine.remove(watched_spec.name)
+        _remove_at_once(engine, project.root, watched)
         raise ChromactlError(
             f"{url.url} did not refuse a request without credentials (HTTP {auth.anonymous_status}): auth is NOT enforced, so "
             f"{spec.name} was removed (volume {spec.volume} kept)",
@@ -466,14 +468,22 @@ def _prove_auth(engine: Engine, project: Project, url: Endpoint, api: str, spec:
             f"{url.url} refused chromactl's probe credential (HTTP {auth.credential_status}): the server does not "
             "accept the project's credential files", hint="see `chromactl logs`", exit_code=EXIT_NOT_HEALTHY)
     if auth.roles_enforced is False:
-        for watched_spec in watched:
-            engine.remove(watched_spec.name)
+        _remove_at_once(engine, project.root, watched)
         raise ChromactlError(
             f"{url.url} let chromactl's probe user create a collection, which its role does not allow "
             f"(HTTP {auth.write_status}): RBAC is NOT enforced, so {spec.name} was removed (volume kept)",
             hint=f"check the auth variables in {ENV_FILE}, or `chromactl init --force` to rewrite it",
             exit_code=EXIT_NOT_HEALTHY)
     return auth
+
+
+def _remove_at_once(engine: Engine, root: Path, watched: list[ContainerSpec]) -> None:
+    """Take down a server found unsafe: the gateway's audit trail is archived when it can
+    be (it tells who reached the open server), and the removal happens whatever happens."""
+    for watched_spec in watched:
+        found = engine.container(watched_spec.name)
+        if found is not None:
+            remove_gateway(engine, root, found, archive_required=False)
 
 
 def put_back(redeploy: Callable[[], object], failure: BaseException, failed: str, back: str, hint: str) -> None:

@@ -177,7 +177,9 @@ class DockerEngine:
             host_config = self._api.create_host_config(
                 mounts=mounts, port_bindings={spec.container_port: (spec.host, spec.port)} if spec.publish else None,
                 restart_policy={"Name": spec.restart_policy}, network_mode=first.network if first else None,
-                tmpfs={path: "" for path in spec.tmpfs} or None)
+                tmpfs={path: "" for path in spec.tmpfs} or None,
+                log_config=docker.types.LogConfig(type="json-file", config=spec.log_rotation.options())
+                if spec.log_rotation else None)
             networking = None
             if first is not None:
                 endpoint = self._api.create_endpoint_config(ipv4_address=first.address) if first.address else {}
@@ -242,6 +244,14 @@ class DockerEngine:
             with self._translated(action):
                 return iter([self._api.logs(name, tail=tail)])
         return self._follow_logs(name, tail, action)
+
+    def stdout_log(self, name: str, since: float | None = None) -> Iterator[bytes]:
+        """The container's stdout alone (never stderr), as much as the engine keeps (its
+        rotated files too), from `since` (seconds since the epoch) on, in chunks that need
+        not end at a line's end. The stream is read inside the error translation."""
+        with self._translated(f"cannot read the log of {name}"):
+            yield from self._api.logs(name, stdout=True, stderr=False, stream=True, follow=False,
+                                      since=since if since and since > 0 else None)
 
     def _follow_logs(self, name: str, tail: int | str, action: str) -> Iterator[bytes]:
         with self._translated(action):

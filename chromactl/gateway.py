@@ -15,13 +15,37 @@ from __future__ import annotations
 
 import re
 
-from chromactl.credentials import CHEAP_ROUNDS, HTPASSWD_FILE, Credentials, hash_cost, name_problem, render_htpasswd
-from chromactl.routes import AUTHENTICATED, PUBLIC_ROUTES, ROUTES
+from chromactl.credentials import (
+    ALL_DATABASES,
+    CHEAP_ROUNDS,
+    HTPASSWD_FILE,
+    Credentials,
+    User,
+    hash_cost,
+    name_problem,
+    render_htpasswd,
+    scope_name_problem,
+)
+from chromactl.routes import (
+    AUTHENTICATED,
+    COLLECTION_ID,
+    CRN,
+    DATABASE,
+    IDENTITY,
+    PUBLIC_ROUTES,
+    ROUTES,
+    SCOPES,
+    TENANT,
+    TENANT_WIDE,
+    UNKNOWN_ACTION,
+    audit_actions,
+)
 from chromactl.settings import Settings
 from chromactl.spec import (
     CONTAINER_PORT,
     Attachment,
     ContainerSpec,
+    LogRotation,
     Mount,
     gateway_name,
     internal_network_name,
@@ -39,6 +63,19 @@ REFUSED_PORT = 8081  # on the gateway's own loopback: where refused requests get
 # secret (`chromactl doctor`). Strangers and wrong secrets never reach it: they learn nothing.
 REFUSED_ROLE_PORT = 8082
 REFUSED_HEADER = "X-Chromactl-Refused"
+# With users scoped to a tenant: where a request outside the caller's tenant and databases
+# gets its 403 (REFUSED_HEADER: scope), and where the gateway answers such a caller's
+# identity itself (its tenant and databases, as Chroma's clients read them).
+REFUSED_SCOPE_PORT = 8083
+IDENTITY_PORT = 8084
+SCOPE_CHECK = "/_chromactl/scope"  # internal: is the collection id in the path's tenant and database?
+# Chroma's by-id lookup, asked for each collection id a scoped user's request names, is
+# cached: a collection never moves to another tenant and ids are never reused, so a "yes"
+# holds for good; a "no" is kept a minute, so that one id sent again and again costs Chroma
+# one lookup a minute.
+SCOPE_FOUND_TTL = "1h"
+SCOPE_MISSING_TTL = "1m"
+SCOPE_CACHE_MB = 16
 UPSTREAM = f"127.0.0.1:{CONTAINER_PORT}"  # Chroma in the same pod (Kubernetes); `up` gives its internal address
 COMMAND = ("nginx", "-e", "stderr", "-c", f"{MOUNT_DIR}/{CONFIG_FILE}", "-g", "daemon off;")
 # Checks the configuration in the running gateway: nginx keeps the old one, silently, when a
@@ -85,6 +122,25 @@ def costly_rate_per_minute(cost: int) -> int:
 UNPRIVILEGED_ID = 10101
 
 FORBIDDEN = """'{"error":"AuthError","message":"Forbidden"}'"""
+FORBIDDEN_SCOPE = """'{"error":"AuthError","message":"Forbidden: outside the tenant and databases of this user"}'"""
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # as Chroma writes collection ids
+
+# The audit trail: one JSON line per request (escape=json), `audit` first so that a reader
+# tells these lines from nginx's own messages at a glance. No secret is in it: users are
+# named only when the gateway knows them, never by what a stranger sent.
+AUDIT_FORMAT = (
+    '{"audit":1,"time":"$time_iso8601","ts":$msec,"client":"$remote_addr","user":"$chromactl_audit_user",'
+    '"role":"$chromactl_audit_role","action":"$chromactl_action","tenant":"$chromactl_tenant",'
+    '"database":"$chromactl_database","collection":"$chromactl_collection","method":"$request_method",'
+    '"path":"$uri","status":$status,"reason":"$chromactl_reason","seconds":$request_time,'
+    '"bytes_in":$request_length,"bytes_out":$bytes_sent,"agent":"$http_user_agent"}')
+
+
+# The gateway's log (the audit trail on stdout, nginx's own messages on stderr) is bounded
+# by the engine's json-file driver: a new file every 10 MiB, the newest 5 kept (about 150,000
+# requests at ~350 bytes a line). `up` and `down` archive it before they remove the
+# container (chromactl.audit_archive): a restart keeps it anyway.
+LOG_ROTATION = LogRotation(max_size="10m", max_files=5)
 
 
 def _pcre_literal(text: str) -> str:
@@ -106,6 +162,20 @@ def path_pattern(template: str) -> str:
     return "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
 
 
+def _route_pattern(template: str) -> str:
+    """A route's path as sent (raw, with an optional query), each placeholder captured."""
+    parts = re.split(r"(\{[^}]+\})", template)
+    out = []
+    for part in parts:
+        if part == "{crn}":
+            out.append("([^/?|:]+):([^/?|:]+):([^/?|]+)")
+        elif part.startswith("{"):
+            out.append("([^/?|]+)")
+        else:
+            out.append(re.escape(part))
+    return "".join(out) + "(?:\\?|\\z)"
+
+
 def _anchored(text: str) -> str:
     # \z, not $: PCRE's $ also matches before a final newline, which %0A puts in $uri.
     return f'"~^{text}\\z"'
@@ -123,7 +193,8 @@ def _role_rules(role: str, actions: tuple[str, ...], value: str) -> list[str]:
 def _maps(settings: Settings, credentials: Credentials, probe_header: str | None = None) -> list[str]:
     """Who the caller is ($chromactl_user, or $remote_user under basic auth), which role
     that is, and where the request goes ($chromactl_backend: Chroma, or the refusal); and
-    whose requests count against their address's limit ($chromactl_limit_key: strangers')."""
+    whose requests count against their address's limit ($chromactl_limit_key: strangers').
+    Then what the audit trail says of it, and, with scoped users, their scope."""
     maps: list[str] = []
     if settings.auth == "token":
         header = "$http_x_chroma_token" if settings.token_header == "X-Chroma-Token" else "$http_authorization"
@@ -176,7 +247,146 @@ def _maps(settings: Settings, credentials: Credentials, probe_header: str | None
         maps.append('        "" chromactl_refused;')
         maps.append("        default chroma;")
         maps.append("    }")
-    return maps
+    return maps + _route_maps() + _scope_maps(settings, credentials) + _audit_maps(settings, credentials)
+
+
+def _user_variable(settings: Settings) -> str:
+    return "$chromactl_user" if settings.auth == "token" else "$remote_user"
+
+
+def _credential_header(settings: Settings) -> str:
+    return "$http_x_chroma_token" if settings.auth == "token" and settings.token_header == "X-Chroma-Token" \
+        else "$http_authorization"
+
+
+# The fields of $chromactl_route, in order, each read out by a map of its own.
+ROUTE_FIELDS = ("action", "route_kind", "tenant", "database", "collection")
+
+
+def _route_maps() -> list[str]:
+    """Which route a request takes, read from the path as sent ($request_uri, which a
+    subrequest sees as its main request does): its name for the audit trail, its kind of
+    scope (routes.SCOPES), and the tenant, database and collection it names, as
+    "action|kind|tenant|database|collection". A path no route describes is "unknown"."""
+    lines = ['    map "$request_method $request_uri" $chromactl_route {', f'        default "{UNKNOWN_ACTION}||||";']
+    for method, template, action in audit_actions():
+        names = re.findall(r"\{([^}]+)\}", template)
+        captured: dict[str, str] = {}
+        group = 1
+        for name in names:
+            if name == "crn":
+                captured.update(tenant=f"${group}", database=f"${group + 1}", collection=f"${group + 2}")
+                group += 3
+            else:
+                field = {"tenant": "tenant", "tenant_name": "tenant", "database": "database",
+                         "collection_id": "collection"}.get(name)
+                if field:
+                    captured[field] = f"${group}"
+                group += 1
+        kind = SCOPES.get((method, template), "public")
+        value = "|".join((action, kind, captured.get("tenant", ""), captured.get("database", ""),
+                          captured.get("collection", "")))
+        lines.append(f'        "~^{method} {_route_pattern(template)}" "{value}";')
+    lines.append("    }")
+    skip = "[^|]*\\|"
+    for index, field in enumerate(ROUTE_FIELDS):
+        lines.append(f'    map $chromactl_route $chromactl_{field} {{ "~^{skip * index}([^|]*)" $1; }}')
+    return lines
+
+
+def scoped_users(credentials: Credentials) -> list[User]:
+    return [u for u in credentials.users if u.scoped]
+
+
+def _scope_maps(settings: Settings, credentials: Credentials) -> list[str]:
+    """Where a scoped user's request may go ($chromactl_scope): `in` its tenant and databases,
+    `check` (a collection id, which must belong to the path's tenant and database: asked of
+    Chroma at SCOPE_CHECK), `identity` (answered by the gateway), or `out`. Unscoped users: ""
+    (their role alone decides). Only with scoped users: otherwise nothing of this is written."""
+    scoped = scoped_users(credentials)
+    if not scoped:
+        return []
+    if not settings.rbac:
+        raise ValueError("refusing to scope users without RBAC: the role decides inside the scope")
+    key = f"{_user_variable(settings)}|$chromactl_route_kind|$chromactl_tenant|$chromactl_database|$chromactl_collection"
+    lines = [f'    map "{key}" $chromactl_scope {{', '        default "";']
+    identities = []
+    for user in scoped:
+        who, tenant = _pcre_literal(user.name), _scope_literal(user.tenant, "tenant")
+        databases = "(?:" + "|".join(_scope_literal(d, "database") for d in user.databases) + ")" \
+            if user.databases else "[^|]+"
+        kind = {k: _pcre_literal(k) for k in (IDENTITY, TENANT, TENANT_WIDE, DATABASE, CRN, COLLECTION_ID)}
+        lines.append(f'        "~^{who}\\|{kind[IDENTITY]}\\|" identity;')
+        lines.append(f'        "~^{who}\\|{kind[TENANT]}\\|{tenant}\\|" in;')
+        lines.append(f'        "~^{who}\\|(?:{kind[DATABASE]}|{kind[CRN]})\\|{tenant}\\|{databases}\\|" in;')
+        if not user.databases:
+            lines.append(f'        "~^{who}\\|{kind[TENANT_WIDE]}\\|{tenant}\\|" in;')
+        lines.append(f'        "~^{who}\\|{kind[COLLECTION_ID]}\\|{tenant}\\|{databases}\\|{_UUID}\\z" check;')
+        lines.append(f'        "~^{who}\\|" out;')
+        listed = ",".join(f'"{d}"' for d in (user.databases or (ALL_DATABASES,)))
+        identity = f'{{"user_id":"{user.name}","tenant":"{user.tenant}","databases":[{listed}]}}'
+        identities.append(f"        {_anchored(_pcre_literal(user.name))} '{identity}';")
+    lines.append("    }")
+    lines.append("    map $chromactl_scope $chromactl_lookup {")
+    lines.append('        default "";')
+    lines.append("        check /api/v2/tenants/$chromactl_tenant/databases/$chromactl_database/collections/by-id/"
+                 "$chromactl_collection;")
+    lines.append("    }")
+    lines.append("    map $chromactl_scope $chromactl_scoped_backend {")
+    lines.append("        default $chromactl_backend;")
+    lines.append("        out chromactl_refused_scope;")
+    lines.append("        identity chromactl_identity;")
+    lines.append("    }")
+    # What the identity server answers: sent to it alone, in a header the client cannot set.
+    lines.append(f'    map "$chromactl_scope|{_user_variable(settings)}" $chromactl_identity {{')
+    lines.append('        default "";')
+    lines += [line.replace('"~^', '"~^identity\\|', 1) for line in identities]
+    lines.append("    }")
+    return lines
+
+
+def _scope_literal(name: str | None, what: str) -> str:
+    problem = scope_name_problem(name, what)
+    if problem:
+        raise ValueError(f"refusing to write {what} {name!r} into nginx.conf: {problem}")
+    return _pcre_literal(name)
+
+
+def _audit_maps(settings: Settings, credentials: Credentials) -> list[str]:
+    """What the audit trail says of a request: who (a user the gateway knows, "unknown" for
+    credentials it does not, "" for none; public routes check none: ""), with which role, and
+    why it was refused (no or bad credentials, role, scope, limited)."""
+    sent = _credential_header(settings)
+    lines = [f"    map {sent} $chromactl_sent_credentials {{ \"\" 0; default 1; }}"]
+    if settings.auth == "token":
+        lines += ['    map "$chromactl_route_kind|$chromactl_user|$chromactl_sent_credentials" $chromactl_audit_user {',
+                  '        default "";', '        "~^public\\|" "";', '        "~^[^|]*\\|\\|1\\z" unknown;',
+                  '        "~^[^|]*\\|([^|]+)\\|" $1;', "    }"]
+    else:
+        lines += ['    map "$chromactl_route_kind|$remote_user" $chromactl_audit_user {', "        default unknown;",
+                  '        "~^public\\|" "";', '        "~^[^|]*\\|\\z" "";']
+        lines += [f'        "~^[^|]*\\|({_pcre_literal(u.name)})\\z" $1;' for u in credentials.users]
+        lines.append("    }")
+    if scoped_users(credentials):
+        backend = "$chromactl_scoped_backend"
+    elif settings.rbac or settings.auth == "token":
+        backend = "$chromactl_backend"
+    else:
+        backend = "chroma"
+    lines += [f'    map "$status|$chromactl_sent_credentials|{backend}" $chromactl_reason {{', '        default "";',
+              '        "~^401\\|0\\|" no_credentials;', '        "~^401\\|" bad_credentials;',
+              '        "~^429\\|" limited;', '        "~^403\\|0\\|chromactl_refused\\z" no_credentials;',
+              '        "~^403\\|1\\|chromactl_refused\\z" bad_credentials;',
+              '        "~^403\\|[01]\\|chromactl_refused_role\\z" role;',
+              '        "~^403\\|[01]\\|chromactl_refused_scope\\z" scope;']
+    if scoped_users(credentials):
+        # Chroma behind the gateway never answers 403 itself: this is the id check's refusal.
+        lines.append('        "~^403\\|1\\|chroma\\z" scope;')
+    lines.append("    }")
+    role = "$chromactl_role" if settings.rbac else "admin"
+    lines += ['    map "$chromactl_reason|$chromactl_audit_user" $chromactl_audit_role {', '        default "";',
+              '        "~^(?:|role|scope)\\|(?:|unknown)\\z" "";', f'        "~^(?:|role|scope)\\|" {role};', "    }"]
+    return lines
 
 
 def _costly_users(settings: Settings, credentials: Credentials) -> dict[int, list[str]]:
@@ -219,23 +429,92 @@ def render_gateway(settings: Settings, credentials: Credentials, upstream: str =
             directives.append("            limit_req_status 429;")
         directives.append('            auth_basic "chroma";')
         directives.append(f"            auth_basic_user_file {MOUNT_DIR}/{HTPASSWD_FILE};")
+    scoped = bool(scoped_users(credentials))
+    if scoped:
+        # After authentication (the access phase runs auth_basic first): a collection id in
+        # the path must be in the path's tenant and database; refused, with the reason.
+        directives.append(f"            auth_request {SCOPE_CHECK};")
+        directives.append("            error_page 403 = @chromactl_refused_scope;")
+        # Declared here, a proxy_set_header replaces those of the http block: all of them again.
+        directives.append("            proxy_set_header Connection \"\";")
+        directives.append("            proxy_set_header Host $host;")
+        directives.append("            proxy_set_header X-Chromactl-Identity $chromactl_identity;")
     # The decision is made where the request is proxied, in the content phase: after
     # auth_basic has checked the password, so an unknown user and a wrong password get the
     # same 401, and no role is revealed to anyone who has not authenticated.
-    backend = "$chromactl_backend" if settings.rbac or settings.auth == "token" else "chroma"
+    backend = "$chromactl_scoped_backend" if scoped else \
+        "$chromactl_backend" if settings.rbac or settings.auth == "token" else "chroma"
     directives.append(f"            proxy_pass http://{backend};")
 
     public = [f"        location = {template} {{ limit_except {method} {{ deny all; }} proxy_pass http://chroma; }}"
               for method, template in PUBLIC_ROUTES]
     how = f"token in {settings.token_header}" if settings.auth == "token" else "basic"
     files[CONFIG_FILE] = render_template(
-        "gateway-nginx.conf.tmpl", summary=how + (", RBAC" if settings.rbac else ""), upstream=upstream,
-        refused=f"127.0.0.1:{REFUSED_PORT}", refused_role=f"127.0.0.1:{REFUSED_ROLE_PORT}",
-        refused_header=REFUSED_HEADER,
+        "gateway-nginx.conf.tmpl", summary=how + (", RBAC" if settings.rbac else "") + (", scoped users" if scoped else ""),
+        upstream=upstream, refused=f"127.0.0.1:{REFUSED_PORT}", refused_role=f"127.0.0.1:{REFUSED_ROLE_PORT}",
+        refused_header=REFUSED_HEADER, audit_format=AUDIT_FORMAT,
         listen=f"{listen} ssl" if tls else str(listen), tls_directives=tls_directives, forbidden=FORBIDDEN, conn_per_client=str(CONNECTIONS_PER_CLIENT),
         maps="\n".join(_maps(settings, credentials, probe_header)), public_locations="\n".join(public),
-        auth_directives="\n".join(directives))
+        auth_directives="\n".join(directives), scope_servers=_scope_servers() if scoped else "",
+        scope_locations=_scope_locations() if scoped else "")
     return files
+
+
+def _scope_servers() -> str:
+    """With scoped users: the cache of Chroma's by-id answers, the refusal with its reason
+    `scope`, and the identity answered by the gateway (its value comes in a header that
+    location / alone sets)."""
+    return "\n".join((
+        "    # Chroma's by-id answers for scoped users' collection ids (see SCOPE_CHECK).",
+        f"    proxy_cache_path /tmp/chromactl-scope levels=1 keys_zone=chromactl_scope:1m max_size={SCOPE_CACHE_MB}m",
+        "                     inactive=1h use_temp_path=off;",
+        "    # A scoped user's request outside its tenant and databases: refused, with the reason.",
+        "    upstream chromactl_refused_scope {",
+        f"        server 127.0.0.1:{REFUSED_SCOPE_PORT};",
+        "    }",
+        "    server {",
+        f"        listen 127.0.0.1:{REFUSED_SCOPE_PORT};",
+        "        access_log off;",
+        f"        location / {{ add_header {REFUSED_HEADER} scope always; return 403 {FORBIDDEN_SCOPE}; }}",
+        "    }",
+        "    # A scoped user's identity, as Chroma's clients read it to pick its tenant and database.",
+        "    upstream chromactl_identity {",
+        f"        server 127.0.0.1:{IDENTITY_PORT};",
+        "    }",
+        "    server {",
+        f"        listen 127.0.0.1:{IDENTITY_PORT};",
+        "        access_log off;",
+        "        location / { return 200 $http_x_chromactl_identity; }",
+        "    }"))
+
+
+def _scope_locations() -> str:
+    """The id check: Chroma's by-id route answers only within the path's tenant and database
+    (measured on 1.5.9: 404 elsewhere), so a scoped user's collection id is looked up there,
+    the answer cached. 204 when the request names no id to check."""
+    return "\n".join((
+        f"        location = {SCOPE_CHECK} {{",
+        "            internal;",
+        '            if ($chromactl_lookup = "") { return 204; }',
+        "            proxy_pass http://chroma$chromactl_lookup;",
+        "            proxy_method GET;",
+        "            proxy_pass_request_body off;",
+        '            proxy_set_header Content-Length "";',
+        '            proxy_set_header Connection "";',
+        "            proxy_set_header Host $host;",
+        "            proxy_cache chromactl_scope;",
+        "            proxy_cache_key $chromactl_lookup;",
+        f"            proxy_cache_valid 200 {SCOPE_FOUND_TTL};",
+        f"            proxy_cache_valid 404 {SCOPE_MISSING_TTL};",
+        "            proxy_ignore_headers Cache-Control Expires Set-Cookie Vary X-Accel-Expires;",
+        "            proxy_intercept_errors on;",
+        "            error_page 404 = @chromactl_not_in_scope;",
+        "        }",
+        "        location @chromactl_not_in_scope { return 403; }",
+        "        location @chromactl_refused_scope {",
+        f"            add_header {REFUSED_HEADER} scope always;",
+        f"            return 403 {FORBIDDEN_SCOPE};",
+        "        }"))
 
 
 def uncovered_actions(roles: dict[str, tuple[str, ...]]) -> list[str]:
@@ -257,6 +536,6 @@ def gateway_spec(project_root: str, settings: Settings, config_volume: str, imag
         mounts=(Mount(config_volume, MOUNT_DIR),), volume=None, data_path=None,
         host=settings.host, port=settings.port, command=COMMAND, container_port=LISTEN_PORT,
         networks=(Attachment(network_name(settings)), Attachment(internal_network_name(settings), internal_address)),
-        user=f"{user[0]}:{user[1]}", tmpfs=("/tmp",),
+        user=f"{user[0]}:{user[1]}", tmpfs=("/tmp",), log_rotation=LOG_ROTATION,
     )
     return labelled(spec, project_root, settings, "gateway", image_id, {})

@@ -132,6 +132,8 @@ def render_compose(project: Project, mounted_names: list[str], base_dir: str, ga
             "restart": "unless-stopped",
             "labels": {**labels, LABEL_SERVICE: "gateway"},
             "healthcheck": _healthcheck(s.image, gateway.LISTEN_PORT, tls=bool(tls_dir)),
+            # The audit trail, bounded as `up` bounds it (Compose archives nothing on `down`).
+            "logging": {"driver": "json-file", "options": gateway.LOG_ROTATION.options()},
         }
         networks["internal"] = {"internal": True,
                                 "driver_opts": {"com.docker.network.bridge.inhibit_ipv4": "true"},

@@ -10,6 +10,7 @@ on a line of their own, without markup.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -17,6 +18,7 @@ import shlex
 import shutil
 import sys
 import textwrap
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -26,7 +28,14 @@ from rich.table import Table
 from chromactl.commands.doctor import Check, Diagnosis, Skip, Source, Verdict
 from chromactl.commands.status import Pending
 from chromactl.credentials import PROBE_USER
-from chromactl.clients import CREDENTIALS_VARIABLE, curl_check, fitting_clients, javascript_snippet, python_snippet
+from chromactl.clients import (
+    CREDENTIALS_VARIABLE,
+    Connection,
+    curl_check,
+    fitting_clients,
+    javascript_snippet,
+    python_snippet,
+)
 from chromactl.deploy import Applied
 from chromactl.envfile import describe_auth
 from chromactl.errors import Cancelled, ChromactlError
@@ -34,11 +43,14 @@ from chromactl.images import chroma_version
 from chromactl.tls import WARN_DAYS as TLS_WARN_DAYS
 
 if TYPE_CHECKING:  # only for the annotations: importing them would pull in more than output needs
+    from chromactl.audit import Traffic
     from chromactl.certs import TlsMaterial
+    from chromactl.commands.audit import AuditResult
     from chromactl.commands.creds import Effect, ListResult, RemoveResult, SecretResult
     from chromactl.commands.doctor import DoctorResult, Finding
     from chromactl.commands.down import DownResult
     from chromactl.commands.status import InstanceStatus, PendingAction
+    from chromactl.commands.tenant import TenantAddResult, TenantListResult
     from chromactl.commands.tls import TlsResult
     from chromactl.commands.up import UpResult
     from chromactl.scaffold import InitResult
@@ -175,6 +187,26 @@ def _applied_sentence(effect: Effect | None, user: str) -> str:
     }[effect.applied]
 
 
+def scope_document(tenant: str | None, databases: tuple[str, ...]) -> dict | None:
+    """A user's scope: its tenant and databases (null: server-wide; an empty list: all of the tenant's)."""
+    return None if tenant is None else {"tenant": tenant, "databases": list(databases)}
+
+
+def snippets_document(c: Connection | None) -> dict | None:
+    """How a (scoped) user's client connects, as the text output prints it: Python and JavaScript."""
+    if c is None:
+        return None
+    return {"python": python_snippet(c.settings, c.url, c.ca, c.tenant, c.databases),
+            "javascript": javascript_snippet(c.settings, c.url, c.ca is not None, c.tenant, c.databases)}
+
+
+def scope_words(tenant: str | None, databases: tuple[str, ...]) -> str:
+    if tenant is None:
+        return "server-wide"
+    return f"tenant {tenant}, " + (f"database{'s' if len(databases) > 1 else ''} {', '.join(databases)}"
+                                   if databases else "all its databases")
+
+
 def secret_result(result: SecretResult, as_json: bool) -> None:
     for message in result.warnings:
         warn(message)
@@ -182,30 +214,36 @@ def secret_result(result: SecretResult, as_json: bool) -> None:
     if as_json:
         emit(command, {**_secret_document(result.user, result.role, result.secret), "kind": result.kind,
                        "generated": result.generated, "warnings": list(result.warnings),
-                       "applied": applied_document(result.effect)})
+                       "applied": applied_document(result.effect),
+                       "scope": scope_document(result.tenant, result.databases),
+                       "snippets": snippets_document(result.connection)})
         return
     applied = _applied_sentence(result.effect, result.user)
+    scope = f", {scope_words(result.tenant, result.databases)}" if result.tenant else ""
     if result.rotated:
-        stdout().print(f"New {result.kind} for {result.user!r} (role {result.role}). {applied}", markup=False)
+        stdout().print(f"New {result.kind} for {result.user!r} (role {result.role}{scope}). {applied}", markup=False)
     else:
-        stdout().print(f"Added user {result.user!r} (role {result.role}). {applied}", markup=False)
+        stdout().print(f"Added user {result.user!r} (role {result.role}{scope}). {applied}", markup=False)
     if result.generated:
         _show_secret(f"generated {result.kind}", repr(result.user), result.secret)
+    if result.connection is not None:
+        stdout().print(connect_snippets(result.connection, f"{result.user}'s {result.kind}"), markup=False)
 
 
 def list_result(result: ListResult, as_json: bool) -> None:
     if as_json:
         emit("creds list", {"auth": result.auth, "rbac": result.rbac,
                             "users": [{"user": u.user, "role": u.role, "tokens": u.tokens, "password": u.password,
-                                       "internal": u.internal} for u in result.users]})
+                                       "internal": u.internal, "scope": scope_document(u.tenant, u.databases)}
+                                      for u in result.users]})
         return
     table = Table(title=None, box=None, pad_edge=False)
-    for column in ("USER", "ROLE", "SECRET"):
+    for column in ("USER", "ROLE", "SECRET", "SCOPE"):
         table.add_column(column)
     for u in result.users:
         secret = f"{u.tokens} token{'s' if u.tokens != 1 else ''}" if result.auth == "token" else "password"
         name = u.user + ("  (internal: auth probe)" if u.internal else "")
-        table.add_row(name, u.role, secret)
+        table.add_row(name, u.role, secret, scope_words(u.tenant, u.databases))
     stdout().print(table)
     if not result.rbac:
         stderr().print("RBAC is off: every user has full access.", markup=False)
@@ -217,6 +255,39 @@ def remove_result(result: RemoveResult, as_json: bool) -> None:
         return
     stdout().print(f"Removed user {result.user!r}. {_applied_sentence(result.effect, result.user)}",
                    markup=False)
+
+
+# --- tenant ------------------------------------------------------------------------------
+
+_OUTCOME_WORDS = {"created": "created", "existed": "already there"}
+
+
+def tenant_add_result(result: TenantAddResult, as_json: bool) -> None:
+    if as_json:
+        emit("tenant add", {"tenant": result.tenant, "outcome": result.outcome.value,
+                            "databases": [{"database": d.name, "outcome": d.outcome.value} for d in result.databases],
+                            "url": result.url, "user": result.user})
+        return
+    out = stdout()
+    out.print(f"Tenant {result.tenant!r}: {_OUTCOME_WORDS[result.outcome.value]} (on {result.url}"
+              + (f", as {result.user}" if result.user else "") + ")", markup=False)
+    for d in result.databases:
+        out.print(f"  database {d.name!r}: {_OUTCOME_WORDS[d.outcome.value]}", markup=False)
+
+
+def tenant_list_result(result: TenantListResult, as_json: bool) -> None:
+    if as_json:
+        emit("tenant list", {"url": result.url, "user": result.user,
+                             "tenants": [{"tenant": t.name, "exists": t.exists, "databases": list(t.databases),
+                                          "users": list(t.users)} for t in result.tenants]})
+        return
+    table = Table(title=None, box=None, pad_edge=False)
+    for column in ("TENANT", "DATABASES", "SCOPED USERS"):
+        table.add_column(column)
+    for t in result.tenants:
+        databases = ", ".join(t.databases) if t.exists else "(not on the server: chromactl tenant add " + t.name + ")"
+        table.add_row(t.name, databases or "-", ", ".join(t.users) or "-")
+    stdout().print(table)
 
 
 # --- up, status, down ---------------------------------------------------------------
@@ -290,19 +361,25 @@ class ProgressReporter:
         self._err.out(text, end="", highlight=False)
 
 
-def _connect_snippets(result: UpResult) -> str:
-    d = result.deployed
-    s = result.project.settings
-    ca = str(d.tls.ca_path) if d.tls is not None else None
+def connect_snippets(c: Connection, whose: str | None = None) -> str:
+    """How a client connects: where the credential goes, then the Python and JavaScript snippets."""
+    s = c.settings
     lines = []
     if s.auth_enabled:
-        what = "a token" if s.auth == "token" else "USER:PASSWORD"
+        what = whose or ("a token" if s.auth == "token" else "USER:PASSWORD")
+        if whose and s.auth == "basic":
+            what = f"USER:PASSWORD ({whose})"
         lines.append(f"Set {CREDENTIALS_VARIABLE} to {what} in the client's environment, then:")
     lines.append("Python:")
-    lines += ["    " + line for line in python_snippet(s, d.url, ca).splitlines()]
-    lines.append(f"JavaScript{f' (run node with NODE_EXTRA_CA_CERTS={ca})' if ca else ''}:")
-    lines += ["    " + line for line in javascript_snippet(s, d.url, ca is not None).splitlines()]
+    lines += ["    " + line for line in python_snippet(s, c.url, c.ca, c.tenant, c.databases).splitlines()]
+    lines.append(f"JavaScript{f' (run node with NODE_EXTRA_CA_CERTS={c.ca})' if c.ca else ''}:")
+    lines += ["    " + line for line in javascript_snippet(s, c.url, c.ca is not None, c.tenant, c.databases).splitlines()]
     return "\n".join(lines)
+
+
+def _connect_snippets(result: UpResult) -> str:
+    d = result.deployed
+    return connect_snippets(Connection(result.project.settings, d.url, str(d.tls.ca_path) if d.tls is not None else None))
 
 
 def up_result(result: UpResult, as_json: bool) -> None:
@@ -369,8 +446,19 @@ def status_document(i: InstanceStatus) -> dict:
         "pending": [{"action": p.action.value, "target": p.target} for p in i.pending] if i.pending is not None else None,
         "problem": i.problem, "hint": i.hint, "costly_users": list(i.costly_users),
         "tls": tls_document(i.tls, i.tls_mode), "volume_bytes": i.volume_bytes, "last_backup": i.last_backup,
-        "origin": i.origin,
+        "origin": i.origin, "traffic": traffic_document(i.traffic),
     }
+
+
+def traffic_document(t: Traffic | None) -> dict | None:
+    if t is None:
+        return None
+    return {"window_seconds": t.window_s, "requests_per_minute": t.requests_per_minute,
+            "refused_per_minute": t.refused_per_minute}
+
+
+def _per_minute(value: float) -> str:
+    return f"{value:g}"
 
 
 STATUS_FORMATS = ("pretty", "table", "json", "env")
@@ -476,6 +564,10 @@ def status_blocks(instances: list[InstanceStatus], width: int = 100) -> str:
         lines += _value_lines("container", i.container, width)
         if i.gateway:
             lines += _value_lines("gateway", f"{i.gateway.name} ({i.gateway.state})", width)
+        if i.traffic is not None:
+            lines += _sentence_lines("traffic", f"{_per_minute(i.traffic.requests_per_minute)} requests/min, "
+                                     f"{_per_minute(i.traffic.refused_per_minute)} refused/min (401, 403, 429) "
+                                     "in the last minute", width)
         size = f" ({i.volume_bytes / 1024 / 1024:.1f} MB)" if i.volume_bytes is not None else ""
         lines += _value_lines("volume", (i.volume or "-") + size, width)
         lines += _backup_lines(i, width)
@@ -574,6 +666,61 @@ def _status_table(instances: list[InstanceStatus]) -> None:
         elif i.pending:
             stderr().print(f"{i.name}: changed since it started "
                            f"({'; '.join(pending_text(p) for p in i.pending)}): run `chromactl up`", markup=False)
+
+
+# --- audit ------------------------------------------------------------------------------
+
+
+def audit_document(result: AuditResult) -> dict:
+    return {"entries": [dataclasses.asdict(e) for e in result.entries], "damaged_lines": result.damaged,
+            "other_lines": result.skipped, "archived_files": result.archived_files, "live_gateway": result.live}
+
+
+def _where(e) -> str:
+    """tenant/database/collection, Chroma's default tenant and database said "default" and
+    the collection's id cut to its first block (the JSON has them whole)."""
+    defaults = {"default_tenant": "default", "default_database": "default"}
+    parts = [defaults.get(p, p) for p in (e.tenant, e.database) if p]
+    if e.collection:
+        parts.append(e.collection.split("-", 1)[0] + ("…" if "-" in e.collection else ""))
+    return "/".join(parts) or "-"
+
+
+def audit_result(result: AuditResult, as_json: bool) -> None:
+    """--json: one document; else a table within the terminal's width (100 columns when
+    piped): UTC time, user, role, action, status code, reason, where, milliseconds. What a client
+    sent (a path, a name) is shown with its control characters escaped."""
+    if as_json:
+        emit("audit", audit_document(result))
+        return
+    if result.damaged:
+        warn(f"{result.damaged} damaged audit line{'s' if result.damaged != 1 else ''} skipped (cut or not of "
+             "the expected shape)")
+    if not result.entries:
+        stderr().print("No requests match.", markup=False)
+        return
+    # One space between columns; the short ones keep their width (long names cut with an
+    # ellipsis), WHERE takes what is left.
+    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), width=output_width())
+    table.add_column("TIME (UTC)", no_wrap=True, min_width=14)
+    for column, widest in (("USER", 12), ("ROLE", 8), ("ACTION", 22)):
+        table.add_column(column, no_wrap=True, overflow="ellipsis", min_width=len(column), max_width=widest)
+    table.add_column("CODE", no_wrap=True, min_width=4)
+    table.add_column("REASON", no_wrap=True, overflow="ellipsis", min_width=6, max_width=15)
+    table.add_column("WHERE", no_wrap=True, overflow="ellipsis", min_width=5, ratio=1)
+    table.add_column("MS", no_wrap=True, justify="right", min_width=2)
+    for e in result.entries:
+        when = datetime.fromtimestamp(e.ts, timezone.utc).strftime("%m-%d %H:%M:%S")
+        table.add_row(when, printable(e.user) or "-", printable(e.role) or "-", printable(e.action),
+                      str(e.status), e.reason or "-", printable(_where(e)), f"{e.seconds * 1000:.0f}")
+    console = Console(file=io.StringIO(), highlight=False, soft_wrap=False, emoji=False, width=output_width())
+    console.print(table)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in console.file.getvalue().splitlines()))
+    sys.stdout.flush()
+    source = f"{result.archived_files} archived file{'s' if result.archived_files != 1 else ''}"
+    source += f" and the live gateway {result.live}" if result.live else " (no gateway runs)"
+    stderr().print(f"{len(result.entries)} request{'s' if len(result.entries) != 1 else ''}, from {source}.",
+                   markup=False)
 
 
 def renewed_sentence(applied: Applied | None) -> str:

@@ -82,6 +82,30 @@ def check_image_enforces_auth(project: Project) -> None:
                                   "chromadb/chroma:0.6.3")
 
 
+def scope_refusal(settings, user: str, tenant: str) -> ChromactlError | None:
+    """Why a user scoped to `tenant` cannot be held to it in this project, or None: only the
+    gateway enforces a scope (Chroma 0.6 reads tenant and databases from authz.yaml to route
+    its clients, and its RBAC ignores them), and the role decides inside it."""
+    if not settings.uses_gateway:
+        return ChromactlError(f"user {user!r} is scoped to tenant {tenant!r}, which Chroma 0.5/0.6 does not enforce "
+                              "(its RBAC ignores tenant and databases)",
+                              hint="put the gateway in front, which does: `chromactl init --force --gateway nginx`; "
+                                   "users are kept")
+    if not settings.rbac:
+        return ChromactlError(f"user {user!r} is scoped to tenant {tenant!r}, which needs RBAC (the role decides "
+                              "inside the tenant)", hint="turn RBAC on: `chromactl init --force --rbac`")
+    return None
+
+
+def check_scopes(project: Project) -> None:
+    """Refuse to serve a scope the deployment would not enforce."""
+    for user in project.credentials.users:
+        if user.tenant is not None:
+            refusal = scope_refusal(project.settings, user.name, user.tenant)
+            if refusal is not None:
+                raise refusal
+
+
 def check_probe(project: Project) -> None:
     if not project.settings.auth_enabled:
         return

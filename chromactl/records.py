@@ -1,6 +1,7 @@
 """What chromactl remembers between runs, in .chromactl/: what the running server was last
 given (so that a revocation that has not reached it is known), the last backup (for
-`status`) and the last upgrade (for `upgrade --rollback`). Small JSON files, 0600,
+`status`), the last upgrade (for `upgrade --rollback`) and the tenants `tenant add` made
+(for `tenant list`: Chroma has no route that lists tenants). Small JSON files, 0600,
 written atomically; none holds a secret."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ SERVED_FILE = f"{STATE_DIR}/served.json"
 DATA_FILE = f"{STATE_DIR}/data.json"
 LAST_BACKUP_FILE = f"{STATE_DIR}/last-backup.json"
 UPGRADE_FILE = f"{STATE_DIR}/upgrade.json"
+TENANTS_FILE = f"{STATE_DIR}/tenants.json"
 
 
 def _write(root: Path, name: str, note: dict[str, Any]) -> None:
@@ -113,3 +115,16 @@ def last_upgrade(root: Path) -> dict | None:
 
 def forget_upgrade(root: Path) -> None:
     (root / UPGRADE_FILE).unlink(missing_ok=True)
+
+
+def record_tenant(root: Path, tenant: str) -> None:
+    """A tenant `chromactl tenant add` made or found, for `tenant list`."""
+    known = remembered_tenants(root)
+    if tenant not in known:
+        _write(root, TENANTS_FILE, {"tenants": sorted(known + (tenant,))})
+
+
+def remembered_tenants(root: Path) -> tuple[str, ...]:
+    note = _read(root, TENANTS_FILE)
+    names = note.get("tenants") if note is not None else None
+    return tuple(str(n) for n in names) if isinstance(names, list) else ()

@@ -58,6 +58,66 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
+# What a tenant-scoped user (credentials.User.tenant) may reach by each route, decided from the
+# path alone except for COLLECTION_ID. Measured on Chroma 1.5.9: routes that name a collection
+# by its id act on that collection whatever tenant and database the path names; routes that
+# name a collection by its name, and the by-id lookup, look only in the path's tenant and database.
+SERVER = "server"  # no tenant in the path (reset, tenant creation): never for a scoped user
+TENANT = "tenant"  # the path names a tenant: the user's own
+TENANT_WIDE = "tenant-wide"  # the path names a tenant, and reaches all its databases: a user scoped to the whole tenant
+DATABASE = "database"  # the path names a tenant and a database: one of the user's
+COLLECTION_ID = "collection-id"  # as DATABASE, and the collection's id must belong to that tenant and database
+CRN = "crn"  # tenant:database:name in one segment: one of the user's databases
+IDENTITY = "identity"  # who the caller is: the gateway answers a scoped user itself
+
+SCOPES: dict[tuple[str, str], str] = {
+    ("GET", "/api/v2/auth/identity"): IDENTITY,
+    ("POST", "/api/v2/reset"): SERVER,
+    ("POST", "/api/v2/tenants"): SERVER,
+    ("GET", _T): TENANT,
+    ("PATCH", _T): TENANT,
+    # Listing or making databases reaches past a user's own: only a user of the whole tenant.
+    ("GET", _T + "/databases"): TENANT_WIDE,
+    ("POST", _T + "/databases"): TENANT_WIDE,
+    ("GET", _D): DATABASE,
+    ("DELETE", _D): TENANT_WIDE,
+    ("GET", _D + "/collections"): DATABASE,
+    ("POST", _D + "/collections"): DATABASE,
+    ("GET", _D + "/collections_count"): DATABASE,
+    ("GET", "/api/v2/collections/{crn}"): CRN,
+    ("GET", _D + "/collections/by-id/{collection_id}"): DATABASE,  # Chroma looks in the path's database only
+    ("GET", _C): DATABASE,  # by name
+    ("DELETE", _C): DATABASE,  # by name
+    ("PUT", _C): COLLECTION_ID,  # update_collection: by id
+    **{(m, t): COLLECTION_ID for m, t, _ in ROUTES if t.startswith(_C + "/")},
+}
+
+# The name each route has in the audit trail: its Chroma action, or for routes without one
+# the operation's own name.
+_AUDIT_NAMES: dict[tuple[str, str], str] = {
+    ("GET", "/api/v2/auth/identity"): "auth:identity",
+    ("PATCH", _T): "tenant:update_tenant",
+    ("POST", _C + "/search"): "collection:search",
+    ("POST", _C + "/fork"): "collection:fork",
+    ("GET", _C + "/fork_count"): "collection:fork_count",
+    ("GET", _C + "/indexing_status"): "collection:indexing_status",
+    ("POST", _C + "/functions/attach"): "collection:attach_function",
+    ("GET", _C + "/functions/{function_name}"): "collection:get_attached_function",
+    ("POST", _C + "/attached_functions/{name}/detach"): "collection:detach_function",
+    ("GET", "/api/v2/heartbeat"): "system:heartbeat",
+    ("GET", "/api/v2/version"): "system:version",
+    ("GET", "/api/v2/healthcheck"): "system:healthcheck",
+    ("GET", "/api/v2/pre-flight-checks"): "system:pre_flight_checks",
+}
+UNKNOWN_ACTION = "unknown"
+
+
+def audit_actions() -> list[tuple[str, str, str]]:
+    """(method, path template, name in the audit trail) for every route, public ones included."""
+    named = [(m, t, _AUDIT_NAMES.get((m, t)) or actions[0]) for m, t, actions in ROUTES]
+    return named + [(m, t, _AUDIT_NAMES[(m, t)]) for m, t in PUBLIC_ROUTES]
+
+
 def classify(method: str, path: str) -> str:
     """'public', 'mapped', 'refused', or 'unknown' for a route of the OpenAPI document."""
     if (method, path) in PUBLIC_ROUTES:

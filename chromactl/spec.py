@@ -75,6 +75,19 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class LogRotation:
+    """The container's log kept by the engine's json-file driver, rotated by size: at most
+    `max_files` files of `max_size` each (Docker's units: 10m is 10 MiB)."""
+
+    max_size: str
+    max_files: int
+
+    def options(self) -> dict[str, str]:
+        """The driver's options, as Docker and Compose spell them."""
+        return {"max-size": self.max_size, "max-file": str(self.max_files)}
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str
     image: str
@@ -92,6 +105,7 @@ class ContainerSpec:
     container_port: int = CONTAINER_PORT
     user: str | None = None  # uid:gid; None: the image's user
     tmpfs: tuple[str, ...] = ()  # paths that start empty at every start (nothing survives a crash there)
+    log_rotation: LogRotation | None = None  # None: the engine's default log driver and options
 
     @property
     def config_hash(self) -> str:
@@ -102,8 +116,11 @@ def labelled(spec: ContainerSpec, project_root: str, settings: Settings, service
              files: dict[str, bytes]) -> ContainerSpec:
     """The spec with chromactl's labels, among them a hash of everything that shapes the
     container: when it changes, the container is recreated."""
+    shape = asdict(spec)
+    if shape["log_rotation"] is None:  # as before log rotation existed: an upgrade recreates nothing for it
+        del shape["log_rotation"]
     fingerprint = {
-        "spec": asdict(spec),
+        "spec": shape,
         "image_id": image_id,
         "files": {name: hashlib.sha256(content).hexdigest() for name, content in sorted(files.items())},
     }
@@ -192,6 +209,10 @@ def docker_run_command(spec: ContainerSpec, env_file: str | None) -> str:
     if spec.publish:
         args += ["--publish", f"{host}:{spec.port}:{spec.container_port}"]
     args += ["--restart", spec.restart_policy]
+    if spec.log_rotation is not None:
+        args += ["--log-driver", "json-file"]
+        for key, value in spec.log_rotation.options().items():
+            args += ["--log-opt", f"{key}={value}"]
     for key, value in spec.labels.items():
         args += ["--label", f"{key}={value}"]
     args.append(spec.image)

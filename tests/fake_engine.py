@@ -9,6 +9,7 @@ container whose behaviour a test sets (answers, enforces auth, exits at start...
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import tarfile
@@ -46,6 +47,7 @@ class FakeContainer:
     volume: str | None = None
     path: str | None = None  # a holder's mount point
     exit_code: int = 0
+    stdout: bytearray = field(default_factory=bytearray)  # what it wrote there (the gateway: its audit lines)
 
 
 @dataclass
@@ -95,10 +97,18 @@ class FakeEngine:
     def put_volume(self, name: str, files: dict[str, bytes], labels: dict | None = None) -> None:
         self._volumes[name] = {"labels": labels or {}, "files": dict(files)}
 
+    def write_stdout(self, name: str, text: str) -> None:
+        """The container writes to its stdout (kept as the engine keeps a log, across restarts)."""
+        self._get(name).stdout.extend(text.encode())
+
     def kill(self, name: str) -> None:
         """The container dies (as by SIGKILL), the engine does not restart it."""
         self._containers[name].state = "exited"
         self._containers[name].exit_code = 137
+
+    def _new_id(self) -> str:
+        """A container id as an engine makes them: 64 hex digits, unlike in its first 12 too."""
+        return hashlib.sha256(f"container {next(self._ids)}".encode()).hexdigest()
 
     def _check(self) -> None:
         if not self.reachable:
@@ -167,7 +177,7 @@ class FakeEngine:
                 raise EngineError(f"network {attachment.network} not found")
         if spec.volume and spec.volume not in self._volumes:
             self._volumes[spec.volume] = {"labels": {}, "files": {}}
-        self._containers[spec.name] = FakeContainer(id=f"{next(self._ids):064x}", spec=spec, image=spec.image,
+        self._containers[spec.name] = FakeContainer(id=self._new_id(), spec=spec, image=spec.image,
                                                     labels=dict(spec.labels), volume=spec.volume,
                                                     path=spec.data_path)
         self.calls.append(("create", spec.name))
@@ -214,6 +224,14 @@ class FakeEngine:
     def logs(self, name: str, tail="all", follow: bool = False):
         self._check()
         return iter([b"a log line\n"])
+
+    def stdout_log(self, name: str, since: float | None = None):
+        """Its stdout in chunks that cut lines anywhere, as a real engine's may; `since` is
+        left to the reader (the fake keeps no time per line)."""
+        self._check()
+        self.calls.append(("read log", self._name_of(name)))
+        data = bytes(self._get(name).stdout)
+        return iter([data[i:i + 7] for i in range(0, len(data), 7)])
 
     def exec(self, name: str, command: list[str]) -> str | None:
         self._check()
@@ -284,7 +302,7 @@ class FakeEngine:
 
     def create_holder(self, name: str, image: str, volume: str, path: str, labels: dict[str, str]) -> None:
         self._check()
-        self._containers[name] = FakeContainer(id=f"{next(self._ids):064x}", spec=None, image=image,
+        self._containers[name] = FakeContainer(id=self._new_id(), spec=None, image=image,
                                                labels=dict(labels), volume=volume, path=path)
 
     def image_file(self, image: str, path: str) -> bytes | None:

@@ -10,7 +10,12 @@ ngx_conf_file.c), and decides a request the way the gateway's server does:
     then regular expressions (`~` case-sensitive, `~*` not) in the order written, the first
     match wins, never for an empty source; else the default (the empty string if none);
   - `proxy_pass http://$variable` to a named upstream, followed to the server block that
-    listens on its socket (the refusal's `return 403`) or to Chroma.
+    listens on its socket (the refusal's `return 403`, the identity's `return 200 $header`,
+    with the headers `proxy_set_header` sends it) or to Chroma;
+  - `auth_request` to an internal location (its `if ($x = "")`, or a proxy_pass to Chroma
+    answered by a stand-in for Chroma's by-id lookup: `chroma_ids`), `error_page` to named
+    locations, as nginx's access and content phases run them;
+  - the access log line (`log_format ... escape=json`) of each decision: `audit()`.
 
 PCRE patterns are run with Python's `re` after translating the escapes whose meaning
 differs (`\\z`, `\\Z`, `\\A`); a construct outside what chromactl writes is refused, so the
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -168,7 +174,7 @@ def pcre(pattern: str, caseless: bool = False) -> re.Pattern:
                 out.append("\\" + nxt)  # an escaped punctuation character is itself
             i += 2
             continue
-        if c == "(" and pattern[i + 1:i + 2] == "?":
+        if c == "(" and pattern[i + 1:i + 2] == "?" and pattern[i + 2:i + 3] != ":":
             raise ConfError(f"a PCRE group this model does not know in {pattern!r}")
         out.append(c)
         i += 1
@@ -214,6 +220,16 @@ class Request:
     target: str  # the raw request target, as sent: path and query
     headers: dict[str, str] = field(default_factory=dict)  # names in any case
     remote_addr: str = "192.0.2.7"
+    status: int | None = None  # the answer's status, once decided (for the log's $status)
+    captures: tuple[str | None, ...] = ()  # of the last regex that matched ($1, $2, ...)
+    values: dict[str, str] = field(default_factory=dict)  # variables evaluated (maps are cached per request)
+
+
+@dataclass
+class Answer:
+    status: str | int  # CHROMA, or what nginx answers itself
+    headers: dict[str, str] = field(default_factory=dict)  # add_header's
+    body: str | None = None  # of a `return`
 
 
 @dataclass
@@ -223,6 +239,9 @@ class Gateway:
     files: dict[str, str]
     mount_dir: str
     config_file: str = "nginx.conf"
+    # What Chroma's by-id route answers: "tenant/database" -> the collection ids in it.
+    chroma_ids: dict[str, set[str]] = field(default_factory=dict)
+    chroma_status: int = 200  # what Chroma answers a request proxied to it (for the log's $status)
 
     def __post_init__(self) -> None:
         top = parse(self.files[self.config_file])
@@ -246,16 +265,25 @@ class Gateway:
     # --- variables -------------------------------------------------------------------------
 
     def variable(self, name: str, request: Request) -> str:
+        if name[1:].isdigit():  # a capture of the last regex that matched
+            index = int(name[1:]) - 1
+            return (request.captures[index] or "") if index < len(request.captures) else ""
         if name in self.maps:
+            if name in request.values:
+                return request.values[name]
             block = self.maps[name]
             source = self.expand(block.source, request)
+            value = block.default
             if source.lower() in block.exact:
-                return self.expand(block.exact[source.lower()], request)
-            if source:  # nginx tries no regex on an empty value
-                for regex, value in block.regexes:
-                    if regex.search(source):
-                        return self.expand(value, request)
-            return self.expand(block.default, request)
+                value = block.exact[source.lower()]
+            elif source:  # nginx tries no regex on an empty value
+                for regex, candidate in block.regexes:
+                    match = regex.search(source)
+                    if match:
+                        request.captures, value = match.groups(), candidate
+                        break
+            request.values[name] = self.expand(value, request)
+            return request.values[name]
         if name.startswith("$http_"):
             wanted = name[len("$http_"):]
             found = [v for k, v in request.headers.items() if k.lower().replace("-", "_") == wanted]
@@ -268,8 +296,14 @@ class Gateway:
             return urllib.parse.unquote(request.target.split("?", 1)[0])
         if name == "$remote_user":
             return (self._basic_credentials(request) or ("", ""))[0]
-        if name == "$binary_remote_addr":
+        if name in ("$binary_remote_addr", "$remote_addr"):
             return request.remote_addr
+        if name == "$status":
+            if request.status is None:
+                raise ConfError("$status before the request was decided")
+            return str(request.status)
+        if name == "$host":
+            return next((v for k, v in request.headers.items() if k.lower() == "host"), "")
         raise ConfError(f"a variable this model does not know: {name}")
 
     def expand(self, text: str, request: Request) -> str:
@@ -295,59 +329,159 @@ class Gateway:
 
     def answer(self, request: Request) -> tuple[str | int, dict[str, str]]:
         """What decide() says, with the headers nginx adds to its own answer (add_header)."""
+        found = self.respond(request)
+        return found.status, found.headers
+
+    def respond(self, request: Request) -> Answer:
+        """The whole answer: what answer() says, and the body of a `return`."""
+        found = self._respond(request)
+        request.status = self.chroma_status if found.status == CHROMA else found.status  # for the log
+        return found
+
+    def _respond(self, request: Request) -> Answer:
         for directive in self.server.block or []:
             if directive.name == "if":
-                status = self._if(directive, request)
-                if status is not None:
-                    return status, {}
-        path = self.variable("$uri", request)
+                returned = self._if(directive, request)
+                if returned is not None:
+                    return returned
+        location = self._location_for(self.variable("$uri", request))
+        if location is None:
+            return Answer(404)
+        if location.children("internal"):  # not for a client: 404, which the location's error_page may turn
+            return self._error_page(location, 404, request)
+        return self._location(location, request)
+
+    def _location_for(self, path: str) -> Directive | None:
         locations = self.server.children("location")
         exact = [d for d in locations if d.args[0] == "=" and d.args[1] == path]
         prefix = sorted((d for d in locations if len(d.args) == 1 and path.startswith(d.args[0])),
                         key=lambda d: len(d.args[0]), reverse=True)
-        location = (exact or prefix or [None])[0]
-        if location is None:
-            return 404, {}
-        return self._location(location, request)
+        return (exact or prefix or [None])[0]
 
-    def _if(self, directive: Directive, request: Request) -> int | None:
-        args = list(directive.args)
-        if args[0].startswith("(") and args[-1].endswith(")"):
-            args[0], args[-1] = args[0][1:], args[-1][:-1]
-        args = [a for a in args if a]
-        if len(args) != 3 or args[1] not in ("~", "~*"):
+    def _named(self, name: str) -> Directive:
+        found = [d for d in self.server.children("location") if d.args == [name]]
+        if len(found) != 1:
+            raise ConfError(f"no named location {name}")
+        return found[0]
+
+    def _if(self, directive: Directive, request: Request) -> Answer | None:
+        """`if ($var ~ "regex")` or `if ($var = "")`, then its `return`."""
+        args, quoted = list(directive.args), list(directive.quoted)
+        if args and args[-1] == ")":
+            args, quoted = args[:-1], quoted[:-1]
+        elif args and args[-1].endswith(")") and not quoted[-1]:
+            args[-1] = args[-1][:-1]
+        if not args or not args[0].startswith("("):
             raise ConfError(f"an if this model does not know: {directive.args}")
-        if not pcre(args[2], args[1] == "~*").search(self.expand(args[0], request)):
+        args[0] = args[0][1:]
+        if len(args) != 3 or args[1] not in ("~", "~*", "="):
+            raise ConfError(f"an if this model does not know: {directive.args}")
+        value = self.expand(args[0], request)
+        holds = value == args[2] if args[1] == "=" else bool(pcre(args[2], args[1] == "~*").search(value))
+        if not holds:
             return None
-        returned = directive.child("return")
-        return int(returned.args[0])
+        return self._return(directive, directive.child("return"), request)
 
-    def _location(self, location: Directive, request: Request) -> tuple[str | int, dict[str, str]]:
+    def _return(self, where: Directive, returned: Directive, request: Request) -> Answer:
+        status = int(returned.args[0])
+        body = self.expand(returned.args[1], request) if len(returned.args) > 1 else None
+        return Answer(status, self._added_headers(where, status, request), body)
+
+    def _location(self, location: Directive, request: Request, upstream_headers: dict[str, str] | None = None,
+                  subrequest: bool = False) -> Answer:
+        """The phases of a location: rewrite (`if`), access (limit_except, auth_basic, then
+        auth_request), content (`return`, or proxy_pass); error_page on nginx's own 403."""
+        for directive in location.block or []:
+            if directive.name == "if":
+                returned = self._if(directive, request)
+                if returned is not None:
+                    return returned
         for directive in location.block or []:
             if directive.name == "limit_except":
                 allowed = set(directive.args) | ({"HEAD"} if "GET" in directive.args else set())
                 if request.method not in allowed and directive.children("deny"):
-                    return 403, {}
+                    return Answer(403)
         auth = location.children("auth_basic")
         if auth and auth[0].args[0] != "off":
             if not self._password_ok(location, request):
-                return 401, {}
+                return Answer(401)
+        for directive in location.children("auth_request"):
+            status = self._subrequest(directive.args[0], request)
+            if status not in range(200, 300):
+                status = status if status in (401, 403) else 500
+                return self._error_page(location, status, request)
         returned = location.children("return")
         if returned:
-            status = int(returned[0].args[0])
-            return status, self._added_headers(location, status, request)
+            return self._return(location, returned[0], request)
         target = location.child("proxy_pass").args[0]
         if not target.startswith("http://"):
             raise ConfError(f"proxy_pass this model does not know: {target}")
-        upstream_name = self.expand(target[len("http://"):], request)
+        destination = self.expand(target[len("http://"):], request)
+        upstream_name, _, path = destination.partition("/")
         upstream = self.upstreams.get(upstream_name)
         if upstream is None:
-            return 502, {}  # nginx would try to resolve the name, and fail
+            return Answer(502)  # nginx would try to resolve the name, and fail
         address = upstream.child("server").args[0]
         if address in self.unix_servers:
             server = self.unix_servers[address]
-            return self._location(server.child("location"), request)
-        return CHROMA, {}
+            inner = Request(request.method, request.target, self._proxied_headers(location, request))
+            return self._location(server.child("location"), inner)
+        if subrequest:
+            return self._error_page(location, self._chroma_lookup("/" + path), request)
+        return Answer(CHROMA)
+
+    def _proxied_headers(self, location: Directive, request: Request) -> dict[str, str]:
+        """The headers an upstream gets: the client's, less those proxy_set_header names,
+        plus those it sets to a non-empty value."""
+        set_here = {d.args[0].lower(): self.expand(d.args[1], request) for d in location.children("proxy_set_header")}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in set_here}
+        headers.update({k: v for k, v in set_here.items() if v})
+        return headers
+
+    def _subrequest(self, uri: str, request: Request) -> int:
+        """An auth_request: the internal location's status (its headers and body are dropped)."""
+        location = self._location_for(uri)
+        if location is None or location.args[:2] != ["=", uri]:
+            raise ConfError(f"auth_request {uri} has no exact location")
+        found = self._location(location, request, subrequest=True)
+        if found.status == CHROMA:
+            raise ConfError("a subrequest this model cannot answer")
+        return int(found.status)
+
+    def _chroma_lookup(self, path: str) -> int:
+        """Chroma's by-id route: 200 when the id is in the path's tenant and database."""
+        match = re.fullmatch(r"/api/v2/tenants/([^/]+)/databases/([^/]+)/collections/by-id/([^/?]+)", path)
+        if match is None:
+            raise ConfError(f"a lookup this model does not know: {path}")
+        return 200 if match[3] in self.chroma_ids.get(f"{match[1]}/{match[2]}", set()) else 404
+
+    def _error_page(self, location: Directive, status: int, request: Request) -> Answer:
+        """`error_page CODE = @named`: the named location answers; otherwise the status."""
+        for directive in location.children("error_page"):
+            codes, target = directive.args[:-2], directive.args[-2:]
+            if str(status) in codes:
+                if target[0] != "=" or not target[1].startswith("@"):
+                    raise ConfError(f"an error_page this model does not know: {directive.args}")
+                return self._location(self._named(target[1]), request)
+        return Answer(status)
+
+    def audit(self, request: Request) -> dict:
+        """The access log line nginx writes for the request (decided first, if it was not), as
+        the JSON object it is: log_format's text, each variable escaped as escape=json does."""
+        if request.status is None:
+            self.respond(request)
+        log_format = next(d for d in self.http.children("log_format") if d.args[0] == "chromactl_audit")
+        if log_format.args[1] != "escape=json":
+            raise ConfError("the audit log is not escaped for JSON")
+        times = {"$time_iso8601": "2026-01-01T00:00:00+00:00", "$msec": "1767225600.000", "$request_time": "0.000",
+                 "$request_length": "0", "$bytes_sent": "0", "$request_method": request.method}
+
+        def value(match: re.Match) -> str:
+            name = "$" + match[1].strip("{}")
+            text = times[name] if name in times else self.variable(name, request)
+            return json.dumps(text)[1:-1]
+
+        return json.loads(re.sub(r"\$(\{\w+\}|\w+)", value, "".join(log_format.args[2:])))
 
     def _added_headers(self, location: Directive, status: int, request: Request) -> dict[str, str]:
         """add_header: on success and redirect statuses only, unless `always`."""

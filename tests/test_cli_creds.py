@@ -281,3 +281,4 @@ def test_password_prompt_on_a_terminal(basic_project):
 def test_single_op_runs_without_project_lock_leftovers(token_project):
     ok(token_project("creds", "add", "x1"))
     assert not list(token_project.project.glob(".*.tmp"))
+

@@ -22,6 +22,7 @@ NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
     (["status", "--json"], NO_ENGINE, 3, "status", "unix:///nonexistent/docker.sock (from DOCKER_HOST)"),
     (["up", "--json", "--pull", "never"], NO_ENGINE, 3, "up", "unix:///nonexistent/docker.sock"),
     (["down", "--json"], NO_ENGINE, 3, "down", "no container engine answers"),
+    (["audit", "--json"], NO_ENGINE, 3, "audit", "no container engine answers"),
     (["creds", "add", "bob", "--role", "superuser", "--json"], {}, 2, "creds add", "unknown role 'superuser'"),
     (["creds", "add", "admin", "--json"], {}, 1, "creds add", "already exists"),
     (["init", "--json"], {}, 1, "init", "already a chromactl project"),
@@ -30,6 +31,7 @@ NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
     (["upgrade", "--rollback", "--image", "x:1", "--json"], {}, 2, "upgrade --rollback", "--rollback takes no --image"),
     (["tls", "show", "--json"], {}, 1, "tls show", "tls off"),
     (["creds", "rm", "nobody", "--json"], {}, 1, "creds rm", "no user 'nobody'"),
+    (["tenant", "add", "x_", "--json"], {}, 2, "tenant add", "a tenant name is 3-63"),
 ])
 def test_errors_under_json_are_one_document_with_the_exit_code(project, args, env, code, command, words):
     result = project(*args, env=env)
@@ -81,3 +83,15 @@ def test_the_schema_refuses_what_the_contract_forbids():
                 {"schema_version": 1, "command": "up", "error": {"message": "m"}}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, SCHEMA)
+
+
+def test_tenant_commands_without_a_server_exit_4_with_one_document(chromactl):
+    from conftest import free_port
+
+    ok(chromactl("init", "--host", "127.0.0.1", "--port", str(free_port()), "--json"))
+    for args in (["tenant", "add", "acme", "--database", "prod"], ["tenant", "list"]):
+        result = chromactl(*args, "--json")
+        assert result.returncode == 4, (result.stdout, result.stderr)
+        doc = document(result, " ".join(args[:2]))
+        assert "does not answer" in doc["error"]["message"] and "chromactl up" in doc["error"]["hint"], doc
+        assert "Traceback" not in result.stderr

@@ -187,10 +187,21 @@ def test_upgrade_063_to_159_keeps_records_and_roles_then_rolls_back(data_project
     assert write["add"] == "ok" and write["delete_collection"] == "denied", write
     assert client(python_1x, p.url, "Z" * 40, ["connect"])["connect"] == "denied"
 
+    # Credentials changed after the upgrade stay as they are now: the rollback brings back
+    # neither a rotated-away token nor a removed user, and keeps a user added since.
+    rotated = document(ok(p("creds", "rotate", "rita", "--json")))["secret"]
+    eve = add_user(p, "eve", "admin")
+    ok(p("creds", "rm", "wanda"))
     back = document(ok(p("upgrade", "--rollback", "--yes", "--json")))
     assert back["volume"] == p.volume and back["abandoned_volume"] == doc["volume"]
     again = client(chroma_python, p.url, admin, ["connect", "verify_ids"], expect_ids=docs, dim=DIM)
     assert again["missing"] == 0 and again["count"] == 5000, again
+    assert client(chroma_python, p.url, reader, ["connect"])["connect"] == "denied"  # rita's old token
+    assert client(chroma_python, p.url, writer, ["connect"])["connect"] == "denied"  # wanda, removed
+    assert client(chroma_python, p.url, rotated, ["connect", "get"], collection="legacy")["get_ids"] == ["a", "b"]
+    assert client(chroma_python, p.url, eve, ["connect", "get"], collection="legacy")["get_ids"] == ["a", "b"]
+    users = {u["user"] for u in document(ok(p("creds", "list", "--json")))["users"]}
+    assert {"admin", "rita", "eve"} <= users and "wanda" not in users, users
     assert sqlite_fingerprint(docker_client, p.volume) == {"embeddings_queue": 2, "metadb": 4, "sysdb": 9}
 
 

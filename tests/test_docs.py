@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from chromactl import credentials, gateway, settings, tls
+from chromactl import audit, credentials, gateway, settings, tls
 from chromactl.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +60,9 @@ def test_help_defaults_are_the_code_defaults(path, flag, value):
     f"at most {gateway.CONNECTIONS_PER_CLIENT} requests in progress per client address",
     f"bcrypt at its cheapest cost, {credentials.GENERATED_ROUNDS}",
     f"a burst of {gateway.COSTLY_BURST}",
+    f"a new file every {gateway.LOG_ROTATION.max_size} (10 MiB), the newest {gateway.LOG_ROTATION.max_files} kept",
+    f"at most {audit.ARCHIVE_MAX_FILES} files and {audit.ARCHIVE_MAX_MB} MB together",
+    f"the last minute, read from the same lines",
 ])
 def test_readme_numbers_are_the_code_numbers(statement):
     assert statement in " ".join(README.split()), statement

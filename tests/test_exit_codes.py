@@ -35,7 +35,7 @@ def test_the_walk_finds_every_command():
     names = {" ".join(path) for path, _ in LEAVES}
     assert {"init", "up", "status", "down", "logs", "backup", "restore", "upgrade", "doctor", "creds add",
             "creds rotate", "creds rm", "creds list", "export compose", "export kubernetes", "tls show",
-            "tls renew"} == names
+            "tls renew", "audit", "tenant add", "tenant list"} == names
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,9 @@ BAD_VALUES = [
     (["down", "extra"], "unexpected extra argument"),
     (["logs", "--tail", "-1"], "'--tail'"),
     (["logs", "--service", "web"], "unknown service 'web'"),
+    (["audit", "--since", "yesterday"], "--since 'yesterday': give a duration"),
+    (["audit", "--status", "6xx"], "--status '6xx': give an HTTP status"),
+    (["audit", "--json", "--status", "40"], "--status '40'"),
     (["backup", "--timeout", "0"], "'--timeout'"),
     (["backup", "-o", "/"], "is a directory"),
     (["restore"], "Missing argument"),
@@ -111,13 +114,20 @@ BAD_VALUES = [
     (["export", "kubernetes", "--namespace", "Bad_NS"], "invalid namespace 'Bad_NS'"),
     (["tls", "show", "extra"], "unexpected extra argument"),
     (["tls", "renew", "--new-ca=maybe"], "does not take a value"),
+    (["tenant", "add", "a b"], "a tenant name is 3-63 letters"),
+    (["tenant", "add", "acme", "--database", "x"], "a database name is 3-63 letters"),
+    (["tenant", "add", "acme", "--database", "prod", "--database", "prod"], "a --database is named twice"),
+    (["tenant", "add", "acme", "--user", "admin"], "--user is for basic auth"),
+    (["tenant", "add", "--json"], "Missing argument"),
+    (["tenant", "list", "extra"], "unexpected extra argument"),
 ]
 
 
 def test_every_command_has_a_bad_value_case():
     covered = {" ".join(w for w in args if not w.startswith("-") and w in {
         "init", "up", "status", "down", "logs", "backup", "restore", "upgrade", "doctor", "creds", "add", "rotate",
-        "rm", "list", "export", "compose", "kubernetes", "tls", "show", "renew"}) for args, _ in BAD_VALUES}
+        "rm", "list", "export", "compose", "kubernetes", "tls", "show", "renew", "audit",
+        "tenant"}) for args, _ in BAD_VALUES}
     assert {" ".join(path) for path, _ in LEAVES} <= covered
 
 
@@ -237,6 +247,21 @@ def test_the_confirm_callback_asks_on_a_terminal_and_says_no_by_default(tmp_path
     piped = subprocess.run([sys.executable, str(script), question], capture_output=True, text=True,
                            stdin=subprocess.DEVNULL, timeout=60)
     assert piped.stdout.strip() == "ANSWER False" and question not in piped.stderr
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_audit_of_a_native_project_is_refused_in_one_line_without_an_engine(project_063, as_json):
+    """Natively there is no audit trail (Chroma records no requests): a refusal (1), said
+    before any engine is asked."""
+    result = project_063("audit", *(["--json"] if as_json else []), env=NO_ENGINE)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    if as_json:
+        assert document(result, "audit")["error"]["message"].startswith("no audit trail: this project runs Chroma "
+                                                                       "natively")
+    else:
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("chromactl: error: no audit trail: this project runs Chroma natively") \
+            and "--gateway nginx" in line and result.stdout == ""
 
 
 @pytest.mark.parametrize("args", [["-C", "{p}", "status", "--json"], ["--dir", "{p}", "status", "-o", "json"],

@@ -65,8 +65,24 @@ def test_compose_file_runs_under_real_compose_and_enforces_auth(chromactl, docke
         mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
         assert mounts["/etc/chromactl/authz.yaml"]["RW"] is False
         assert mounts["/chroma/chroma"]["Name"] == f"chromactl-{name}-data"
+
+        # `docker-compose down -v` removes the project's volumes, but not the data volume: it is
+        # external, so the data is there when the deployment comes up again.
+        down = subprocess.run(base + ["down", "-v"], capture_output=True, text=True, timeout=120)
+        assert down.returncode == 0 and f"Removing volume chromactl-{name}-data" not in down.stdout + down.stderr, down.stderr
+        assert docker_client.volumes.get(f"chromactl-{name}-data")
+        assert subprocess.run(base + ["up", "-d"], capture_output=True, text=True, timeout=300).returncode == 0
+        deadline = time.monotonic() + 90
+        while True:
+            again = chroma_client(url, "token", token, ["connect", "get"])
+            if again.get("get_ids") == ["a", "b"] or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert again.get("get_ids") == ["a", "b"], again
     finally:
         subprocess.run(base + ["down", "-v"], capture_output=True, text=True, timeout=120)
+        for volume in docker_client.volumes.list(filters={"name": f"chromactl-{name}-data"}):
+            volume.remove(force=True)
 
 
 @pytest.mark.docker
@@ -286,3 +302,25 @@ def urllib_get_json(url: str, headers: dict):
 
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
         return json.loads(response.read())
+
+
+@pytest.mark.parametrize("image, listen", [
+    (IMAGE_159, {"args": ["run", "--host", "127.0.0.1", "--port", "8000", "--path", "/data"]}),
+    (IMAGE_063, {"env": {"name": "CHROMA_HOST_ADDR", "value": "127.0.0.1"}}),
+], ids=["1.x", "0.x"])
+def test_exported_kubernetes_chroma_listens_on_the_pods_loopback_behind_the_gateway(tmp_path, image, listen):
+    """In the pod, only the gateway sidecar listens beyond loopback: Chroma is told to listen on
+    127.0.0.1 (1.x by its command line, 0.x by CHROMA_HOST_ADDR) and declares no port, so
+    nothing in the cluster reaches it but through the gateway. No engine is needed."""
+    env = {"DOCKER_HOST": "unix:///nonexistent/chromactl-test.sock"}
+    ok(run_chromactl("init", "--name", "k8s", "--image", image, "--gateway", "nginx", cwd=tmp_path, env=env))
+    ok(run_chromactl("export", "kubernetes", "-o", "k8s.yaml", cwd=tmp_path, env=env))
+    documents = list(yaml.safe_load_all((tmp_path / "k8s.yaml").read_text()))
+    [statefulset] = [d for d in documents if d["kind"] == "StatefulSet"]
+    containers = {c["name"]: c for c in statefulset["spec"]["template"]["spec"]["containers"]}
+    chroma = containers["chroma"]
+    assert "ports" not in chroma and containers["gateway"]["ports"], containers
+    if "args" in listen:
+        assert chroma["args"] == listen["args"]
+    else:
+        assert "args" not in chroma and listen["env"] in chroma["env"], chroma

@@ -26,6 +26,8 @@ import pytest
 
 from conftest import (
     COLLECTIONS,
+    assert_no_way_around,
+    serves,
     IMAGE_063,
     IMAGE_159,
     start_engine,
@@ -46,37 +48,8 @@ restarts_engine = pytest.mark.skipif(
     reason="kills the Docker engine: set CHROMACTL_TEST_RESTART_ENGINE=1 (scripts/test does in CI)")
 
 
-def serves(p, token: str, within: float = 60) -> float:
-    """Seconds until the heartbeat answers and the admin's token lists collections (no
-    chromactl command runs meanwhile); fails after `within`."""
-    started = time.monotonic()
-    while True:
-        try:
-            if http_status(p.url + "/api/v2/heartbeat") == 200 and \
-                    http_status(p.url + COLLECTIONS, {"Authorization": f"Bearer {token}"}) == 200:
-                return time.monotonic() - started
-        except OSError:
-            pass
-        assert time.monotonic() - started < within, f"{p.name} did not serve again within {within} s"
-        time.sleep(0.5)
-
-
 def host_pid(docker_client, name: str) -> int:
     return docker_client.containers.get(name).attrs["State"]["Pid"]
-
-
-def assert_no_way_around(p, docker_client) -> None:
-    """Chroma behind the gateway: on the internal network only, which has no address on the
-    host (so no route in), is internal, and holds Chroma and the gateway alone."""
-    network = docker_client.networks.get(f"{p.container}-internal")
-    bridge = "br-" + network.id[:12]
-    addresses = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", bridge], capture_output=True, text=True)
-    assert addresses.returncode == 0 and addresses.stdout.strip() == ""
-    assert network.attrs["Internal"] is True
-    assert {c["Name"] for c in network.attrs["Containers"].values()} == {p.container, f"{p.container}-gateway"}
-    chroma = docker_client.containers.get(p.container)
-    assert list(chroma.attrs["NetworkSettings"]["Networks"]) == [f"{p.container}-internal"]
-    assert not chroma.attrs["HostConfig"]["PortBindings"]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ nginx, built locally like the Chroma images (ci/chroma-images.sh), since no regi
 reachable; chromactl itself defaults to the official nginx image."""
 
 import json
+import time
 import urllib.request
 
 import pytest
@@ -70,10 +71,16 @@ def test_token_roles_through_the_gateway(gateway_project, chroma_client_1x, dock
     # A raw path that nginx and Chroma could read differently is refused outright.
     assert http_status(p.url + COLLECTIONS + "/x/add/%2E%2E/get", {"Authorization": "Bearer " + reader}) == 400
 
+    time.sleep(1.5)  # the gateway writes its buffered log lines out every second
     status = instances(ok(p("status", "--json")))[0]
     assert status["healthy"] and status["auth"]["enforced"] is True
     assert status["gateway"] == {"container": f"{p.container}-gateway", "state": "running"}
-    assert "GET /api/v2" in ok(p("logs", "--service", "gateway", "-n", "20")).stdout
+    logged = ok(p("logs", "--service", "gateway", "-n", "20")).stdout
+    assert '"method":"GET","path":"/api/v2/' in logged and '"user":"wanda"' in logged and reader not in logged
+    # status's rates: the clients' requests of this test, not chromactl's own probes.
+    assert status["traffic"]["requests_per_minute"] > 0 and status["traffic"]["refused_per_minute"] > 0, status
+    again = instances(ok(p("status", "--json")))[0]["traffic"]
+    assert again["requests_per_minute"] <= status["traffic"]["requests_per_minute"], (status["traffic"], again)
 
 
 def test_x_chroma_token_and_basic_auth(gateway_project, chroma_client_1x, docker_client):

@@ -624,3 +624,13 @@ def test_hostile_token_passes_nginx_t_and_grants_only_its_own_role(factory, dock
         assert (allowed, denied, near) == ([200], [403], [403]), (allowed, denied, near)
     finally:
         factory.discard(p)
+
+
+def test_basic_forty_wrong_passwords_lock_nobody_out(bp):
+    """Lockout as a denial of service: 40 wrong passwords for the reader, then the reader's own
+    password still reads (there is no lockout to trip, and none is wanted: a stranger could
+    lock out anyone whose name it knows)."""
+    method, target, _ = _route(bp, "read")
+    wrong = [statuses(bp, request(bp, method, target, [basic("rita", f"wrong-{i}")]))[0] for i in range(40)]
+    assert set(wrong) == {401}, wrong
+    assert statuses(bp, request(bp, method, target, [basic("rita", bp.reader)])) == [200]

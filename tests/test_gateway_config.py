@@ -43,6 +43,10 @@ SAMPLE = {"tenant": "acme", "database": "main.db", "collection_id": "3f0c1a2e-9b
           "crn": "acme:main.db:docs", "function_name": "embed_v2", "name": "nightly-job"}
 # Custom roles beside the built-in ones: a single action, and none at all.
 ROLES = {**roles.BUILTIN_ROLES, "counter": ("collection:count",), "nothing": ()}
+# The maps of the audit trail, in every configuration (test_audit_* below check what they say).
+AUDIT_MAPS = {"$chromactl_route", "$chromactl_action", "$chromactl_route_kind", "$chromactl_tenant",
+              "$chromactl_database", "$chromactl_collection", "$chromactl_sent_credentials", "$chromactl_audit_user",
+              "$chromactl_reason", "$chromactl_audit_role"}
 # One user per role, each with a token of letters and digits.
 TOKENS = {role: f"{role.replace('-', '')}Tok3n{i:02d}".ljust(40, "x") for i, role in enumerate(ROLES)}
 
@@ -283,7 +287,7 @@ def test_tokens_with_any_punctuation_are_escaped_and_match_only_themselves():
     assert list(g.maps["$chromactl_user"].exact) == [] and g.maps["$chromactl_user"].default == ""
     assert len(g.maps["$chromactl_user"].regexes) == 2  # nothing broke out of the map
     assert set(g.maps) == {"$chromactl_user", "$chromactl_role", "$chromactl_refusal", "$chromactl_backend",
-                          "$chromactl_limit_key"}
+                          "$chromactl_limit_key"} | AUDIT_MAPS
     assert g.decide(Request("POST", "/api/v2/reset", bearer(PUNCTUATION_TOKEN))) == CHROMA
     assert g.decide(Request("GET", "/api/v2/tenants/a", bearer('"; } default chroma; map $x $y { #abcdefgh'))) == CHROMA
     for i, c in enumerate(PUNCTUATION_TOKEN):  # each metacharacter stands for itself only
@@ -351,7 +355,7 @@ def test_costly_users_are_rate_limited_per_address_before_their_hash(basic_files
     g = Gateway(files, gateway.MOUNT_DIR)
     conf = files[gateway.CONFIG_FILE]
     assert set(g.maps) == {"$chromactl_cost7", "$chromactl_cost8", "$chromactl_role", "$chromactl_refusal",
-                           "$chromactl_backend", "$chromactl_limit_key"}
+                           "$chromactl_backend", "$chromactl_limit_key"} | AUDIT_MAPS
     for cost, user in ((7, "wes"), (8, "ari")):
         who = lambda name: g.variable(f"$chromactl_cost{cost}", Request("GET", "/", basic(name, "x")))  # noqa: E731
         assert who(user) == "192.0.2.7"
@@ -370,7 +374,7 @@ def test_cheap_users_only_no_rate_limit_and_no_rbac_maps():
     creds = new_credentials(BASIC_PLAIN).with_user(User("ada", password_hash=hash_password("ada-password-16-chars", 6)))
     files = gateway.render_gateway(BASIC_PLAIN, creds)
     g = Gateway(files, gateway.MOUNT_DIR)
-    assert set(g.maps) == {"$chromactl_limit_key"} and "limit_req" not in files[gateway.CONFIG_FILE]
+    assert set(g.maps) == {"$chromactl_limit_key"} | AUDIT_MAPS and "limit_req" not in files[gateway.CONFIG_FILE]
     assert files[HTPASSWD_FILE] == f"ada:{creds.users[0].password_hash}\n"
     assert g.decide(Request("POST", "/api/v2/reset", basic("ada", "ada-password-16-chars"))) == CHROMA
     assert g.decide(Request("POST", "/api/v2/reset", basic("ada", "ada-password-16-charz"))) == 401

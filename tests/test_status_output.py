@@ -152,6 +152,19 @@ def test_pretty_is_what_status_prints_by_default(capsys, monkeypatch):
     assert capsys.readouterr().out == output.status_blocks([troubled()], 72)
 
 
+def test_a_gateway_projects_block_and_json_show_the_last_minutes_rates(capsys):
+    from chromactl.audit import Traffic
+
+    i = instance(traffic=Traffic(42, 7.5), tls=None)
+    text = output.status_blocks([i], width=100)
+    assert "  traffic:     42 requests/min, 7.5 refused/min (401, 403, 429) in the last minute\n" in text
+    assert "traffic:" not in output.status_blocks([instance()], width=100)
+    output.status_result([i], "json")
+    doc = document(capsys.readouterr().out, "status")
+    assert doc["instances"][0]["traffic"] == {"window_seconds": 60, "requests_per_minute": 42,
+                                              "refused_per_minute": 7.5}
+
+
 def test_json_is_the_documented_document(capsys, tmp_path):
     from chromactl.tls import new_ca
 
@@ -262,6 +275,7 @@ def test_tls_renew_prints_the_sentence_and_the_new_ca(capsys, tmp_path):
 
 def test_the_readme_shows_status_as_it_prints():
     """README's example is what status_blocks prints for the same instance: it cannot drift."""
+    from chromactl.audit import Traffic
     from conftest import REPO
 
     readme = (REPO / "README.md").read_text()
@@ -270,5 +284,5 @@ def test_the_readme_shows_status_as_it_prints():
                  url="https://127.0.0.1:8000", volume="chromactl-search-data", project="/home/ana/search",
                  gateway=ContainerInfo("id", "chromactl-search-gateway", "running", "nginx:1.27.5"),
                  tls=material(days=396, ca="/home/ana/search/.chromactl/tls/ca.pem"),
-                 volume_bytes=int(0.2 * 1024 * 1024), last_backup=None)
+                 volume_bytes=int(0.2 * 1024 * 1024), last_backup=None, traffic=Traffic(42, 3))
     assert output.status_blocks([i], 100) == shown

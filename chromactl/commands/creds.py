@@ -11,10 +11,13 @@ from typing import Any, Callable, Mapping
 
 from chromactl import fsio
 from chromactl import roles as rolemod
+from chromactl.certs import endpoint, read_tls
+from chromactl.clients import Connection
 from chromactl.credentials import (
     PROBE_USER,
     credential_digests,
     User,
+    check_scope,
     check_username,
     generate_password,
     generate_token,
@@ -25,6 +28,7 @@ from chromactl.credentials import (
 from chromactl.deploy import Applied, Reporter, apply_change
 from chromactl.engine_api import Engine, EngineUnavailable
 from chromactl.errors import EXIT_DOCKER_UNAVAILABLE, ChromactlError, UsageError
+from chromactl.plan import scope_refusal
 from chromactl.project import Project, credential_file_contents, load_project, project_lock
 from chromactl.records import revocation_pending
 from chromactl.recovery import recover
@@ -68,6 +72,9 @@ class SecretResult:
     rotated: bool = False
     warnings: tuple[str, ...] = ()
     effect: Effect | None = None
+    tenant: str | None = None  # the user's scope (None: server-wide)
+    databases: tuple[str, ...] = ()  # empty with a tenant: all of its databases
+    connection: Connection | None = None  # how a scoped user's client connects (the snippets)
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,8 @@ class UserInfo:
     tokens: int
     password: bool
     internal: bool = False
+    tenant: str | None = None
+    databases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -164,13 +173,20 @@ def _save(project: Project, credentials, probe_secret: str | None = None) -> Non
 
 
 def add_user(root: Path, name: str, role: str | None, source: SecretSource, connect: Callable[[], Engine] | None,
-             reporter: Reporter, given: Mapping[str, Any] | None = None) -> SecretResult:
+             reporter: Reporter, given: Mapping[str, Any] | None = None, *, tenant: str | None = None,
+             databases: tuple[str, ...] = (), engine_address: str | None = None) -> SecretResult:
+    """Add a user, server-wide or scoped to `tenant` (and `databases` of it; none: all of them)."""
     project = _load(root, given)
     check_username(name)
+    check_scope(tenant, databases)
     if name == PROBE_USER:
         raise UsageError(f"{PROBE_USER!r} is reserved for chromactl's own auth probe")
     if project.credentials.get(name) is not None:
         raise ChromactlError(f"user {name!r} already exists", hint=f"change its secret with `chromactl creds rotate {name}`")
+    if tenant is not None:
+        refusal = scope_refusal(project.settings, name, tenant)
+        if refusal is not None:
+            raise refusal
     warnings: tuple[str, ...] = ()
     if project.settings.rbac:
         role = role or rolemod.DEFAULT_ROLE
@@ -183,7 +199,8 @@ def add_user(root: Path, name: str, role: str | None, source: SecretSource, conn
         role = None
 
     secret, generated = _take_secret(project, source)
-    user = _with_secret(project, User(name=name, role=role), secret, generated)  # bcrypt runs before taking the lock
+    user = _with_secret(project, User(name=name, role=role, tenant=tenant, databases=databases), secret,
+                        generated)  # bcrypt runs before taking the lock
     with project_lock(project.root):
         current = _reload_locked(root, project, given)
         if current.credentials.get(name) is not None:
@@ -191,8 +208,13 @@ def add_user(root: Path, name: str, role: str | None, source: SecretSource, conn
         if current.settings.auth == "token":
             _check_token_unused(current, name, secret)
         _save(current, current.credentials.with_user(user))
+    connection = None
+    if tenant is not None:
+        where = endpoint(project.settings.host, project.settings.port, read_tls(project), engine_address)
+        connection = Connection(project.settings, where.url, where.cafile, tenant, databases)
     return SecretResult(name, effective_role(project.settings, role), secret, _secret_kind(project), generated,
-                        warnings=warnings, effect=_effect(project.root, connect, reporter))
+                        warnings=warnings, effect=_effect(project.root, connect, reporter), tenant=tenant,
+                        databases=databases, connection=connection)
 
 
 def rotate_user(root: Path, name: str, source: SecretSource, connect: Callable[[], Engine] | None,
@@ -211,7 +233,8 @@ def rotate_user(root: Path, name: str, source: SecretSource, connect: Callable[[
             _check_token_unused(current, name, secret)
         _save(current, current.credentials.with_user(user), secret if name == PROBE_USER else None)
     return SecretResult(name, effective_role(project.settings, existing.role), secret, _secret_kind(project),
-                        generated, rotated=True, effect=_effect(project.root, connect, reporter))
+                        generated, rotated=True, effect=_effect(project.root, connect, reporter),
+                        tenant=existing.tenant, databases=existing.databases)
 
 
 def remove_user(root: Path, name: str, connect: Callable[[], Engine] | None, reporter: Reporter, *,
@@ -237,7 +260,8 @@ def list_users(root: Path) -> ListResult:
     project = _load(root)
     users = tuple(
         UserInfo(user=u.name, role=effective_role(project.settings, u.role) if not u.internal else rolemod.PROBE_ROLE,
-                 tokens=len(u.tokens), password=u.password_hash is not None, internal=u.internal)
+                 tokens=len(u.tokens), password=u.password_hash is not None, internal=u.internal, tenant=u.tenant,
+                 databases=u.databases)
         for u in project.credentials.users
     )
     return ListResult(auth=project.settings.auth, rbac=project.settings.rbac, users=users)

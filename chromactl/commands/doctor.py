@@ -28,7 +28,7 @@ from chromactl.certs import TLS_DIR
 from chromactl.credentials import PROBE_USER, User, password_matches
 from chromactl.errors import ChromactlError, UsageError
 from chromactl.gateway import REFUSED_HEADER
-from chromactl.probe import PROTECTED, V1, V2, credential_headers, served_certificate
+from chromactl.probe import PROTECTED, USER_AGENT, V1, V2, credential_headers, served_certificate
 from chromactl.project import Project, load_project
 from chromactl.roles import ACTIONS, PROBE_ROLE
 from chromactl.routes import ROUTES
@@ -327,7 +327,7 @@ def _send(target: _Target, method: str, path: str, headers: dict[str, str] | Non
     else:
         connection = http.client.HTTPConnection(target.host, target.port, timeout=TIMEOUT)
     try:
-        connection.request(method, path, body=body, headers=headers or {})
+        connection.request(method, path, body=body, headers={"User-Agent": USER_AGENT, **(headers or {})})
         response = connection.getresponse()
         response.read()
         return response.status, response.getheader(REFUSED_HEADER)

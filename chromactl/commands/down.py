@@ -1,4 +1,5 @@
-"""`chromactl down`: stop and remove the containers; the data volume only when asked."""
+"""`chromactl down`: stop and remove the containers (the gateway's audit trail archived
+first); the data volume only when asked."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from chromactl.audit_archive import remove_gateway
 from chromactl.configvol import config_volume_name
 from chromactl.deploy import owned_container
 from chromactl.engine_api import Engine
@@ -51,8 +53,8 @@ def down(root: Path, connect: Callable[[], Engine], *, volumes: bool = False,
                         "then pass --yes")
     for present in (gateway, info):  # the gateway first: never Chroma without it
         if present is not None:
-            engine.stop(present.name)
-            engine.remove(present.name)
+            engine.stop(present.name)  # its last audit lines flushed (nginx writes them within a second)
+            remove_gateway(engine, root, present)  # the gateway's audit trail archived first
     for network in (network_name(settings), internal_network_name(settings)):
         engine.remove_network(network)
     engine.remove_volume(config_volume_name(settings))  # secrets only: `up` delivers them again

@@ -13,7 +13,14 @@ from chromactl.engine_api import Engine, EngineUnavailable
 from chromactl.errors import ChromactlError
 from chromactl.gateway_files import gateway_user, write_gateway_files
 from chromactl.manifests import GATEWAY_POD_PORT, render_compose, render_kubernetes
-from chromactl.plan import check_image_enforces_auth, choose_subnet, mounted_files, plan_gateway, read_environment
+from chromactl.plan import (
+    check_image_enforces_auth,
+    check_scopes,
+    choose_subnet,
+    mounted_files,
+    plan_gateway,
+    read_environment,
+)
 from chromactl.project import PUBLIC_MODE, SECRET_MODE, Project, load_project
 from chromactl.spec import LABEL_PROJECT, container_name, volume_name
 
@@ -24,6 +31,7 @@ COMPOSE_GATEWAY_DIR = ".chromactl/compose-gateway"
 def _load(root: Path) -> Project:
     project = load_project(root)
     check_image_enforces_auth(project)
+    check_scopes(project)
     read_environment(project)  # a .chroma_env that contradicts the settings is refused here too
     return project
 

@@ -7,6 +7,7 @@ thread safe); the HTTP probes of several instances run in parallel."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
+from chromactl.audit import RATE_WINDOW_S, Traffic, parse_lines, split_lines, traffic
 from chromactl.certs import TlsMaterial, endpoint, read_tls
 from chromactl.credentials import CHEAP_ROUNDS, hash_cost
 from chromactl.engine_api import ContainerInfo, Engine
@@ -84,6 +86,7 @@ class InstanceStatus:
     volume_bytes: int | None = None  # the data volume's size; None: cannot tell
     last_backup: dict | None = None  # the last `chromactl backup`: path, created, age_seconds
     origin: str = "chromactl"  # "compose": started by Compose from `chromactl export compose`
+    traffic: Traffic | None = None  # the requests through a running gateway in the last minute
 
     @property
     def chroma_version(self) -> str | None:
@@ -167,7 +170,8 @@ def _from_engine(engine: Engine, key: tuple[str, str, str], services: dict, proj
         volume=chroma.volume if chroma else None, auth_mode=front.labels.get(LABEL_AUTH) if front else None,
         auth_enforced=None, drift=None if pending is None else bool(pending), project=project_path or None,
         gateway=gateway, pending=pending, costly_users=costly_users(project), tls=tls,
-        tls_mode=project.settings.tls if tls is not None else None, **_data_facts(engine, chroma, project))
+        tls_mode=project.settings.tls if tls is not None else None, traffic=recent_traffic(engine, gateway),
+        **_data_facts(engine, chroma, project))
     exposed = gateway is not None and chroma is not None and chroma.published is not None
     return _Seen(status, project, exposed, target)
 
@@ -188,9 +192,23 @@ def _from_compose(engine: Engine, name: str, services: dict, project: Project | 
         volume=chroma.volume if chroma else None, auth_mode=front.labels.get(LABEL_AUTH) if front else None,
         auth_enforced=None, drift=None, project=project_path or None, gateway=gateway, pending=None, tls=tls,
         tls_mode=project.settings.tls if tls is not None else None, origin="compose",
+        traffic=recent_traffic(engine, gateway),
         hint="started by Compose from `chromactl export compose`: change it with docker-compose, not `chromactl up`",
         **_data_facts(engine, chroma, project))
     return _Seen(status, project, False, target)
+
+
+def recent_traffic(engine: Engine, gateway: ContainerInfo | None, now: float | None = None) -> Traffic | None:
+    """The request and refusal rates of a running gateway, from its audit lines of the
+    last minute; None when no gateway runs or its log cannot be read."""
+    if gateway is None or gateway.state != "running":
+        return None
+    now = time.time() if now is None else now
+    try:
+        lines = split_lines(engine.stdout_log(gateway.name, since=now - RATE_WINDOW_S))
+        return traffic(parse_lines(lines).entries, now)
+    except ChromactlError:
+        return None
 
 
 def _data_facts(engine: Engine, chroma: ContainerInfo | None, project: Project | None) -> dict:

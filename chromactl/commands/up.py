@@ -13,7 +13,7 @@ from chromactl.certs import ensure_tls
 from chromactl.deploy import Deployed, Reporter, deploy
 from chromactl.engine_api import Engine
 from chromactl.gateway_files import gateway_user
-from chromactl.plan import check_image_enforces_auth, check_probe, plan_container, plan_gateway
+from chromactl.plan import check_image_enforces_auth, check_probe, check_scopes, plan_container, plan_gateway
 from chromactl.project import Project, is_project, load_project, no_project, project_lock
 from chromactl.recovery import recover
 from chromactl.scaffold import InitResult, init_project
@@ -52,6 +52,7 @@ def up(root: Path, connect: Callable[[], Engine], reporter: Reporter, *, pull: s
 
 def _dry_run(project: Project) -> tuple[str, ...]:
     check_image_enforces_auth(project)
+    check_scopes(project)
     check_probe(project)
     tls = ensure_tls(project)
     spec = plan_container(project, None, tls=tls)
