@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from chromactl.certs import endpoint, read_tls
 from chromactl.clients import DEFAULT_DATABASE
-from chromactl.credentials import PROBE_USER, scope_name_problem
+from chromactl.credentials import PROBE_USER, check_scope
 from chromactl.errors import EXIT_NOT_HEALTHY, ChromactlError, UsageError
 from chromactl.probe import V2, Endpoint, credential_headers, request
 from chromactl.project import Project, load_project, project_lock
@@ -85,7 +85,7 @@ def add_tenant(root: Path, tenant: str, databases: tuple[str, ...], *, password:
                engine_address: str | None = None) -> TenantAddResult:
     """Create the tenant and its databases (none given: the clients' default database), or
     report them as already there."""
-    _check_names(tenant, databases)
+    check_scope(tenant, databases)  # the names a scope may hold: what creds add --tenant accepts
     project = load_project(root)
     api = _Api(project, _admin(project, password, user, from_environment), engine_address)
     outcome = api.create(V2 + "/tenants", tenant, "tenant")
@@ -112,15 +112,6 @@ def list_tenants(root: Path, *, password: PasswordSource, user: str | None = Non
         databases = api.database_names(name) if exists else ()
         tenants.append(TenantInfo(name, exists, databases, tuple(scoped.get(name, ()))))
     return TenantListResult(api.target.url, api.admin.user, tuple(tenants))
-
-
-def _check_names(tenant: str, databases: tuple[str, ...]) -> None:
-    for name, what in [(tenant, "tenant")] + [(d, "database") for d in databases]:
-        problem = scope_name_problem(name, what)
-        if problem:
-            raise UsageError(problem)
-    if len(set(databases)) != len(databases):
-        raise UsageError("a --database is named twice")
 
 
 def _segment(name: str) -> str:
