@@ -189,8 +189,11 @@ def status_matches(pattern: str, status: int) -> bool:
 
 
 def select(entries: Iterable[AuditEntry], wanted: AuditFilter) -> list[AuditEntry]:
-    """The entries the filter keeps, oldest first."""
-    return sorted((e for e in entries if wanted.matches(e)), key=lambda e: e.ts)
+    """The entries the filter keeps, oldest first: in the order the requests came in. A line's
+    `ts` is when nginx wrote it, after the answer went out, and each worker writes its own
+    lines: a long request's line may come after, and carry a later time than, the next one's
+    (seen under load). Its start, `ts - seconds`, keeps the order of arrival."""
+    return sorted((e for e in entries if wanted.matches(e)), key=lambda e: (e.ts - e.seconds, e.ts))
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,14 @@ def test_the_rates_count_the_last_minute_and_refusals_are_401_403_429():
     assert traffic([], NOW).requests_per_minute == 0
 
 
+def test_entries_come_in_the_order_the_requests_came_in():
+    """A long request's line is written (and timed) after its answer went out, by its own
+    worker: the next, short request's line may carry an earlier time. Ordered by start."""
+    long = line(ts=NOW + 0.120, seconds=0.100, user="admin", action="db:create_collection")
+    short = line(ts=NOW + 0.110, seconds=0.002, user="unknown", status=403)
+    entries = parse_lines([short, long]).entries
+    assert [e.user for e in trail.select(entries, AuditFilter())] == ["admin", "unknown"]
+
 def test_the_rates_leave_out_chromactls_own_requests():
     """status's probes (and up's, doctor's) name chromactl as their User-Agent: running status
     again and again does not raise the rates it shows. A line from before the agent was
