@@ -9,6 +9,7 @@ roles, plus spot checks stated by hand."""
 from __future__ import annotations
 
 import base64
+from contextlib import contextmanager
 import http.client
 import os
 import re
@@ -21,6 +22,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -525,6 +527,33 @@ def _global_directives() -> str:
     return "user root;" if os.geteuid() == 0 else ""
 
 
+@contextmanager
+def running_nginx(binary: str, files: dict[str, str], port: int, folder: Path) -> Iterator[None]:
+    """A real nginx serving the gateway's files (written into `folder`, see write_config) on
+    127.0.0.1:port; stopped gracefully after, so that its log buffers are written out."""
+    conf = write_config(files, folder)
+    args = [binary, "-p", str(folder), "-e", "stderr", "-c", str(conf), "-g", "daemon off; " + _global_directives()]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read().decode()
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+        yield
+    finally:
+        process.send_signal(signal.SIGQUIT)  # a graceful stop flushes the log's buffer
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def nginx_test(binary: str, conf: Path) -> subprocess.CompletedProcess:
     args = [binary, "-t", "-q", "-p", str(conf.parent), "-e", "stderr", "-c", str(conf)]
     if _global_directives():
@@ -645,29 +674,12 @@ def test_a_real_nginx_decides_as_the_model_does(tmp_path):
             files = gateway.render_gateway(settings, creds, upstream=f"127.0.0.1:{chroma.server_port}", listen=port)
             expected = Gateway(files, gateway.MOUNT_DIR)
             folder = Path(tempfile.mkdtemp(prefix="cg"))
-            conf = write_config(files, folder)
-            args = [binary, "-p", str(folder), "-e", "stderr", "-c", str(conf), "-g", "daemon off; " + _global_directives()]
-            process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
-                deadline = time.monotonic() + 10
-                while True:
-                    try:
-                        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                        break
-                    except OSError:
-                        assert process.poll() is None, process.stderr.read().decode()
-                        assert time.monotonic() < deadline, "nginx did not start"
-                        time.sleep(0.05)
-                mismatches = [(r.method, r.target, r.headers, answer, expected.answer(r))
-                              for r in requests if (answer := _ask(port, r)) != expected.answer(r)]
-                assert not mismatches, (name, mismatches[:5], len(mismatches))
+                with running_nginx(binary, files, port, folder):
+                    mismatches = [(r.method, r.target, r.headers, answer, expected.answer(r))
+                                  for r in requests if (answer := _ask(port, r)) != expected.answer(r)]
+                    assert not mismatches, (name, mismatches[:5], len(mismatches))
             finally:
-                process.send_signal(signal.SIGQUIT)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
                 shutil.rmtree(folder, ignore_errors=True)
     finally:
         chroma.shutdown()

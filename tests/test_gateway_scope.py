@@ -28,7 +28,7 @@ from chromactl import gateway, roles, routes
 from chromactl.credentials import Credentials, User, hash_generated
 from chromactl.settings import resolve_settings
 from nginx_model import CHROMA, Gateway, Request
-from test_gateway_config import _global_directives, nginx_binary, table_allows, write_config
+from test_gateway_config import nginx_binary, running_nginx, table_allows
 
 TOKEN = resolve_settings({}, None, folder_name="p")
 X_TOKEN = resolve_settings({"token_header": "X-Chroma-Token"}, None, folder_name="p")
@@ -409,27 +409,10 @@ def real_nginx(settings, creds):
     folder = Path(tempfile.mkdtemp(prefix="cg"))
     log = folder / "access.log"
     files = {n: t.replace("access_log /dev/stdout", f"access_log {log}") for n, t in files.items()}
-    conf = write_config(files, folder)
-    args = [binary, "-p", str(folder), "-e", "stderr", "-c", str(conf), "-g", "daemon off; " + _global_directives()]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read().decode()
-                assert time.monotonic() < deadline, "nginx did not start"
-                time.sleep(0.05)
-        yield port, log
+        with running_nginx(binary, files, port, folder):
+            yield port, log
     finally:
-        process.send_signal(signal.SIGQUIT)  # a graceful stop flushes the log's buffer
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         chroma.shutdown()
 
 
