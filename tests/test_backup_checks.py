@@ -11,7 +11,7 @@ import os
 import re
 import sqlite3
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -83,6 +83,7 @@ def test_a_whole_backup_with_odd_but_harmless_names_passes_and_is_handed_on_norm
     ("v1/../../evil", tarfile.REGTYPE),
     ("v1/..", tarfile.DIRTYPE),
     ("./../evil", tarfile.REGTYPE),
+    ("/.", tarfile.DIRTYPE),  # the root, not the data folder
 ])
 def test_names_leaving_the_data_folder_are_refused(tmp_path, name, kind):
     output, work, _ = build_backup(tmp_path, extra=[member(name, kind)])
@@ -100,6 +101,7 @@ def test_names_leaving_the_data_folder_are_refused(tmp_path, name, kind):
     (tarfile.SYMTYPE, "data_level0.bin", "a symbolic link"),
     (tarfile.LNKTYPE, "/etc/shadow", "a hard link"),
     (tarfile.LNKTYPE, "v1/data_level0.bin", "a hard link"),
+    (b"Z", "", "an entry of type b'Z'"),  # a type tar does not define
 ])
 def test_links_devices_and_fifos_are_refused(tmp_path, kind, linkname, what):
     output, work, _ = build_backup(tmp_path, extra=[member("v1/odd", kind, linkname)])
@@ -277,6 +279,16 @@ def test_inspect_sqlite_refuses_what_is_not_chroma(tmp_path):
         archive.inspect_sqlite(tmp_path / "missing" / "x.sqlite3")
 
 
+def test_a_database_that_sqlite_cannot_open_ends_in_one_line(tmp_path):
+    make_sqlite(tmp_path / "chroma.sqlite3")
+    deep = tmp_path.joinpath(*["d" * 200] * 6)  # longer than the paths SQLite opens, not than Linux's
+    deep.mkdir(parents=True)
+    os.rename(tmp_path / "chroma.sqlite3", deep / "chroma.sqlite3")
+    with pytest.raises(ChromactlError) as caught:
+        archive.inspect_sqlite(deep / "chroma.sqlite3")
+    assert caught.value.message == "cannot open chroma.sqlite3: unable to open database file"
+
+
 def test_extract_single_and_chunk_reader(tmp_path):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -322,3 +334,150 @@ def test_a_volume_without_chroma_sqlite3_says_what_to_check(tmp_path):
         archive.spool_payload([buffer.getvalue()], tmp_path / "p.tar", tmp_path / "c.sqlite3")
     assert caught.value.message == "the data volume holds no chroma.sqlite3: nothing that Chroma wrote"
     assert caught.value.hint == "has the server ever run on it? `chromactl status` names the volume"
+
+
+def handed(output, work, manifest) -> list[tarfile.TarInfo]:
+    """The headers restore_payload hands the engine for a backup that verify_backup passed."""
+    assert archive.verify_backup(output, work) == manifest
+    with archive.restore_payload(output, work, manifest) as payload, tarfile.open(fileobj=payload, mode="r|") as tar:
+        return list(tar)
+
+
+def test_ordinary_modes_of_files_and_folders_pass(tmp_path):
+    modes = [("v1/rwx", tarfile.DIRTYPE, 0o777), ("v1/rwx/exe", tarfile.REGTYPE, 0o755),
+             ("v1/private", tarfile.REGTYPE, 0o600), ("v1/all", tarfile.REGTYPE, 0o777)]
+    extra = []
+    for name, kind, mode in modes:
+        info, data = member(name, kind)
+        info.mode = mode
+        extra.append((info, data))
+    output, work, manifest = build_backup(tmp_path, extra=extra)
+    assert [(m.name, m.mode) for m in handed(output, work, manifest)][-4:] == [
+        ("v1/rwx", 0o755), ("v1/rwx/exe", 0o644), ("v1/private", 0o644), ("v1/all", 0o644)]
+
+
+@pytest.mark.parametrize("top", [".", "./", ""])
+def test_a_payload_that_starts_with_its_own_folder_is_handed_on_whole(tmp_path, top):
+    """As `tar -C data .` writes it: the folder itself first, then what it holds."""
+    output, work, manifest = build_backup(tmp_path, first=[member(top, tarfile.DIRTYPE)])
+    assert [m.name for m in handed(output, work, manifest)] == ["chroma.sqlite3", "v1", "v1/data_level0.bin"]
+
+
+def test_a_folder_is_handed_on_with_no_data_whatever_its_header_claims(tmp_path):
+    folder, _ = member("v1/claims", tarfile.DIRTYPE)
+    folder.size = 4096  # Python's tarfile and Go's skip no data after a folder; other readers would
+    output, work, manifest = build_backup(tmp_path, extra=[(folder, b""), member("v1/after", data=b"after")])
+    claims, after = handed(output, work, manifest)[-2:]
+    assert (claims.name, claims.type, claims.size) == ("v1/claims", tarfile.DIRTYPE, 0)
+    assert (after.name, after.size) == ("v1/after", 5)
+
+
+@pytest.mark.parametrize("mtime, kept", [
+    (0, 0),
+    (1, 1),
+    (1.9, 1),  # whole seconds
+    (1_700_000_000, 1_700_000_000),
+    (8 ** 11 - 1, 8 ** 11 - 1),  # the largest time the tar header holds itself
+    (8 ** 11, 0),  # would need a PAX record: dropped
+    (-1, 0),
+])
+def test_a_members_time_is_handed_on_when_the_tar_header_holds_it_else_zero(tmp_path, mtime, kept):
+    info, data = member("v1/timed")
+    info.mtime = mtime
+    output, work, manifest = build_backup(tmp_path, extra=[(info, data)])
+    timed = handed(output, work, manifest)[-1]
+    assert (timed.name, timed.mtime, timed.pax_headers) == ("v1/timed", kept, {})
+
+
+def test_the_stream_handed_on_ends_with_the_end_of_archive_marker_and_nothing_after(tmp_path):
+    output, work, manifest = build_backup(tmp_path, extra=[member("v1/odd-size", data=b"o" * 700)])
+    assert archive.verify_backup(output, work) == manifest
+    with archive.restore_payload(output, work, manifest) as payload:
+        stream = payload.read()
+    with tarfile.open(fileobj=io.BytesIO(stream), mode="r:") as tar:
+        assert tar.getnames()[-1] == "v1/odd-size"
+        end = tar.offset  # where the first zero block stands
+    assert stream[end:] == bytes(2 * tarfile.BLOCKSIZE)
+
+
+def test_bytes_after_the_payloads_end_count_in_its_sha256(tmp_path):
+    output, work, manifest = build_backup(tmp_path)
+    payload = tmp_path / "data.tar"
+    with open(payload, "ab") as handle:
+        handle.write(b"trailer" * 20_000)  # past the tar's end: no member reads them
+    archive.write_backup(output, manifest, payload, {})
+    with pytest.raises(ChromactlError, match="is damaged: the data's sha256 is"):
+        archive.verify_backup(output, work)
+    manifest["payload"] = {"sha256": hashlib.sha256(payload.read_bytes()).hexdigest()}
+    archive.write_backup(output, manifest, payload, {})
+    assert archive.verify_backup(output, work) == manifest
+
+
+def test_a_member_below_a_top_level_file_is_refused(tmp_path):
+    output, work, _ = build_backup(tmp_path, extra=[member("top.bin"), member("top.bin/inside")])
+    with pytest.raises(ChromactlError) as caught:
+        archive.verify_backup(output, work)
+    assert caught.value.message.startswith(f"{output}: refusing a member below a file: 'top.bin/inside'")
+
+
+def relinked(tmp_path, output, name) -> Path:
+    """`output` written again with member `name` as a link to a regular copy of itself."""
+    copy = f"{archive.ROOT}/copy-of-{PurePosixPath(name).name}"
+    relinked = tmp_path / f"linked-{PurePosixPath(name).name}.tar"
+    with tarfile.open(output) as source, tarfile.open(relinked, "w", format=tarfile.PAX_FORMAT) as target:
+        for info in source.getmembers():
+            data = source.extractfile(info).read()
+            if info.name == name:
+                regular = tarfile.TarInfo(copy)
+                regular.size = len(data)
+                target.addfile(regular, io.BytesIO(data))
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = tarfile.SYMTYPE, PurePosixPath(copy).name
+            target.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return relinked
+
+
+@pytest.mark.parametrize("name", [archive.MANIFEST, archive.PAYLOAD])
+def test_a_manifest_or_payload_that_is_a_link_is_no_backup(tmp_path, name):
+    """chromactl writes both as regular files; through a link one member would be read twice."""
+    output, work, manifest = build_backup(tmp_path)
+    linked = relinked(tmp_path, output, name)
+    with tarfile.open(linked) as tar:  # what the link leads to is a whole backup's
+        assert tar.getmember(name).issym() and json.load(tar.extractfile(archive.MANIFEST)) == manifest
+    with pytest.raises(ChromactlError) as caught:
+        archive.verify_backup(linked, work)
+    assert caught.value.message == (f"{linked} is not a chromactl backup (no readable {archive.MANIFEST} "
+                                    f"and {archive.PAYLOAD})")
+
+
+def test_a_manifest_is_read_up_to_its_size_limit_and_not_a_byte_more(tmp_path, monkeypatch):
+    output, work, manifest = build_backup(tmp_path)
+    with tarfile.open(output) as tar:
+        size = tar.getmember(archive.MANIFEST).size
+    monkeypatch.setattr(archive, "MANIFEST_LIMIT", size)
+    assert archive.verify_backup(output, work) == manifest
+    monkeypatch.setattr(archive, "MANIFEST_LIMIT", size - 1)
+    with pytest.raises(ChromactlError, match="is not a chromactl backup .no readable"):
+        archive.verify_backup(output, work)
+
+
+def test_a_restore_whose_backup_turns_to_garbage_names_the_file(tmp_path):
+    output, work, manifest = build_backup(tmp_path / "a")
+    assert archive.verify_backup(output, work) == manifest
+    garbage = tmp_path / "garbage.tar"
+    garbage.write_bytes(b"\x00garbage" * 2000)
+    archive.write_backup(output, manifest, garbage, {})  # swapped while the volume is being filled
+    with pytest.raises(ChromactlError) as caught:
+        with archive.restore_payload(output, work, manifest) as payload:
+            payload.read()
+    assert caught.value.message.startswith(f"{output} is damaged: ")
+    assert caught.value.hint == "use another backup"
+
+
+@pytest.mark.parametrize("size, returned", [(5, b"x" * 5), (6, None)])
+def test_extract_bytes_returns_a_file_of_at_most_its_limit(size, returned):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for info, data in (member("dir", tarfile.DIRTYPE), member("dir/file", data=b"x" * size)):
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    assert archive.extract_bytes([buffer.getvalue()], limit=5) == returned

@@ -94,7 +94,8 @@ def test_every_read_of_a_database_is_bounded(tmp_path, monkeypatch):
     db.executescript(RECURSIVE_MIGRATIONS)
     db.close()
     monkeypatch.setattr(archive, "SQLITE_STEPS", 2_000_000)
-    with pytest.raises(ChromactlError, match=r"^reading chroma.sqlite3 took more than 2,000,000 steps: not a database"):
+    with pytest.raises(ChromactlError, match=r"^reading chroma.sqlite3 took more than 2,000,000 steps: "
+                                             r"not a database Chroma wrote$"):
         archive.inspect_sqlite(tmp_path / "db.sqlite3")
 
 
@@ -139,6 +140,15 @@ def test_a_database_path_that_is_not_a_regular_file_is_refused(tmp_path, make):
     assert result.stdout == "chroma.sqlite3 is not a regular file: not a database Chroma wrote\n", result.stderr
 
 
+@pytest.mark.parametrize("make", [os.mkdir, lambda path: os.symlink("real.sqlite3", path)])
+def test_a_database_path_that_is_a_folder_or_a_link_to_a_database_is_refused(tmp_path, make):
+    make_sqlite(tmp_path / "real.sqlite3")  # a link is refused even to a database Chroma wrote
+    make(tmp_path / "chroma.sqlite3")
+    with pytest.raises(ChromactlError) as caught:
+        archive.inspect_sqlite(tmp_path / "chroma.sqlite3")
+    assert caught.value.message == "chroma.sqlite3 is not a regular file: not a database Chroma wrote"
+
+
 # --- the members: regular files and folders, once each, handed to the engine as chromactl wrote them -
 
 
@@ -150,7 +160,7 @@ def hostile_sqlite(tmp_path) -> bytes:
     return (tmp_path / "hostile.sqlite3").read_bytes()
 
 
-@pytest.mark.parametrize("second", ["./chroma.sqlite3", "chroma.sqlite3", ".//chroma.sqlite3"])
+@pytest.mark.parametrize("second", ["./chroma.sqlite3", "chroma.sqlite3", ".//chroma.sqlite3", "v1//data_level0.bin"])
 def test_a_second_member_of_the_same_name_is_refused(tmp_path, second):
     """The engine extracts the last of two members of one name; the first was the one checked."""
     output, work, _ = build_backup(tmp_path, extra=[member(second, data=hostile_sqlite(tmp_path))])
@@ -165,6 +175,8 @@ def test_a_second_member_of_the_same_name_is_refused(tmp_path, second):
     ("chroma.sqlite3-wal", tarfile.REGTYPE, 0o644, "a SQLite journal beside chroma.sqlite3"),  # the checked db
     ("v1/\x1b[2Jclear", tarfile.REGTYPE, 0o644, "a name with control characters"),
     ("v1/data_level0.bin/inside", tarfile.REGTYPE, 0o644, "a member below a file"),
+    (".", tarfile.REGTYPE, 0o644, "an empty name"),  # a file where the data folder itself stands
+    ("./", tarfile.REGTYPE, 0o644, "an empty name"),
 ])
 def test_modes_journals_and_names_chroma_never_writes_are_refused(tmp_path, name, kind, mode, what):
     info, data = member(name, kind)
@@ -244,7 +256,7 @@ def test_a_backup_changed_after_its_check_fails_the_copy_before_its_end(tmp_path
                                extra=[member("v1/more", data=b"m" * 3000)])
     os.replace(other, output)  # swapped while the volume is being filled
     stream = io.BytesIO()
-    with pytest.raises(ChromactlError, match=r"is damaged: the data's sha256 is"):
+    with pytest.raises(ChromactlError, match=rf"^{output} is damaged: the data's sha256 is"):
         with archive.restore_payload(output, work, manifest) as payload:
             for block in iter(lambda: payload.read(4096), b""):
                 stream.write(block)
@@ -286,8 +298,19 @@ def test_an_index_metadata_pickle_that_names_code_is_refused(tmp_path, monkeypat
     assert archive.verify_backup(output, work) == manifest
     evil = [member("v1/index_metadata.pickle", data=pickle.dumps(RunsCode()))]
     output, work, _ = build_backup(tmp_path / "evil", extra=evil)
-    assert refusal(output, work).startswith(f"{output}: refusing 'v1/index_metadata.pickle': not the pickle Chroma "
-                                            "writes (it names posix.system)")
+    with pytest.raises(ChromactlError) as caught:
+        archive.verify_backup(output, work)
+    assert caught.value.message == (f"{output}: refusing 'v1/index_metadata.pickle': not the pickle Chroma "
+                                    "writes (it names posix.system)")
+    assert caught.value.hint == "nothing was changed; use another backup"
+
+
+def test_a_pickle_naming_a_long_name_is_refused_in_a_line_of_bounded_length(tmp_path):
+    name = "m" * 300 + ".evil"
+    global_opcode = b"c" + name.encode() + b"\nrun\n."  # protocol 0: load the global name.run, stop
+    output, work, _ = build_backup(tmp_path, extra=[member("v1/index_metadata.pickle", data=global_opcode)])
+    assert refusal(output, work) == (f"{output}: refusing 'v1/index_metadata.pickle': not the pickle Chroma writes "
+                                     f"({('it names ' + name + '.run')[:200]})")
 
 
 # --- the manifest: read whole, and shown only as printable text ------------------------------------
@@ -302,6 +325,15 @@ def test_an_index_metadata_pickle_that_names_code_is_refused(tmp_path, monkeypat
 def test_a_manifest_that_lies_or_is_malformed_is_refused(tmp_path, changes, message):
     output, work, _ = build_backup(tmp_path, manifest_changes=changes)
     assert message in refusal(output, work)
+
+
+@pytest.mark.parametrize("changes", [{"image": "not an image"}, {"image": 3}, {"created": 17}])
+def test_a_manifest_without_a_valid_image_or_time_says_to_use_another_backup(tmp_path, changes):
+    output, work, _ = build_backup(tmp_path, manifest_changes=changes)
+    with pytest.raises(ChromactlError) as caught:
+        archive.verify_backup(output, work)
+    assert caught.value.message == f"{output}: the manifest names no valid image or time"
+    assert caught.value.hint == "use another backup"
 
 
 @pytest.mark.parametrize("manifest", [b"[" * 100_000 + b"]" * 100_000, b"[1, 2]", b'"text"'])
