@@ -321,6 +321,13 @@ def test_the_hashing_writer_is_a_writable_raw_stream(tmp_path):
     assert (tmp_path / "out").read_bytes() == b"abc"
 
 
+def test_the_hashing_reader_is_a_readable_raw_stream():
+    reader = archive._HashingReader(io.BytesIO(b"abc" * 5000))
+    buffered = io.BufferedReader(reader, 1000)  # refuses a raw stream that says it is not readable
+    assert buffered.read() == b"abc" * 5000
+    assert reader.sha256.hexdigest() == hashlib.sha256(b"abc" * 5000).hexdigest()
+
+
 def test_counts_of():
     assert archive.counts_of([{"tenant": "t", "database": "d", "name": "c", "count": 3}]) == {"t/d/c": 3}
 
