@@ -129,7 +129,7 @@ def resolve_settings(
         # The file is at fault when it holds the value, or when no flag was given at all;
         # otherwise a flag made the combination (`init --force --tls files` without --tls-cert).
         flags = any(value is not None for value in given.values())
-        if given.get(key) is None and (stored.get(key) is not None or (key in stored and not flags)):
+        if given.get(key) is None and (stored.get(key) is not None or not flags):
             raise ChromactlError(f"chromactl.yaml: {message}")
         raise UsageError(f"--{key.replace('_', '-')}: {message}")  # a flag or its CHROMACTL_* variable
     return settings
@@ -212,8 +212,9 @@ def validate_settings(s: Settings) -> tuple[str, str] | None:
                 return key, f"tls files needs {key.replace('_', '-')} (a path to a PEM file)"
     if s.data_volume is not None and (not isinstance(s.data_volume, str) or not _NAME_RE.fullmatch(s.data_volume)):
         return "data_volume", f"invalid volume name {s.data_volume!r}: use letters, digits, '_', '.' or '-'"
+    # Not above the image's folders ("/../"), nor the root itself however written ("/", "//", "/./").
     if s.data_path is not None and (not isinstance(s.data_path, str) or not _PATH_RE.fullmatch(s.data_path)
-                                    or "/../" in s.data_path + "/" or s.data_path == "/"):
+                                    or "/../" in s.data_path + "/" or set(s.data_path.split("/")) <= {"", "."}):
         return "data_path", f"invalid data path {s.data_path!r}: give an absolute path in the container, e.g. /data"
     rounds = s.bcrypt_rounds
     if isinstance(rounds, bool) or not isinstance(rounds, int) or not MIN_BCRYPT_ROUNDS <= rounds <= MAX_BCRYPT_ROUNDS:

@@ -74,6 +74,19 @@ def test_is_managed(key, managed):
     assert ef.is_managed(key) is managed
 
 
+@pytest.mark.parametrize("given, env, stale", [
+    ({}, {"CHROMA_LISTEN_ADDRESS": "127.0.0.1", "CHROMA_HOST_ADDR": "127.0.0.1"},
+     ["CHROMA_LISTEN_ADDRESS", "CHROMA_HOST_ADDR"]),  # behind the gateway: it could not reach Chroma
+    ({}, {"CHROMA_HOST_ADDR": "127.0.0.1", "MY_ADDR": "127.0.0.1"}, ["CHROMA_HOST_ADDR"]),
+    ({}, {"CHROMA_LISTEN_ADDRESS": "0.0.0.0", "CHROMA_HOST_ADDR": "127.0.0.2"}, []),
+    ({}, {}, []),
+    ({"image": NATIVE}, {"CHROMA_LISTEN_ADDRESS": "127.0.0.1"}, []),  # no gateway: the file is left as it is
+    ({"auth": "none"}, {"CHROMA_HOST_ADDR": "127.0.0.1"}, []),
+])
+def test_legacy_loopback_variables_are_found_only_behind_a_gateway(given, env, stale):
+    assert ef.legacy_listen(settings(**given), env) == stale
+
+
 def test_operator_variables_are_kept_and_chromactls_are_not():
     old = ("# comment\nANONYMIZED_TELEMETRY=True\nCHROMA_SERVER_AUTHN_PROVIDER=x\nMY_VAR=1\n"
            "CHROMA_SERVER_CORS_ALLOW_ORIGINS=[\"*\"]\nCHROMA_LISTEN_ADDRESS=0.0.0.0\n")

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from chromactl import settings as st
-from chromactl.errors import ChromactlError, ProjectFileError
+from chromactl.errors import ChromactlError, ProjectFileError, UsageError
 
 BASE = st.resolve_settings({}, None, folder_name="p")  # token, RBAC, 1.5.9 behind nginx, 0.0.0.0, TLS auto
 NATIVE = st.resolve_settings({"image": "chromadb/chroma:0.6.3"}, None, folder_name="p")
@@ -47,6 +47,8 @@ def test_bcrypt_rounds_bounds(value, ok):
     ("image", ("a", "x" * 255, "registry:5000/a/b:1.0@sha256:abc"), ("", "x" * 256, "a b", "-a", None), "invalid image"),
     ("gateway_image", ("nginx:1.27.5", "x" * 255), ("", "x" * 256, "a b", None), "invalid image"),
     ("data_volume", (None, "vol", "v" * 63), ("", "v" * 64, "a b", "-v", 5), "invalid volume name"),
+    ("data_path", (None, "/data", "/chroma/chroma", "/a.b_c-d/..e", "/data/./x", "/data/"),
+     ("", "data", "./data", "/", "//", "/.", "/./", "/../data", "/data/../etc", "/data/..", "/a b", 5), "invalid data path"),
     ("tls_san", ((), ("a.example",), ("*.example.org", "10.0.0.1", "::1", "a-b.c"), ("x" * 63,)),
      (("a b",), ("-a.com",), ("a-.com",), ("a..b",), ("*",), ("x" * 64,), ("a." * 126 + "ab",), (5,)), "invalid name"),
 ])
@@ -74,6 +76,26 @@ def test_combinations():
         assert problem(**{**files, key: None}) == (key, f"tls files needs {key.replace('_', '-')} (a path to a PEM file)")
         assert problem(**{**files, key: ""})[0] == key
     assert problem(tls="auto", tls_cert=None) is None  # only files mode needs them
+
+
+def test_a_bad_value_is_blamed_on_the_file_or_the_flag_that_holds_it():
+    """The file is named when it holds the bad value, or when no flag was given at all; a flag
+    is named when it made the combination, even though the file lists the key (as null)."""
+    stored = {**BASE.to_dict(), "port": 70000}
+    for given in ({}, {"port": None, "tls": None}, {"bcrypt_rounds": 6}, {"name": "other"}):
+        with pytest.raises(ChromactlError, match=r"^chromactl.yaml: invalid port 70000"):
+            st.resolve_settings(given, stored, folder_name="p")
+    files = {**BASE.to_dict(), "tls": "files", "tls_cert": None}  # as `init` writes it: tls_cert: null
+    for given in ({}, {"port": None, "tls_cert": None}):
+        with pytest.raises(ChromactlError, match=r"^chromactl.yaml: tls files needs tls-cert"):
+            st.resolve_settings(given, files, folder_name="p")
+    del files["tls_cert"]
+    with pytest.raises(ChromactlError, match=r"^chromactl.yaml: tls files needs tls-cert"):
+        st.resolve_settings({}, files, folder_name="p")
+    auto = {**BASE.to_dict(), "tls_cert": None}
+    for given in ({"tls": "files"}, {"tls": "files", "port": None}):  # `init --force --tls files`
+        with pytest.raises(UsageError, match=r"^--tls-cert: tls files needs tls-cert"):
+            st.resolve_settings(given, auto, folder_name="p")
 
 
 def test_the_first_problem_is_the_one_reported():
@@ -258,6 +280,7 @@ def test_derived_gateway_and_unknown_keys():
     ({"gateway_image": "a b"}, "invalid image reference 'a b'"),
     ({"tls_san": ("a b",)}, "invalid name 'a b' for the certificate: give a DNS name or an IP address"),
     ({"data_volume": "a b"}, "invalid volume name 'a b': use letters, digits, '_', '.' or '-'"),
+    ({"data_path": "//"}, "invalid data path '//': give an absolute path in the container, e.g. /data"),
     ({"auth": "none", "rbac": True}, "RBAC needs authentication: use auth token or basic, or turn rbac off"),
     ({"auth": "none", "rbac": False, "gateway": "nginx"}, "a gateway enforces auth: with auth none there is nothing for it to do"),
 ])

@@ -8,6 +8,7 @@ import ipaddress
 
 import pytest
 from cryptography import x509
+from cryptography.x509 import verification
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -53,6 +54,60 @@ def assert_five_minutes_back(cert: x509.Certificate) -> None:
     """Valid from 5 minutes before it was made (clocks differ), to the second."""
     back = tls._now() - cert.not_valid_before_utc
     assert datetime.timedelta(minutes=5) <= back < datetime.timedelta(minutes=5, seconds=30), back
+
+
+CONSTRAINED_TO = ("localhost", "example.org", "127.0.0.1", "::1")
+
+
+@pytest.fixture  # per test: mutmut links a function to the tests that call it, fixtures included
+def constrained_ca():
+    return tls.new_ca("proj", CONSTRAINED_TO)
+
+
+def verifies(ca: tls.Issued, name: str) -> bool:
+    """Whether a real verifier (cryptography's, by RFC 5280) accepts a certificate for `name`
+    signed with `ca`'s key, as a client that trusts `ca` and asked for `name` would."""
+    try:
+        wanted = x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        wanted = x509.DNSName(name)
+    verifier = verification.PolicyBuilder().store(verification.Store([load(ca.cert)])).build_server_verifier(wanted)
+    try:
+        verifier.verify(load(tls.issue_server(ca, (name,)).cert), [])
+        return True
+    except verification.VerificationError:
+        return False
+
+
+def test_the_name_constraints_are_critical_and_typed(constrained_ca):
+    """Critical: a client that cannot apply them must refuse the CA, not ignore them. Typed:
+    a kind of name (DNS, IP) with no permitted subtree is not constrained at all."""
+    constraints = load(constrained_ca.cert).extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical
+    assert constraints.value.permitted_subtrees == [
+        x509.DNSName("localhost"), x509.DNSName("example.org"),
+        x509.IPAddress(ipaddress.ip_network("127.0.0.1/32")), x509.IPAddress(ipaddress.ip_network("::1/128"))]
+    assert constraints.value.excluded_subtrees is None
+    assert tls.permitted_names(constrained_ca.cert) == CONSTRAINED_TO
+
+
+@pytest.mark.parametrize("name, signable", [
+    ("localhost", True), ("example.org", True), ("db.example.org", True), ("a.b.example.org", True),
+    ("127.0.0.1", True), ("::1", True),
+    ("badexample.org", False),  # a suffix, not a name below
+    ("example.org.evil.com", False), ("other.org", False), ("org", False), ("xlocalhost", False),
+    ("10.0.0.1", False), ("127.0.0.2", False), ("::2", False),
+    ("a.127.0.0.1", False),  # an address covers no DNS name, even one ending with it
+])
+def test_a_constrained_ca_signs_for_its_names_and_below_only(constrained_ca, name, signable):
+    assert tls.permits(tls.permitted_names(constrained_ca.cert), name) is signable
+    assert verifies(constrained_ca, name) is signable  # a client decides the same
+
+
+@pytest.mark.parametrize("name", ["bank.example.com", "10.0.0.1", "localhost"])
+def test_a_ca_of_earlier_versions_without_constraints_signs_for_any_name(ca, name):
+    assert tls.permitted_names(ca.cert) is None
+    assert tls.permits(None, name) is True and verifies(ca, name)
 
 
 def test_the_server_certificate(ca, leaf):
