@@ -202,6 +202,16 @@ def user(name="alice", role="reader", tokens=("T" * 20,)) -> dict:
     return entry
 
 
+SCOPE_NAME_RULE = "name is 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit"
+NOT_A_LIST = "user 'alice': 'databases' must be a non-empty list (or [\"*\"] for all of the tenant's)"
+
+
+def scoped(name="alice", role="reader", tokens=("T" * 20,), **scope) -> dict:
+    """A user of authz.yaml with a scope (tenant acme unless told); a scope key given as None is left out."""
+    scope = {"tenant": "acme", **scope}
+    return {**user(name, role, tokens), **{key: value for key, value in scope.items() if value is not None}}
+
+
 @pytest.mark.parametrize("settings, doc, where, message", [
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(name="-bad")]}, "id: -bad",
      "a user name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"),
@@ -269,6 +279,29 @@ def user(name="alice", role="reader", tokens=("T" * 20,)) -> dict:
      "user 'bob' shares a token with user 'alice'"),
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(), user(tokens=["U" * 20])]}, "- id: alice",
      "user 'alice' is already on line 7"),
+    # Scopes: a tenant and some of its databases, in Chroma's keys.
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(tenant=None, databases=["prod"])]}, "databases:",
+     "user 'alice' has databases but no tenant"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(tenant="ac")]}, "tenant: ac",
+     f"user 'alice': a tenant {SCOPE_NAME_RULE} (got 'ac')"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(tenant=7)]}, "tenant: 7",
+     f"user 'alice': a tenant {SCOPE_NAME_RULE} (got '7')"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(databases=["prod", "x"])]}, "- x",
+     f"user 'alice': a database {SCOPE_NAME_RULE} (got 'x')"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(databases=["*", "prod"])]}, "- '*'",
+     f"user 'alice': a database {SCOPE_NAME_RULE} (got '*')"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(databases=["prod", "other", "prod"])]}, "databases:",
+     "user 'alice' names a database twice"),
+    *[(TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(databases=databases)]}, "databases:", NOT_A_LIST)
+      for databases in ([], "prod", "*", {"*": 1}, 5, True)],
+    (TOKEN_PLAIN, {"users": [scoped(role=None)]}, "tenant: acme",
+     "user 'alice' has a tenant, but scoping needs RBAC: the role decides what the user may do in its tenant"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(), scoped(name=cr.PROBE_USER, tokens=["P" * 20])]},
+     "tenant: acme", "user 'chromactl-probe' has a tenant, but chromactl's probe user proves the server for every tenant"),
+    (TOKEN_PLAIN, {"users": [scoped(name=cr.PROBE_USER, role=None)]}, "tenant: acme",
+     "user 'chromactl-probe' has a tenant, but chromactl's probe user proves the server for every tenant"),
+    (BASIC_RBAC, {"roles_mapping": READERS, "users": [scoped(tokens=None, databases=["prod", "prod"])]}, "databases:",
+     "user 'alice' names a database twice"),
 ])
 def test_invalid_authz_is_refused_with_its_line(settings, doc, where, message):
     texts = authz(doc)
