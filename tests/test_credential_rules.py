@@ -545,6 +545,7 @@ def test_a_scope_name_problem_shows_the_name_it_refuses():
 
 # --- passwords checked against their hashes ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("password, password_hash, matches", [
     ("a-password-of-16+", HASH, True), ("a-password-of-16-", HASH, False), ("", HASH, False),
     ("a-password-of-16+", HASH.replace("$2b$", "$2y$"), True),  # Apache's htpasswd writes $2y$
