@@ -360,7 +360,7 @@ def parse_authz(text: str, settings: Settings) -> tuple[dict[str, tuple[str, ...
                     raise ProjectFileError(AUTHZ_FILE, f"user {name!r} shares a token with user {token_owner[token]!r}", t_line)
                 token_owner[token] = name
             tokens = tuple(raw_tokens)
-        tenant, databases = _parse_scope(entry, name, line)
+        tenant, databases = _parse_scope(entry, name)
         if tenant is not None and (not settings.rbac or name == PROBE_USER):
             why = "chromactl's probe user proves the server for every tenant" if name == PROBE_USER else \
                 "scoping needs RBAC: the role decides what the user may do in its tenant"
@@ -369,7 +369,7 @@ def parse_authz(text: str, settings: Settings) -> tuple[dict[str, tuple[str, ...
     return roles, users
 
 
-def _parse_scope(entry: Mapping, name: str, line: int) -> tuple[str | None, tuple[str, ...]]:
+def _parse_scope(entry: Mapping, name: str) -> tuple[str | None, tuple[str, ...]]:
     """A user's tenant and databases, in Chroma's own keys (`tenant`, `databases`; `["*"]`:
     every database of the tenant)."""
     tenant = entry.get("tenant")
@@ -381,11 +381,14 @@ def _parse_scope(entry: Mapping, name: str, line: int) -> tuple[str | None, tupl
     problem = scope_name_problem(tenant, "tenant")
     if problem:
         raise ProjectFileError(AUTHZ_FILE, f"user {name!r}: {problem}", entry.line_of("tenant"))
-    if raw is None or list(raw) == [ALL_DATABASES]:
+    if raw is None:
         return tenant, ()
+    # The shape first: `databases: 5` is no list to compare with ["*"], and `"*"` or `{"*": 1}` are not ["*"].
     if not isinstance(raw, Sequence) or not raw:
         raise ProjectFileError(AUTHZ_FILE, f"user {name!r}: 'databases' must be a non-empty list "
                                f"(or [\"{ALL_DATABASES}\"] for all of the tenant's)", entry.line_of("databases"))
+    if raw == [ALL_DATABASES]:
+        return tenant, ()
     for index, database in enumerate(raw):
         problem = scope_name_problem(database, "database")
         if problem:

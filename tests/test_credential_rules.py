@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import string
+from dataclasses import replace
 
 import bcrypt
 import pytest
@@ -15,7 +16,7 @@ import yaml
 from chromactl import credentials as cr
 from chromactl import roles
 from chromactl.credentials import Credentials, User
-from chromactl.errors import ChromactlError, ProjectFileError
+from chromactl.errors import ChromactlError, ProjectFileError, UsageError
 from chromactl.settings import resolve_settings
 
 TOKEN_RBAC = resolve_settings({}, None, folder_name="p")
@@ -202,6 +203,16 @@ def user(name="alice", role="reader", tokens=("T" * 20,)) -> dict:
     return entry
 
 
+SCOPE_NAME_RULE = "name is 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit"
+NOT_A_LIST = "user 'alice': 'databases' must be a non-empty list (or [\"*\"] for all of the tenant's)"
+
+
+def scoped(name="alice", role="reader", tokens=("T" * 20,), **scope) -> dict:
+    """A user of authz.yaml with a scope (tenant acme unless told); a scope key given as None is left out."""
+    scope = {"tenant": "acme", **scope}
+    return {**user(name, role, tokens), **{key: value for key, value in scope.items() if value is not None}}
+
+
 @pytest.mark.parametrize("settings, doc, where, message", [
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(name="-bad")]}, "id: -bad",
      "a user name is 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"),
@@ -269,6 +280,29 @@ def user(name="alice", role="reader", tokens=("T" * 20,)) -> dict:
      "user 'bob' shares a token with user 'alice'"),
     (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(), user(tokens=["U" * 20])]}, "- id: alice",
      "user 'alice' is already on line 7"),
+    # Scopes: a tenant and some of its databases, in Chroma's keys.
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(tenant=None, databases=["prod"])]}, "databases:",
+     "user 'alice' has databases but no tenant"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(tenant="ac")]}, "tenant: ac",
+     f"user 'alice': a tenant {SCOPE_NAME_RULE} (got 'ac')"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(tenant=7)]}, "tenant: 7",
+     f"user 'alice': a tenant {SCOPE_NAME_RULE} (got '7')"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(databases=["prod", "x"])]}, "- x",
+     f"user 'alice': a database {SCOPE_NAME_RULE} (got 'x')"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(databases=["*", "prod"])]}, "- '*'",
+     f"user 'alice': a database {SCOPE_NAME_RULE} (got '*')"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(databases=["prod", "other", "prod"])]}, "databases:",
+     "user 'alice' names a database twice"),
+    *[(TOKEN_RBAC, {"roles_mapping": READERS, "users": [scoped(databases=databases)]}, "databases:", NOT_A_LIST)
+      for databases in ([], "prod", "*", {"*": 1}, 5, True)],
+    (TOKEN_PLAIN, {"users": [scoped(role=None)]}, "tenant: acme",
+     "user 'alice' has a tenant, but scoping needs RBAC: the role decides what the user may do in its tenant"),
+    (TOKEN_RBAC, {"roles_mapping": READERS, "users": [user(), scoped(name=cr.PROBE_USER, tokens=["P" * 20])]},
+     "tenant: acme", "user 'chromactl-probe' has a tenant, but chromactl's probe user proves the server for every tenant"),
+    (TOKEN_PLAIN, {"users": [scoped(name=cr.PROBE_USER, role=None)]}, "tenant: acme",
+     "user 'chromactl-probe' has a tenant, but chromactl's probe user proves the server for every tenant"),
+    (BASIC_RBAC, {"roles_mapping": READERS, "users": [scoped(tokens=None, databases=["prod", "prod"])]}, "databases:",
+     "user 'alice' names a database twice"),
 ])
 def test_invalid_authz_is_refused_with_its_line(settings, doc, where, message):
     texts = authz(doc)
@@ -424,3 +458,138 @@ def test_authz_is_written_in_a_fixed_block_layout():
         "  tokens:\n"
         "  - AAAAAAAAAAAAAAAA\n"
         "  - BBBBBBBBBBBBBBBB\n")
+
+
+# --- scopes --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scope, tenant, databases", [
+    ({}, None, ()),  # server-wide, as every user was before scoping
+    ({"tenant": "acme"}, "acme", ()),  # no databases: all of the tenant's, present and future
+    ({"tenant": "acme", "databases": None}, "acme", ()),
+    ({"tenant": "acme", "databases": ["*"]}, "acme", ()),  # Chroma's own way to say all of them
+    ({"tenant": "acme", "databases": ["prod"]}, "acme", ("prod",)),
+    ({"tenant": "a.b", "databases": ["prod", "x_y", "0-9"]}, "a.b", ("prod", "x_y", "0-9")),
+])
+def test_a_scoped_user_loads_with_its_tenant_and_databases(scope, tenant, databases):
+    doc = {"roles_mapping": READERS, "users": [{**user(), **scope}, user(name="bob", tokens=["U" * 20])]}
+    creds = cr.load_credentials(TOKEN_RBAC, authz(doc))
+    assert creds.users == (User("alice", "reader", tokens=("T" * 20,), tenant=tenant, databases=databases),
+                           User("bob", "reader", tokens=("U" * 20,)))
+    # Under basic auth the scope of authz.yaml joins the password of server.htpasswd.
+    doc = {"roles_mapping": READERS, "users": [{**user(tokens=None), **scope}]}
+    creds = cr.load_credentials(BASIC_RBAC, {**authz(doc), cr.HTPASSWD_FILE: f"alice:{HASH}\n"})
+    assert creds.users == (User("alice", "reader", password_hash=HASH, tenant=tenant, databases=databases),)
+
+
+def test_scopes_are_written_in_chromas_keys_and_read_back():
+    creds = (Credentials(roles={"reader": ("tenant:get_tenant",)})
+             .with_user(User("rita", "reader", tokens=("R" * 16,), tenant="acme", databases=("prod", "other")))
+             .with_user(User("tom", "reader", tokens=("S" * 16,), tenant="acme"))
+             .with_user(User("root", "reader", tokens=("U" * 16,))))
+    text = cr.render_authz(creds, TOKEN_RBAC)
+    assert text.split("users:\n")[1] == (
+        "- id: rita\n"
+        "  role: reader\n"
+        "  tokens:\n"
+        "  - RRRRRRRRRRRRRRRR\n"
+        "  tenant: acme\n"
+        "  databases:\n"
+        "  - prod\n"
+        "  - other\n"
+        "- id: tom\n"
+        "  role: reader\n"
+        "  tokens:\n"
+        "  - SSSSSSSSSSSSSSSS\n"
+        "  tenant: acme\n"
+        "  databases:\n"
+        "  - '*'\n"
+        "- id: root\n"
+        "  role: reader\n"
+        "  tokens:\n"
+        "  - UUUUUUUUUUUUUUUU\n")
+    assert cr.load_credentials(TOKEN_RBAC, {cr.AUTHZ_FILE: text}) == creds
+
+
+CHECK_SCOPE_CASES = [
+    (None, (), None), ("acme", (), None), ("acme", ("prod",), None), ("acme", ("prod", "other"), None),
+    ("a" * 63, ("b" * 63,), None), ("a.b", ("x_y", "0-9"), None),
+    (None, ("prod",), "--database needs --tenant: a database belongs to a tenant"),
+    ("ac", (), f"a tenant {SCOPE_NAME_RULE} (got 'ac')"),
+    ("a" * 64, (), f"a tenant {SCOPE_NAME_RULE} (got '{'a' * 64}')"),
+    ("acme-", ("prod",), f"a tenant {SCOPE_NAME_RULE} (got 'acme-')"),
+    ("acme", ("prod", "p"), f"a database {SCOPE_NAME_RULE} (got 'p')"),
+    ("acme", ("prod", "b" * 64), f"a database {SCOPE_NAME_RULE} (got '{'b' * 64}')"),
+    ("acme", ("_prod",), f"a database {SCOPE_NAME_RULE} (got '_prod')"),
+    ("acme", ("prod", "other", "prod"), "a --database is named twice"),
+    ("ac", ("prod", "prod"), f"a tenant {SCOPE_NAME_RULE} (got 'ac')"),  # the names first, in order
+]
+
+
+@pytest.mark.parametrize("tenant, databases, message", CHECK_SCOPE_CASES)
+def test_a_scope_given_on_the_command_line(tenant, databases, message):
+    if message is None:
+        assert cr.check_scope(tenant, databases) is None
+        return
+    with pytest.raises(UsageError) as caught:
+        cr.check_scope(tenant, databases)
+    assert caught.value.message == message and caught.value.exit_code == 2
+
+
+def test_a_scope_name_problem_shows_the_name_it_refuses():
+    assert cr.scope_name_problem("acme", "tenant") is None
+    assert cr.scope_name_problem("no way", "tenant") == f"a tenant {SCOPE_NAME_RULE} (got 'no way')"
+    assert cr.scope_name_problem(None, "database") == f"a database {SCOPE_NAME_RULE} (got 'None')"
+    assert cr.scope_name_problem("x" * 80, "tenant").endswith(f"(got {repr('x' * 80)[:67]}...)")
+
+
+# --- passwords checked against their hashes ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("password, password_hash, matches", [
+    ("a-password-of-16+", HASH, True), ("a-password-of-16-", HASH, False), ("", HASH, False),
+    ("a-password-of-16+", HASH.replace("$2b$", "$2y$"), True),  # Apache's htpasswd writes $2y$
+    ("é-password-of-16+", cr.hash_password("é-password-of-16+", 4), True),  # UTF-8, as Chroma and nginx read it
+    ("x" * 72 + "tail", cr.hash_password("x" * 72, 4), True),  # bcrypt reads 72 bytes (bcrypt 5 raises past them)
+    ("generated-password-xxxxx", SSHA, True), ("generated-password-xxxxy", SSHA, False),
+    ("é" * 16, cr.hash_generated("é" * 16, BASIC_RBAC), True),
+    # Not a hash, or a damaged one: never a match, never an exception.
+    ("anything", None, False), ("", "", False), ("plain-text-secret", "plain-text-secret", False),
+    ("a-password-of-16+", HASH.replace("$04$", "$03$"), False),  # bcrypt's shape, a cost bcrypt refuses
+    ("a-password-of-16+", HASH[:-1], False),
+    ("generated-password-xxxxx", SSHA[:-1], False),  # padding cut: not base64
+    ("generated-password-xxxxx", SSHA[:12] + "!" + SSHA[12:], False),  # a stray character: not base64
+    ("generated-password-xxxxx", "{SSHA}", False),
+])
+def test_password_matches_its_hash_as_the_server_checks_it(password, password_hash, matches):
+    assert cr.password_matches(password, password_hash) is matches
+
+
+def test_a_chosen_password_gets_the_projects_cost_natively_and_salted_sha1_behind_the_gateway():
+    native = resolve_settings({"auth": "basic", "image": "chromadb/chroma:0.6.3", "bcrypt_rounds": 5}, None,
+                              folder_name="p")
+    chosen = cr.hash_password_for("a-password-of-16+", native, generated=False)
+    generated = cr.hash_password_for("a-password-of-16+", native, generated=True)
+    assert cr.hash_cost(chosen) == 5 and cr.hash_cost(generated) == cr.GENERATED_ROUNDS
+    assert cr.password_matches("a-password-of-16+", chosen) and cr.password_matches("a-password-of-16+", generated)
+    behind = cr.hash_password_for("a-password-of-16+", BASIC_RBAC, generated=False)
+    assert behind.startswith("{SSHA}") and cr.password_matches("a-password-of-16+", behind)
+
+
+# --- digests of what grants access -------------------------------------------------------------------
+
+
+def test_a_digest_changes_with_everything_that_grants_access_and_holds_no_secret():
+    alice = User("alice", "reader", tokens=("T" * 20,), tenant="acme", databases=("prod",))
+    [digest] = cr.credential_digests(Credentials(users=(alice,)))
+    assert cr.credential_digests(Credentials(users=(replace(alice),))) == {digest}  # the same grant, the same digest
+    assert "T" * 20 not in digest and len(digest) == 64
+    changed = [replace(alice, name="alicia"), replace(alice, role="writer"), replace(alice, tokens=("T" * 20, "U" * 20)),
+               replace(alice, tenant="beta"), replace(alice, databases=("prod", "other")), replace(alice, databases=()),
+               replace(alice, tenant=None, databases=()), replace(alice, tenant="None", databases=())]
+    digests = [cr.credential_digests(Credentials(users=(u,))) for u in changed]
+    assert all(digest not in d for d in digests) and len(set().union(*digests)) == len(changed)
+    hashed = User("bob", "reader", password_hash=HASH)
+    assert cr.credential_digests(Credentials(users=(hashed,))) != cr.credential_digests(
+        Credentials(users=(replace(hashed, password_hash=SSHA),)))
+    assert len(cr.credential_digests(Credentials(users=(alice, hashed)))) == 2
