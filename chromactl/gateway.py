@@ -278,8 +278,7 @@ def _route_maps() -> list[str]:
                 captured.update(tenant=f"${group}", database=f"${group + 1}", collection=f"${group + 2}")
                 group += 3
             else:
-                field = {"tenant": "tenant", "tenant_name": "tenant", "database": "database",
-                         "collection_id": "collection"}.get(name)
+                field = {"tenant": "tenant", "database": "database", "collection_id": "collection"}.get(name)
                 if field:
                     captured[field] = f"${group}"
                 group += 1

@@ -293,7 +293,8 @@ class Gateway:
         if name == "$request_uri":
             return request.target
         if name == "$uri":  # decoded; the paths that decoding could change are refused before (400)
-            return urllib.parse.unquote(request.target.split("?", 1)[0])
+            # ... but still logged: with slashes merged, as nginx's merge_slashes (on by default) does.
+            return re.sub("/{2,}", "/", urllib.parse.unquote(request.target.split("?", 1)[0]))
         if name == "$remote_user":
             return (self._basic_credentials(request) or ("", ""))[0]
         if name in ("$binary_remote_addr", "$remote_addr"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import re
 import shutil
 import signal
 import socket
@@ -25,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from chromactl import gateway, roles, routes
-from chromactl.credentials import Credentials, User, hash_generated
+from chromactl.credentials import Credentials, User, hash_generated, hash_password
 from chromactl.settings import resolve_settings
 from nginx_model import CHROMA, Gateway, Request
 from test_gateway_config import nginx_binary, running_nginx, table_allows
@@ -33,6 +34,8 @@ from test_gateway_config import nginx_binary, running_nginx, table_allows
 TOKEN = resolve_settings({}, None, folder_name="p")
 X_TOKEN = resolve_settings({"token_header": "X-Chroma-Token"}, None, folder_name="p")
 BASIC = resolve_settings({"auth": "basic"}, None, folder_name="p")
+TOKEN_PLAIN = resolve_settings({"rbac": False}, None, folder_name="p")
+BASIC_PLAIN = resolve_settings({"auth": "basic", "rbac": False}, None, folder_name="p")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 ACME_PROD = "0b6e3c8a-1f2d-4e5f-8a9b-0c1d2e3f4a5b"  # in acme/prod
@@ -250,7 +253,7 @@ def test_scope_rules_are_written_only_when_a_user_is_scoped():
     for word in ("auth_request", "proxy_cache", "chromactl_scope", "chromactl_identity", "by-id"):
         assert word not in text, word
     text = gateway.render_gateway(TOKEN, credentials())[gateway.CONFIG_FILE]
-    assert "auth_request /_chromactl/scope;" in text and "scoped users" in text.splitlines()[2]
+    assert "auth_request /_chromactl/scope;" in text and text.splitlines()[2] == "# Auth: token in Authorization, RBAC, scoped users"
 
 
 def test_the_id_check_is_internal_and_the_identity_header_comes_from_the_gateway_alone(scoped_gateway):
@@ -299,12 +302,15 @@ def test_scoping_under_the_other_credentials(settings):
 def test_scoping_needs_rbac_and_names_chroma_accepts():
     no_rbac = resolve_settings({"rbac": False}, None, folder_name="p")
     scoped = Credentials().with_user(User("rita", tokens=("R" * 40,), tenant="acme"))
-    with pytest.raises(ValueError, match="RBAC"):
+    with pytest.raises(ValueError, match="^refusing to scope users without RBAC: the role decides inside the scope$"):
         gateway.render_gateway(no_rbac, scoped)
-    for tenant, databases in (('ac"me', ()), ("acme", ("pr;od",)), ("a", ()), ("acme", ("$http_x",))):
+    # The message names what is wrong, as the operator wrote it.
+    for tenant, databases, wrong in (('ac"me', (), "tenant 'ac\"me'"), ("acme", ("pr;od",), "database 'pr;od'"),
+                                     ("a", (), "tenant 'a'"), ("acme", ("prod", "$http_x"), "database '$http_x'")):
+        what = wrong.split()[0]
         hostile = Credentials(roles=dict(roles.BUILTIN_ROLES)).with_user(
             User("rita", "reader", tokens=("R" * 40,), tenant=tenant, databases=databases))
-        with pytest.raises(ValueError, match="refusing to write"):
+        with pytest.raises(ValueError, match=re.escape(f"refusing to write {wrong} into nginx.conf: a {what} name is 3-63")):
             gateway.render_gateway(TOKEN, hostile)
 
 
@@ -472,3 +478,102 @@ def test_a_real_nginx_scopes_and_logs_as_the_model_does(settings):
     modelled = sorted(tuple(sorted((k, v) for k, v in expected_model.audit(
         Request(r.method, r.target, r.headers)).items() if k not in _MEASURED)) for r in requests)
     assert logged == modelled
+
+
+# --- the audit trail of every configuration, through a real nginx -----------------------------------
+
+
+def unscoped_credentials(settings) -> Credentials:
+    """root (admin) and ursula (reader), no one scoped; without RBAC, users without roles."""
+    creds = Credentials(roles=dict(roles.BUILTIN_ROLES) if settings.rbac else None)
+    for name, role in UNSCOPED.items():
+        creds = creds.with_user(_user(settings, name, role if settings.rbac else None, None, ()))
+    return creds
+
+
+def wrong_secret(settings) -> dict[str, str]:
+    if settings.auth == "basic":
+        return {"Authorization": "Basic " + base64.b64encode(b"nobody:wrong-password").decode()}
+    if settings.token_header == "X-Chroma-Token":
+        return {"X-Chroma-Token": "W" * 40}
+    return {"Authorization": "Bearer " + "W" * 40}
+
+
+def audit_expectations(settings) -> list[tuple[Request, dict]]:
+    """Requests to a gateway without scoped users, each with what its audit line says."""
+    root, ursula, wrong = credential(settings, "root"), credential(settings, "ursula"), wrong_secret(settings)
+    refused = 401 if settings.auth == "basic" else 403
+    tenant = "/api/v2/tenants/acme"
+    cases = [
+        # Who: a user the gateway knows, with its role; a stranger "unknown"; no credentials, no one.
+        (Request("GET", tenant, root), dict(user="root", role="admin", status=299, reason="")),
+        (Request("GET", tenant, {}), dict(user="", role="", status=refused, reason="no_credentials")),
+        (Request("GET", tenant, wrong), dict(user="unknown", role="", status=refused, reason="bad_credentials")),
+        # Public routes check no credentials, and name no one, whatever was sent.
+        (Request("GET", "/api/v2/heartbeat", root), dict(user="", role="", action="system:heartbeat", status=299)),
+        # A path refused before any credential is checked: a stranger is given no role.
+        (Request("POST", "/api/v2//reset", wrong), dict(user="unknown", role="", status=400, reason="")),
+        # Where: the tenant, database and collection the route names; empty where it names none.
+        (Request("GET", "/api/v2/collections/acme:prod:docs", root),
+         dict(action="collection:get_collection", tenant="acme", database="prod", collection="docs")),
+        (Request("POST", "/api/v2/reset", root), dict(action="system:reset", tenant="", database="", collection="")),
+        (Request("GET", tenant, ursula), dict(action="tenant:get_tenant", tenant="acme", database="", collection="")),
+        (Request("GET", tenant + "/databases/prod/collections", ursula),
+         dict(action="db:list_collections", tenant="acme", database="prod", collection="")),
+    ]
+    if settings.rbac:
+        cases.append((Request("POST", "/api/v2/reset", ursula), dict(user="ursula", role="reader", status=403,
+                                                                      reason="role")))
+    else:  # every user may do everything: an admin
+        cases.append((Request("POST", "/api/v2/reset", ursula), dict(user="ursula", role="admin", status=299,
+                                                                      reason="")))
+    if settings.auth == "token":  # a token in the header the gateway does not read is no credential
+        other = {"X-Chroma-Token": token_of("root")} if settings.token_header == "Authorization" \
+            else {"Authorization": "Bearer " + token_of("root")}
+        cases.append((Request("GET", tenant, other), dict(user="", role="", status=403, reason="no_credentials")))
+    return cases
+
+
+@pytest.mark.parametrize("settings", [TOKEN, TOKEN_PLAIN, X_TOKEN, BASIC, BASIC_PLAIN],
+                         ids=["token", "token-plain", "x-chroma-token", "basic", "basic-plain"])
+def test_a_real_nginx_audits_who_where_and_why_in_every_configuration(settings):
+    creds = unscoped_credentials(settings)
+    cases = audit_expectations(settings)
+    # Each request tagged by its User-Agent (the line's "agent"): workers write their lines in turn.
+    requests = [Request(r.method, r.target, {**r.headers, "User-Agent": f"case-{i}"}) for i, (r, _) in enumerate(cases)]
+    with real_nginx(settings, creds) as (port, log):
+        for request in requests:
+            _send(port, request)
+    logged = {line["agent"]: line for line in map(json.loads, log.read_text().splitlines())}
+    expected_model = model(settings, creds)
+    expected_model.chroma_status = 299  # the stand-in's
+    for request, (_, fields) in zip(requests, cases):
+        line = logged[request.headers["User-Agent"]]
+        assert {k: line[k] for k in fields} == fields, (request.method, request.target, request.headers, line)
+        modelled = expected_model.audit(Request(request.method, request.target, request.headers))
+        assert {k: v for k, v in line.items() if k not in _MEASURED} == \
+            {k: v for k, v in modelled.items() if k not in _MEASURED}, (request.method, request.target)
+
+
+def test_a_real_nginx_limits_a_costly_users_flood_and_audits_it_as_limited():
+    """Beyond its burst, an address trying a user of a costly hash gets 429 before any bcrypt;
+    the audit trail says why (the model has no clock: it is told the status)."""
+    creds = Credentials(roles=dict(roles.BUILTIN_ROLES)).with_user(
+        User("wes", "writer", password_hash=hash_password(password_of("wes"), 8)))
+    sent = {"Authorization": "Basic " + base64.b64encode(f"wes:{password_of('wes')}".encode()).decode()}
+    statuses = []
+    with real_nginx(BASIC, creds) as (port, log):
+        for i in range(3 * gateway.COSTLY_BURST):
+            statuses.append(_send(port, Request("GET", "/api/v2/tenants/acme", {**sent, "User-Agent": f"case-{i}"}))[0])
+            if statuses.count(429) == 3:
+                break
+    assert statuses[:gateway.COSTLY_BURST + 1] == [CHROMA] * (gateway.COSTLY_BURST + 1) and 429 in statuses, statuses
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    limited = [line for line in lines if line["status"] == 429]
+    assert len(limited) == statuses.count(429)
+    expected_model = model(BASIC, creds)
+    for line in limited:
+        assert (line["user"], line["role"], line["reason"]) == ("wes", "", "limited"), line
+        modelled = expected_model.audit(Request("GET", "/api/v2/tenants/acme", sent, status=429))
+        assert {k: v for k, v in line.items() if k not in _MEASURED + ("agent",)} == \
+            {k: v for k, v in modelled.items() if k not in _MEASURED + ("agent",)}
