@@ -25,10 +25,15 @@ from test_archive import make_sqlite
 from test_backup_checks import build_backup, member
 
 
-def refusal(output, work) -> str:
+def refused(output, work) -> ChromactlError:
+    """The error verify_backup refuses `output` with."""
     with pytest.raises(ChromactlError) as caught:
         archive.verify_backup(output, work)
-    return caught.value.message
+    return caught.value
+
+
+def refusal(output, work) -> str:
+    return refused(output, work).message
 
 
 def run(project, *args, timeout=30, **kwargs) -> subprocess.CompletedProcess:
@@ -298,11 +303,10 @@ def test_an_index_metadata_pickle_that_names_code_is_refused(tmp_path, monkeypat
     assert archive.verify_backup(output, work) == manifest
     evil = [member("v1/index_metadata.pickle", data=pickle.dumps(RunsCode()))]
     output, work, _ = build_backup(tmp_path / "evil", extra=evil)
-    with pytest.raises(ChromactlError) as caught:
-        archive.verify_backup(output, work)
-    assert caught.value.message == (f"{output}: refusing 'v1/index_metadata.pickle': not the pickle Chroma "
-                                    "writes (it names posix.system)")
-    assert caught.value.hint == "nothing was changed; use another backup"
+    error = refused(output, work)
+    assert error.message == (f"{output}: refusing 'v1/index_metadata.pickle': not the pickle Chroma "
+                             "writes (it names posix.system)")
+    assert error.hint == "nothing was changed; use another backup"
 
 
 def test_a_pickle_naming_a_long_name_is_refused_in_a_line_of_bounded_length(tmp_path):
@@ -330,10 +334,9 @@ def test_a_manifest_that_lies_or_is_malformed_is_refused(tmp_path, changes, mess
 @pytest.mark.parametrize("changes", [{"image": "not an image"}, {"image": 3}, {"created": 17}])
 def test_a_manifest_without_a_valid_image_or_time_says_to_use_another_backup(tmp_path, changes):
     output, work, _ = build_backup(tmp_path, manifest_changes=changes)
-    with pytest.raises(ChromactlError) as caught:
-        archive.verify_backup(output, work)
-    assert caught.value.message == f"{output}: the manifest names no valid image or time"
-    assert caught.value.hint == "use another backup"
+    error = refused(output, work)
+    assert error.message == f"{output}: the manifest names no valid image or time"
+    assert error.hint == "use another backup"
 
 
 @pytest.mark.parametrize("manifest", [b"[" * 100_000 + b"]" * 100_000, b"[1, 2]", b'"text"'])
